@@ -1,0 +1,297 @@
+"""Engine: the closed loop observe -> plan -> apply -> observe again, over all layers.
+
+Contract: `Engine.run(desired, ...)` never raises for device trouble; every target ends
+with a `TargetReport` (outcome, writes, error) and the run with a `RunReport`.
+- Observe: every layer's driver is called once per attempt (layers in parallel threads;
+  each driver batches its own targets). A target whose observation failed is neither
+  planned nor written in that attempt, and it is reported; the others go on.
+- Apply: creates/updates run layer by layer in creation order (switch, hypervisor, host,
+  sidecar), deletes in the reverse order, so no traffic is sent where the path does not
+  exist yet. Each layer's targets go to its driver in one batched call.
+- Converge: up to `attempts` rounds with exponential backoff between them; a converged
+  state (empty plan) makes no apply call at all, so it issues zero writes.
+- Every step is published as an `Event` on the bus; the engine itself keeps no history.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from .diff import ignored_paths
+from .drivers.base import ApplyResult, Driver, Observation, Target, TargetPlan
+from .events import Event, EventBus, EventKind
+from .intent import IgnoreRule, Inventory
+from .model import FrozenDict, Layer, ObservedState, Resource, State
+from .plan import Change, Plan, make_plan
+from .status import Action, Outcome, Phase
+
+# Inventory group of each layer.
+LAYER_GROUPS: Mapping[Layer, str] = {
+    Layer.SWITCH: "switches", Layer.HYPERVISOR: "hypervisors", Layer.HOST: "hosts", Layer.SIDECAR: "sidecars",
+}
+
+
+def targets_from_inventory(inventory: Inventory) -> dict[Layer, list[Target]]:
+    return {layer: [Target.from_inventory(h, layer) for h in inventory.group(group)]
+            for layer, group in LAYER_GROUPS.items()}
+
+
+@dataclass
+class TargetReport:
+    layer: Layer
+    target: str
+    outcome: Outcome = Outcome.NOOP
+    writes: int = 0
+    error: str = ""
+    rolled_back: bool = False
+    apps: set[str] = field(default_factory=set)
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok
+
+    def to_json(self) -> dict:
+        return {"layer": self.layer.value, "target": self.target, "outcome": self.outcome.value,
+                "writes": self.writes, "error": self.error, "rolled_back": self.rolled_back,
+                "apps": sorted(self.apps)}
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    revision: str
+    phase: Phase
+    started: float
+    duration_s: float
+    initial: Plan
+    residual: Plan
+    targets: dict[tuple[Layer, str], TargetReport]
+    attempts: int
+    dry_run: bool
+
+    @property
+    def converged(self) -> bool:
+        return self.residual.empty and all(t.ok for t in self.targets.values())
+
+    @property
+    def writes(self) -> int:
+        return sum(t.writes for t in self.targets.values())
+
+    def apps(self) -> list[str]:
+        return sorted({c.app for c in self.initial.drift} | {a for t in self.targets.values() for a in t.apps})
+
+    def to_json(self) -> dict:
+        return {"run_id": self.run_id, "revision": self.revision, "phase": self.phase.value,
+                "duration_s": round(self.duration_s, 3), "attempts": self.attempts, "dry_run": self.dry_run,
+                "converged": self.converged, "writes": self.writes,
+                "initial": self.initial.to_json(), "residual": self.residual.to_json(),
+                "targets": [self.targets[k].to_json() for k in sorted(self.targets, key=lambda k: (k[0].create_rank, k[1]))]}
+
+
+class Engine:
+    def __init__(self, drivers: Mapping[Layer, Driver], bus: EventBus | None = None, *,
+                 attempts: int = 3, backoff_s: float = 0.5, max_backoff_s: float = 5.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.drivers = dict(drivers)
+        self.bus = bus or EventBus()
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._sleep = sleep
+
+    # ---- observe ---------------------------------------------------------------------
+    def observe(self, targets: Mapping[Layer, Sequence[Target]], run_id: str = "") -> tuple[ObservedState, dict[tuple[Layer, str], Observation]]:
+        layers = [l for l in Layer.ordered() if l in self.drivers and targets.get(l)]
+        results: dict[tuple[Layer, str], Observation] = {}
+
+        def one(layer: Layer) -> tuple[Layer, Mapping[str, Observation]]:
+            ts = list(targets[layer])
+            try:
+                return layer, self.drivers[layer].observe(ts)
+            except Exception as exc:  # a driver bug must not stop the other layers
+                return layer, {t.name: Observation(t.name, Outcome.FAILED, error=f"{layer.value} driver: {exc!r}") for t in ts}
+
+        with ThreadPoolExecutor(max_workers=max(1, len(layers))) as pool:
+            for layer, obs in pool.map(one, layers):
+                for t in targets[layer]:
+                    o = obs.get(t.name) or Observation(t.name, Outcome.FAILED, error=f"{t.name}: driver returned nothing")
+                    results[(layer, t.name)] = o
+                    self.bus.publish(Event(EventKind.OBSERVED, run_id, layer=layer, target=t.name, outcome=o.outcome,
+                                           message=o.error, data={"resources": len(o.resources)}))
+        resources: dict = {}
+        for (layer, name), o in results.items():
+            if o.ok:
+                for r in o.resources:
+                    if r.key.layer == layer and r.key.target == name:
+                        resources[r.key] = r
+        return ObservedState(FrozenDict(resources)), results
+
+    # ---- run ---------------------------------------------------------------------------
+    def run(self, desired: State, targets: Mapping[Layer, Sequence[Target]], *, prune: bool = False,
+            dry_run: bool = False, apps: Sequence[str] | None = None, ignore: Sequence[IgnoreRule] = (),
+            revision: str = "", run_id: str | None = None, trigger: str = "manual") -> RunReport:
+        run_id = run_id or uuid.uuid4().hex[:12]
+        started = time.time()
+        t0 = time.monotonic()
+        app_filter = set(apps) if apps else None
+        desired = _filter_apps(desired, app_filter)
+        reports: dict[tuple[Layer, str], TargetReport] = {
+            (l, t.name): TargetReport(l, t.name) for l, ts in targets.items() if l in self.drivers for t in ts}
+        for r in desired:
+            if (r.key.layer, r.key.target) in reports:
+                reports[(r.key.layer, r.key.target)].apps.add(r.app)
+        self.bus.publish(Event(EventKind.RUN_STARTED, run_id, message=trigger,
+                               data={"revision": revision, "dry_run": dry_run, "prune": prune,
+                                     "apps": sorted(app_filter) if app_filter else None}))
+        initial: Plan | None = None
+        plan = Plan()
+        attempt = 0
+        phase = Phase.SUCCEEDED
+        try:
+            for attempt in range(1, self.attempts + 1):
+                observed, obs = self.observe(targets, run_id)
+                observed = _filter_apps(observed, app_filter)
+                reachable = self._note_observations(obs, reports)
+                plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
+                if initial is None:
+                    initial = _restrict(make_plan(desired, observed, prune, ignore), set(reports))
+                    for c in initial.drift:
+                        self.bus.publish(Event(EventKind.DRIFT, run_id, app=c.app, layer=c.key.layer,
+                                               target=c.key.target, key=str(c.key), message=c.action.value,
+                                               data={"action": c.action.value, "executed": c in initial.changes}))
+                if plan.empty or dry_run:
+                    if dry_run:
+                        self._apply(plan, desired, observed, targets, reports, run_id, dry_run=True)
+                    break
+                if attempt > 1:
+                    self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2)))
+                self._apply(plan, desired, observed, targets, reports, run_id, dry_run=False)
+            if not dry_run and initial is not None and not initial.empty:
+                # verify: observe once more after the last apply
+                observed, obs = self.observe(targets, run_id)
+                observed = _filter_apps(observed, app_filter)
+                reachable = self._note_observations(obs, reports)
+                plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
+                for c in plan.changes:
+                    rep = reports.get((c.key.layer, c.key.target))
+                    if rep is not None and rep.outcome.ok:
+                        rep.outcome = Outcome.FAILED
+                        rep.error = rep.error or f"{c.key}: still differs after {attempt} attempt(s)"
+        except Exception as exc:  # engine bug: record it, never lose the run
+            phase = Phase.FAILED
+            for rep in reports.values():
+                if rep.outcome.ok:
+                    rep.error = rep.error or f"run aborted: {exc!r}"
+            raise
+        finally:
+            initial = initial or Plan()
+            if dry_run:
+                residual = initial
+            else:
+                residual = plan
+            if phase is Phase.SUCCEEDED and not all(r.ok for r in reports.values()):
+                phase = Phase.FAILED
+            if phase is Phase.SUCCEEDED and not dry_run and not residual.empty:
+                phase = Phase.FAILED
+            report = RunReport(run_id, revision, phase, started, time.monotonic() - t0, initial, residual,
+                               reports, attempt, dry_run)
+            self._publish_results(report)
+        return report
+
+    @staticmethod
+    def _note_observations(obs: Mapping[tuple[Layer, str], Observation],
+                           reports: dict[tuple[Layer, str], TargetReport]) -> set[tuple[Layer, str]]:
+        reachable = set()
+        for k, o in obs.items():
+            rep = reports[k]
+            if o.ok:
+                reachable.add(k)
+                if rep.outcome is Outcome.UNREACHABLE:  # came back within this run
+                    rep.outcome, rep.error = Outcome.NOOP, ""
+            else:
+                rep.outcome, rep.error = o.outcome, o.error
+        return reachable
+
+    def _apply(self, plan: Plan, desired: State, observed: State, targets: Mapping[Layer, Sequence[Target]],
+               reports: dict[tuple[Layer, str], TargetReport], run_id: str, dry_run: bool) -> None:
+        by_target: dict[tuple[Layer, str], list[Change]] = {}
+        for c in plan.changes:
+            by_target.setdefault((c.key.layer, c.key.target), []).append(c)
+        tmap = {(l, t.name): t for l, ts in targets.items() for t in ts}
+        phases = [(Layer.ordered(), lambda c: c.action is not Action.DELETE),
+                  (tuple(reversed(Layer.ordered())), lambda c: c.action is Action.DELETE)]
+        for layer_order, wanted in phases:
+            for layer in layer_order:
+                driver = self.drivers.get(layer)
+                if driver is None:
+                    continue
+                tplans = []
+                for (l, name), changes in sorted(by_target.items(), key=lambda kv: kv[0][1]):
+                    mine = tuple(c for c in changes if wanted(c))
+                    if l != layer or not mine:
+                        continue
+                    if reports[(l, name)].outcome is Outcome.UNREACHABLE:
+                        continue
+                    tplans.append(TargetPlan(tmap[(l, name)], mine, tuple(desired.for_target(l, name)),
+                                             tuple(observed.for_target(l, name)), plan.prune))
+                if not tplans:
+                    continue
+                for tp in tplans:
+                    self.bus.publish(Event(EventKind.APPLY_STARTED, run_id, layer=layer, target=tp.target.name,
+                                           data={"changes": len(tp.changes), "dry_run": dry_run}))
+                try:
+                    results = driver.apply(tplans, dry_run=dry_run)
+                except Exception as exc:
+                    results = {tp.target.name: ApplyResult(tp.target.name, Outcome.FAILED,
+                                                           error=f"{layer.value} driver: {exc!r}") for tp in tplans}
+                for tp in tplans:
+                    res = results.get(tp.target.name) or ApplyResult(tp.target.name, Outcome.FAILED,
+                                                                     error="driver returned no result")
+                    rep = reports[(layer, tp.target.name)]
+                    rep.writes += res.writes
+                    rep.details.extend(res.details)
+                    rep.rolled_back = rep.rolled_back or res.rolled_back
+                    if res.outcome.ok:
+                        if res.outcome is not Outcome.NOOP:
+                            rep.outcome, rep.error = res.outcome, ""  # also: a retry succeeded
+                    else:
+                        rep.outcome, rep.error = res.outcome, res.error
+                    self.bus.publish(Event(EventKind.APPLIED, run_id, layer=layer, target=tp.target.name,
+                                           outcome=res.outcome, message=res.error,
+                                           data={"writes": res.writes, "rolled_back": res.rolled_back,
+                                                 "failed_keys": list(res.failed_keys)}))
+
+    def _publish_results(self, report: RunReport) -> None:
+        residual = {c.key for c in report.residual.changes}
+        for c in report.initial.changes:
+            rep = report.targets.get((c.key.layer, c.key.target))
+            if report.dry_run:
+                outcome = Outcome.DRY_RUN
+            elif rep is not None and not rep.outcome.ok:
+                outcome = rep.outcome if c.key in residual or rep.outcome is Outcome.UNREACHABLE else Outcome.APPLIED
+            else:
+                outcome = Outcome.FAILED if c.key in residual else Outcome.APPLIED
+            self.bus.publish(Event(EventKind.RESOURCE_RESULT, report.run_id, app=c.app, layer=c.key.layer,
+                                   target=c.key.target, key=str(c.key), outcome=outcome, message=c.action.value))
+        self.bus.publish(Event(EventKind.RUN_FINISHED, report.run_id, outcome=None,
+                               message=report.phase.value,
+                               data={"phase": report.phase.value, "duration_s": report.duration_s,
+                                     "revision": report.revision, "converged": report.converged,
+                                     "writes": report.writes, "apps": report.apps(),
+                                     "drift": {a: len(report.initial.for_app(a).drift) for a in report.apps()},
+                                     "targets": [t.to_json() for t in report.targets.values()]}))
+
+
+def _filter_apps(state: State, apps: set[str] | None) -> State:
+    if not apps:
+        return state
+    return State(FrozenDict((k, r) for k, r in state.resources.items() if r.app in apps))
+
+
+def _restrict(plan: Plan, targets: set[tuple[Layer, str]]) -> Plan:
+    keep = lambda c: (c.key.layer, c.key.target) in targets  # noqa: E731
+    return Plan(tuple(c for c in plan.changes if keep(c)), tuple(c for c in plan.orphans if keep(c)), plan.prune)
