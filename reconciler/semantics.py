@@ -1,0 +1,248 @@
+"""Semantic checks across the whole intents repo (after each file passed its JSON Schema).
+
+Contract: `check_semantics(config, inventory, apps, broken_names)` is pure and returns a list
+of `ValidationError`s located through each app's `Doc`. `config`/`inventory` may be None
+when they failed to load (checks that need them are skipped, their own errors are already
+reported). `broken_names` are names of applications whose files failed the schema: references
+to them are not reported as unknown (their file already has an error).
+
+Checks, per application: subnet (valid, host bits zero, at most /30, unicast), gateway (inside,
+not network/broadcast), instance addresses (valid, inside the subnet, not network/broadcast/
+gateway), hosts in the inventory group `hosts`, port names and numbers unique per service,
+identities (`spiffe://<trust_domain>/path`), exports name local services, policy rules name
+known services/ports and only exported services of other apps, traffic names known services,
+splits sum to 100 and name versions that have instances.
+Across applications: names, VNIs, VLANs (explicit or derived), subnets (no overlap),
+addresses and identities unique; one host interface belongs to one application.
+Every loop is over the input once (plus a sort), so 10,000 apps check in well under a second.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable
+
+from .intent import Application, Inventory, RepoConfig
+from .loader import Doc, ValidationError, show
+
+DEFAULT_INTERFACE = "eth1"
+
+
+@dataclass(frozen=True)
+class AppDoc:
+    doc: Doc
+    app: Application
+
+
+@dataclass(frozen=True)
+class _Where:
+    doc: Doc
+    path: tuple
+
+    def ref(self) -> str:
+        return f"{self.doc.file}:{self.doc.line_of(self.path)}"
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        return None
+
+
+class _Checker:
+    def __init__(self, config: RepoConfig | None, inventory: Inventory | None, apps: list[AppDoc], broken: set[str]):
+        self.config, self.inventory, self.broken = config, inventory, broken
+        self.apps = sorted(apps, key=lambda a: a.doc.file)
+        self.by_name: dict[str, AppDoc] = {}
+        self.errors: list[ValidationError] = []
+        self.addresses: dict[ipaddress.IPv4Address, _Where] = {}
+        self.identities: dict[str, _Where] = {}
+        self.ifaces: dict[tuple[str, str], tuple[str, _Where]] = {}
+        self.networks: list[tuple[ipaddress.IPv4Network, AppDoc]] = []
+
+    def err(self, doc: Doc, path: tuple, message: str) -> None:
+        self.errors.append(doc.error(path, message))
+
+    def run(self) -> list[ValidationError]:
+        for a in self.apps:
+            first = self.by_name.setdefault(a.app.name, a)
+            if first is not a:
+                self.err(a.doc, ("metadata", "name"),
+                         f"application {show(a.app.name)} is already defined in {_Where(first.doc, ('metadata', 'name')).ref()}")
+        for a in self.apps:
+            self.services(a, self.segment(a))
+        for a in self.apps:
+            self.exports_policy_traffic(a)
+        self.unique_numbers()
+        self.overlaps()
+        return self.errors
+
+    # -- per application ------------------------------------------------------------
+    def segment(self, a: AppDoc) -> ipaddress.IPv4Network | None:
+        seg, doc = a.app.spec.segment, a.doc
+        p = ("spec", "segment", "subnet")
+        try:
+            net = ipaddress.IPv4Network(seg.subnet, strict=False)
+        except ValueError:
+            self.err(doc, p, f"invalid IPv4 subnet {show(seg.subnet)}")
+            return None
+        if net.network_address != ipaddress.IPv4Interface(seg.subnet).ip:
+            self.err(doc, p, f"subnet {show(seg.subnet)} has host bits set; did you mean {net}?")
+            return None
+        if net.prefixlen > 30:
+            self.err(doc, p, f"subnet {show(seg.subnet)} is too small: at most /30 (room for a gateway and instances)")
+            return None
+        if net.is_multicast or net.is_loopback or net.is_link_local or net.is_unspecified or net.is_reserved \
+                or net.overlaps(ipaddress.IPv4Network("0.0.0.0/8")):
+            self.err(doc, p, f"subnet {show(seg.subnet)} is not a unicast range usable for workloads")
+            return None
+        self.networks.append((net, a))
+        if seg.gateway is not None:
+            gp = ("spec", "segment", "gateway")
+            gw = _ip(seg.gateway)
+            if gw is None:
+                self.err(doc, gp, f"invalid IPv4 address {show(seg.gateway)}")
+            elif gw not in net:
+                self.err(doc, gp, f"gateway {gw} is outside the subnet {net}")
+            elif gw in (net.network_address, net.broadcast_address):
+                self.err(doc, gp, f"gateway {gw} is the {'network' if gw == net.network_address else 'broadcast'} address of {net}")
+        return net
+
+    def services(self, a: AppDoc, net: ipaddress.IPv4Network | None) -> None:
+        app, doc = a.app, a.doc
+        gateway = _ip(app.spec.segment.gateway_address) if net is not None else None
+        td = self.config.trust_domain if self.config is not None else None
+        hosts_known = self.inventory is not None
+        for sname, svc in app.spec.services.items():
+            base = ("spec", "services", sname)
+            ident = app.identity_of(sname, td or "netintent.local")
+            if svc.identity is not None:
+                self.identity(doc, base + ("identity",), svc.identity, td)
+            if td is not None or svc.identity is not None:
+                w = self.identities.setdefault(ident, _Where(doc, base + (("identity",) if svc.identity else ())))
+                if w.doc is not doc or w.path[:3] != base:
+                    self.err(doc, base + (("identity",) if svc.identity else ()),
+                             f"identity {show(ident)} is already used by the service at {w.ref()}")
+            names: dict[str, int] = {}
+            numbers: dict[tuple[int, str], int] = {}
+            for i, port in enumerate(svc.ports):
+                pp = base + ("ports", i)
+                if names.setdefault(port.name, i) != i:
+                    self.err(doc, pp + ("name",), f"port name {show(port.name)} is used twice in service {show(sname)}")
+                if numbers.setdefault((port.port, port.protocol), i) != i:
+                    self.err(doc, pp + ("port",), f"port {port.port}/{port.protocol} is used twice in service {show(sname)}")
+            for i, inst in enumerate(svc.instances):
+                ip_ = base + ("instances", i)
+                addr = _ip(inst.address)
+                if addr is None:
+                    self.err(doc, ip_ + ("address",), f"invalid IPv4 address {show(inst.address)}")
+                elif net is not None:
+                    if addr not in net:
+                        self.err(doc, ip_ + ("address",), f"address {addr} is outside the application's subnet {net}")
+                    elif addr == net.network_address or addr == net.broadcast_address:
+                        kind = "network" if addr == net.network_address else "broadcast"
+                        self.err(doc, ip_ + ("address",), f"address {addr} is the {kind} address of {net}")
+                    elif addr == gateway:
+                        self.err(doc, ip_ + ("address",), f"address {addr} is the segment's gateway")
+                if addr is not None:
+                    w = self.addresses.setdefault(addr, _Where(doc, ip_ + ("address",)))
+                    if w.path != ip_ + ("address",) or w.doc is not doc:
+                        self.err(doc, ip_ + ("address",), f"address {addr} is already used at {w.ref()}")
+                if hosts_known and not self.inventory.in_group(inst.host, "hosts"):  # type: ignore[union-attr]
+                    where = "is not in the inventory" if inst.host not in self.inventory.hosts else "is in the inventory but not in group hosts"  # type: ignore[union-attr]
+                    self.err(doc, ip_ + ("host",), f"unknown host {show(inst.host)}: {where}")
+                elif hosts_known:
+                    iface = inst.interface or self.inventory.hosts[inst.host].var("netintent_interface", DEFAULT_INTERFACE)  # type: ignore[union-attr]
+                    key = (inst.host, str(iface))
+                    owner, w = self.ifaces.setdefault(key, (app.name, _Where(doc, ip_ + ("host",))))
+                    if owner != app.name:
+                        self.err(doc, ip_ + ("host",),
+                                 f"interface {key[1]} of host {inst.host} already carries application {show(owner)} ({w.ref()}); "
+                                 "one host interface belongs to one application segment")
+
+    def identity(self, doc: Doc, path: tuple, ident: str, td: str | None) -> None:
+        rest = ident[len("spiffe://"):]
+        domain, _, tail = rest.partition("/")
+        if any(seg in ("", ".", "..") for seg in tail.split("/")):
+            self.err(doc, path, f"malformed identity {show(ident)}: path segments may not be empty, '.' or '..'")
+        elif td is not None and domain != td:
+            self.err(doc, path, f"identity {show(ident)} is outside the trust domain {show(td)} of reconciler.yaml")
+
+    def exports_policy_traffic(self, a: AppDoc) -> None:
+        app, doc = a.app, a.doc
+        for i, name in enumerate(app.spec.exports):
+            if name not in app.spec.services:
+                self.err(doc, ("spec", "exports", i), f"exports unknown service {show(name)}")
+        for i, rule in enumerate(app.spec.policy.allow):
+            rp = ("spec", "policy", "allow", i)
+            if rule.from_ not in app.spec.services:
+                self.err(doc, rp + ("from",), f"unknown service {show(rule.from_)} in application {show(app.name)}")
+            target_app, _, target_svc = rule.to.rpartition("/")
+            target_app = target_app or app.name
+            other = self.by_name.get(target_app)
+            if other is None:
+                if target_app not in self.broken:
+                    self.err(doc, rp + ("to",), f"unknown application {show(target_app)}")
+                continue
+            svc = other.app.spec.services.get(target_svc)
+            if svc is None:
+                self.err(doc, rp + ("to",), f"unknown service {show(target_svc)} in application {show(target_app)}")
+                continue
+            if other is not a and target_svc not in other.app.spec.exports:
+                self.err(doc, rp + ("to",), f"service {show(target_svc)} of application {show(target_app)} is not exported "
+                         f"(add it to spec.exports of {other.doc.file})")
+            for j, pname in enumerate(rule.ports or ()):
+                if svc.port(pname) is None:
+                    have = ", ".join(p.name for p in svc.ports) or "none"
+                    self.err(doc, rp + ("ports", j), f"service {show(rule.to)} has no port {show(pname)} (ports: {have})")
+        for sname, tr in app.spec.traffic.items():
+            tp = ("spec", "traffic", sname)
+            svc = app.spec.services.get(sname)
+            if svc is None:
+                self.err(doc, tp, f"traffic for unknown service {show(sname)}")
+                continue
+            if tr.split is not None:
+                total = sum(tr.split.values())
+                if total != 100:
+                    self.err(doc, tp + ("split",), f"split weights sum to {total}, not 100")
+                versions = {inst.version for inst in svc.instances}
+                for version in tr.split:
+                    if version not in versions:
+                        self.err(doc, tp + ("split", version),
+                                 f"version {show(version)} has no instance of service {show(sname)} (versions: {', '.join(sorted(versions)) or 'none'})")
+
+    # -- across applications --------------------------------------------------------
+    def unique_numbers(self) -> None:
+        vnis: dict[int, AppDoc] = {}
+        vlans: dict[int, AppDoc] = {}
+        for a in self.apps:
+            seg = a.app.spec.segment
+            first = vnis.setdefault(seg.vni, a)
+            if first is not a:
+                self.err(a.doc, ("spec", "segment", "vni"),
+                         f"VNI {seg.vni} is already used by application {show(first.app.name)} ({first.doc.file})")
+            first = vlans.setdefault(seg.vlan_id, a)
+            if first is not a:
+                if seg.vlan is None:
+                    self.err(a.doc, ("spec", "segment", "vni"),
+                             f"VLAN {seg.vlan_id} derived from VNI {seg.vni} is already used by application "
+                             f"{show(first.app.name)} ({first.doc.file}); set spec.segment.vlan explicitly")
+                else:
+                    self.err(a.doc, ("spec", "segment", "vlan"),
+                             f"VLAN {seg.vlan_id} is already used by application {show(first.app.name)} ({first.doc.file})")
+
+    def overlaps(self) -> None:
+        nets = sorted(self.networks, key=lambda t: (int(t[0].network_address), -int(t[0].broadcast_address), t[1].doc.file))
+        cur: tuple[ipaddress.IPv4Network, AppDoc] | None = None
+        for net, a in nets:
+            if cur is not None and int(net.network_address) <= int(cur[0].broadcast_address):
+                self.err(a.doc, ("spec", "segment", "subnet"),
+                         f"subnet {net} overlaps {cur[0]} of application {show(cur[1].app.name)} ({cur[1].doc.file})")
+            if cur is None or int(net.broadcast_address) > int(cur[0].broadcast_address):
+                cur = (net, a)
+
+
+def check_semantics(config: RepoConfig | None, inventory: Inventory | None, apps: Iterable[AppDoc],
+                    broken_names: set[str] = frozenset()) -> list[ValidationError]:  # type: ignore[assignment]
+    return _Checker(config, inventory, list(apps), set(broken_names)).run()
