@@ -95,13 +95,14 @@ class RunReport:
 class Engine:
     def __init__(self, drivers: Mapping[Layer, Driver], bus: EventBus | None = None, *,
                  attempts: int = 3, backoff_s: float = 0.5, max_backoff_s: float = 5.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, publish_state: bool = False) -> None:
         self.drivers = dict(drivers)
         self.bus = bus or EventBus()
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._sleep = sleep
+        self.publish_state = publish_state
 
     # ---- observe ---------------------------------------------------------------------
     def observe(self, targets: Mapping[Layer, Sequence[Target]], run_id: str = "") -> tuple[ObservedState, dict[tuple[Layer, str], Observation]]:
@@ -162,7 +163,10 @@ class Engine:
                     for c in initial.drift:
                         self.bus.publish(Event(EventKind.DRIFT, run_id, app=c.app, layer=c.key.layer,
                                                target=c.key.target, key=str(c.key), message=c.action.value,
-                                               data={"action": c.action.value, "executed": c in initial.changes}))
+                                               data={"action": c.action.value, "executed": c in initial.changes,
+                                                     "diff": [d.to_json() for d in c.diffs]}))
+                    if self.publish_state:
+                        self._publish_state(run_id, desired, observed, initial)
                 if plan.empty or dry_run:
                     if dry_run:
                         self._apply(plan, desired, observed, targets, reports, run_id, dry_run=True)
@@ -264,6 +268,19 @@ class Engine:
                                            outcome=res.outcome, message=res.error,
                                            data={"writes": res.writes, "rolled_back": res.rolled_back,
                                                  "failed_keys": list(res.failed_keys)}))
+
+    def _publish_state(self, run_id: str, desired: State, observed: State, plan: Plan) -> None:
+        """Every resource of the run with its status, for read models (store, TUI)."""
+        status = {c.key: ("orphan" if c in plan.orphans else c.action.value) for c in plan.drift}
+        rows = []
+        for key in sorted(desired.resources.keys() | observed.resources.keys(), key=lambda k: k.sort_key()):
+            d, o = desired.get(key), observed.get(key)
+            if d is None and o is not None and not o.owned:
+                continue
+            rows.append({"key": str(key), "app": (d or o).app, "status": status.get(key, "synced"),  # type: ignore[union-attr]
+                         "desired": None if d is None else d.to_json()["spec"],
+                         "observed": None if o is None else o.to_json()["spec"]})
+        self.bus.publish(Event(EventKind.STATE, run_id, data={"resources": rows}))
 
     def _publish_results(self, report: RunReport) -> None:
         residual = {c.key for c in report.residual.changes}

@@ -27,6 +27,8 @@ class EventKind(str, enum.Enum):
     APPLIED = "applied"              # one target done (outcome)
     RESOURCE_RESULT = "resource-result"  # one resource's outcome in a run
     DRIVER_LOG = "driver-log"        # streamed driver output (e.g. ansible-runner events)
+    STATE = "state"                  # once per run (if enabled): every resource with status,
+                                     # desired and observed spec (data: resources=[...])
     RUN_FINISHED = "run-finished"    # data: phase, duration_s, counts
 
 

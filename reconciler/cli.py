@@ -1,0 +1,286 @@
+"""Command line: `reconciler validate|plan|diff|apply|demo|lab|serve|...`.
+
+Contract: every command catches errors at this boundary and prints one clear message
+(file, line and path for bad intents; target for device trouble); no traceback reaches
+the user unless RECONCILER_DEBUG=1. Exit codes:
+  validate      0 valid, 1 invalid, 2 usage error
+  plan, diff    0 no change/drift, 1 changes/drift, 2 error   (as `flux diff`)
+  apply         0 converged, 1 not converged (a target failed or drift remains), 2 error
+Commands from other modules register themselves through `add_cli(subparsers)`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .compile import CompileConflicts, Compiler
+from .model import Layer
+
+log = logging.getLogger("reconciler")
+
+EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+
+# Modules that contribute subcommands (optional until their work lands).
+CLI_MODULES = ("reconciler.validate", "reconciler.lab.cli", "reconciler.xds.cli", "reconciler.service_cli",
+               "tui.cli", "reconciler.demo")
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, exit 2."""
+
+
+def _colour(args: argparse.Namespace) -> bool:
+    if getattr(args, "no_color", False) or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def load(repo_dir: str, inventory: str | None = None):
+    """Load and validate an intents repo or raise RepoInvalid (printed by the caller)."""
+    from .validate import load_repo
+    if not Path(repo_dir).is_dir():
+        raise UserError(f"{repo_dir}: not a directory")
+    return load_repo(repo_dir, inventory_override=inventory)
+
+
+def _print_invalid(exc: Exception) -> None:
+    for e in getattr(exc, "errors", [exc]):
+        print(str(e), file=sys.stderr)
+    n = len(getattr(exc, "errors", [exc]))
+    print(f"{n} error(s); nothing was planned or applied.", file=sys.stderr)
+
+
+# ---- plan ---------------------------------------------------------------------------------
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import make_plan, render_text
+    if args.from_rev or args.to_rev:
+        from .gitrange import plan_range
+        plan = plan_range(args.repo, args.from_rev or "HEAD~1", args.to_rev or "HEAD", args.inventory)
+    else:
+        repo = load(args.repo, args.inventory)
+        desired = Compiler().compile(repo)
+        observed = _snapshot_state(args.observed) if args.observed else None
+        from .model import State
+        plan = make_plan(desired, observed or State(), prune=args.prune, ignore=repo.config.ignore)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_text(plan, colour=_colour(args)))
+    return EXIT_CHANGES if plan.drift else EXIT_OK
+
+
+def _snapshot_state(path: str):
+    from .drivers.snapshot import read_snapshot
+    from .model import State
+    try:
+        return State.from_json(read_snapshot(path).get("resources", []))
+    except FileNotFoundError:
+        raise UserError(f"{path}: snapshot file not found") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a valid snapshot: {exc}") from None
+
+
+# ---- diff / apply -------------------------------------------------------------------------
+def build_engine(args: argparse.Namespace, publish=None):
+    """Drivers from the registry: the snapshot driver for --observed, real drivers otherwise."""
+    from .drivers import REGISTRY
+    from .engine import Engine
+    from .events import EventBus
+    from . import drivers as _d  # noqa: F401  (registry population below)
+    bus = EventBus()
+    if publish:
+        bus.subscribe(publish)
+    drivers = {}
+    if getattr(args, "observed", None):
+        from .drivers.snapshot import SnapshotDriver
+        drivers = {layer: SnapshotDriver(layer, args.observed) for layer in Layer}
+    else:
+        for layer in Layer:
+            name = layer.value
+            if name not in REGISTRY:
+                try:
+                    importlib.import_module(f"reconciler.drivers.{name}")
+                except ModuleNotFoundError:
+                    continue
+            if name in REGISTRY:
+                drivers[layer] = REGISTRY[name](inventory_path=args.inventory_path, publish=bus.publish,
+                                                timeout_s=args.timeout)
+    return Engine(drivers, bus, attempts=args.attempts), bus
+
+
+def _targets(repo, layers=None):
+    from .engine import targets_from_inventory
+    t = targets_from_inventory(repo.inventory)
+    return {l: v for l, v in t.items() if layers is None or l in layers}
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .plan import render_text
+    repo = load(args.repo, args.inventory)
+    args.inventory_path = _inventory_path(args, repo)
+    desired = Compiler().compile(repo)
+    engine, _ = build_engine(args)
+    report = engine.run(desired, _targets(repo), prune=args.prune, dry_run=True,
+                        apps=args.app or None, ignore=repo.config.ignore, revision=_rev(args.repo), trigger="diff")
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_text(report.initial, colour=_colour(args)))
+        _print_target_problems(report)
+    if any(not t.ok for t in report.targets.values()):
+        return EXIT_ERROR
+    return EXIT_CHANGES if report.initial.drift else EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from .plan import render_text
+    repo = load(args.repo, args.inventory)
+    args.inventory_path = _inventory_path(args, repo)
+    desired = Compiler().compile(repo)
+    engine, _ = build_engine(args)
+    report = engine.run(desired, _targets(repo), prune=args.prune, dry_run=args.dry_run,
+                        apps=args.app or None, ignore=repo.config.ignore, revision=_rev(args.repo), trigger="cli")
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        return EXIT_OK if report.converged or (args.dry_run and all(t.ok for t in report.targets.values())) else EXIT_CHANGES
+    sys.stdout.write(render_text(report.initial, colour=_colour(args)))
+    print(format_report(report))
+    if args.dry_run:
+        return EXIT_OK if all(t.ok for t in report.targets.values()) else EXIT_CHANGES
+    return EXIT_OK if report.converged else EXIT_CHANGES
+
+
+def format_report(report) -> str:
+    """Per application, per target outcome lines."""
+    lines = []
+    by_app: dict[str, list] = {}
+    for t in report.targets.values():
+        for app in (sorted(t.apps) or [""]):
+            by_app.setdefault(app, []).append(t)
+    for app in sorted(by_app):
+        drift = len(report.initial.for_app(app).drift) if app else 0
+        lines.append(f"{app or '(no application)'}: {drift} change(s)")
+        for t in sorted(by_app[app], key=lambda t: (t.layer.create_rank, t.target)):
+            if not app and t.outcome.ok and not t.writes:
+                continue
+            err = f"  {t.error}" if t.error else ""
+            lines.append(f"  {t.layer.value:<10} {t.target:<12} {t.outcome.value:<11} writes={t.writes}"
+                         f"{' rolled-back' if t.rolled_back else ''}{err}")
+    verdict = "converged" if report.converged else ("dry run" if report.dry_run else "NOT converged")
+    lines.append(f"run {report.run_id}: {verdict} in {report.duration_s:.2f}s, {report.attempts} attempt(s), "
+                 f"{report.writes} write(s)")
+    return "\n".join(lines)
+
+
+def _print_target_problems(report) -> None:
+    for t in sorted(report.targets.values(), key=lambda t: (t.layer.create_rank, t.target)):
+        if not t.ok:
+            print(f"{t.layer.value} {t.target}: {t.outcome.value}: {t.error}", file=sys.stderr)
+
+
+def _inventory_path(args: argparse.Namespace, repo) -> str:
+    if args.inventory:
+        return str(Path(args.inventory).resolve())
+    return str((Path(args.repo) / repo.config.inventory).resolve())
+
+
+def _rev(repo_dir: str) -> str:
+    try:
+        import git
+        return git.Repo(repo_dir, search_parent_directories=False).head.commit.hexsha
+    except Exception:
+        return ""
+
+
+# ---- parser -------------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inventory", help="inventory file (default: the one named in reconciler.yaml)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours (also NO_COLOR=1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reconciler", description="GitOps reconciler for application networks")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="compile intents and show the changes (offline)")
+    p.add_argument("repo", help="intents repo directory")
+    _common(p)
+    p.add_argument("--observed", metavar="SNAPSHOT.json", help="observed state from a snapshot file")
+    p.add_argument("--from", dest="from_rev", metavar="REV", help="plan the effect of a commit range: start")
+    p.add_argument("--to", dest="to_rev", metavar="REV", help="end of the commit range (default HEAD)")
+    p.add_argument("--prune", action="store_true", help="delete owned resources no intent wants")
+    p.set_defaults(func=cmd_plan)
+
+    for name, func, helptext in (("diff", cmd_diff, "observe the devices and show drift per application"),
+                                 ("apply", cmd_apply, "converge the devices to the intents")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("repo", help="intents repo directory")
+        _common(p)
+        p.add_argument("--observed", metavar="SNAPSHOT.json", help="use a snapshot file instead of devices")
+        p.add_argument("--prune", action="store_true", help="delete owned resources no intent wants")
+        p.add_argument("--app", action="append", metavar="NAME", help="only this application (repeatable)")
+        p.add_argument("--timeout", type=float, default=60.0, help="per-target timeout in seconds")
+        p.add_argument("--attempts", type=int, default=3, help="converge attempts (apply + verify)")
+        if name == "apply":
+            p.add_argument("--dry-run", action="store_true", help="plan against observed state, write nothing")
+        p.set_defaults(func=func)
+
+    for modname in CLI_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name and modname.startswith(exc.name):
+                continue  # that part has not landed
+            raise
+        if hasattr(mod, "add_cli"):
+            mod.add_cli(sub)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .gitrange import RevisionError
+    from .validate import UsageError
+    return (RevisionError, UsageError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors are 2
+        return int(exc.code or 0)
+    if args.verbose:
+        logging.getLogger().setLevel(logging.INFO)
+    from .validate import RepoInvalid
+    try:
+        return int(args.func(args) or 0)
+    except RepoInvalid as exc:
+        _print_invalid(exc)
+        return EXIT_ERROR if args.command in ("plan", "diff", "apply") else 1
+    except CompileConflicts as exc:
+        for c in exc.conflicts:
+            print(f"conflict: {c}", file=sys.stderr)
+        return EXIT_ERROR
+    except (UserError,) + _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("RECONCILER_DEBUG"):
+            raise
+        print(f"internal error: {exc!r} (set RECONCILER_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
