@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Lab workload: a gRPC Echo service and client that use grpcio's own xDS support.
+
+Contract: one process per workload host (xDS node). Configuration comes only from the
+bootstrap file named by GRPC_XDS_BOOTSTRAP (written by reconciler.xds.bootstrap) and the
+arguments; nothing here imports the reconciler, so the file runs on any lab node.
+
+  agent.py --admin 127.0.0.1:0 --ready-file F [--serve NAME@IP:PORT ...] [--warm xds:///T ...]
+
+- every `--serve` starts an xDS-enabled server (`grpc.server(..., xds=True)`, port added
+  with `xds_server_credentials`, so TLS and RBAC come from the server Listener the ADS
+  server sends) answering `/netintent.lab.Echo/Call` with JSON
+  {"server": NAME, "peer": ..., "peer_ids": [URI SANs of the caller's certificate]};
+- the admin port (plaintext, loopback or management network) serves CSDS (grpc_csds) and
+  `/netintent.lab.Admin/Run`: JSON {"target", "n", "timeout_s", "concurrency", "sleep_ms"}
+  -> {"servers": {NAME: count}, "errors": {CODE: count}, "first_error": str, "elapsed_s"}.
+  Clients dial `xds:///` targets with `xds_channel_credentials` (mTLS from the Cluster),
+  channels are kept per target so their xDS watches (and CSDS entries) stay alive;
+- once everything listens, {"admin": port, "pid": pid} is written to the ready file.
+The process exits on SIGTERM/SIGINT.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent import futures
+
+import grpc
+import grpc.experimental
+import grpc_csds
+
+ECHO = "/netintent.lab.Echo/Call"
+RUN = "/netintent.lab.Admin/Run"
+
+
+def _peer_ids(context) -> list[str]:
+    try:
+        ac = context.auth_context() or {}
+    except Exception:
+        return []
+    out = []
+    for k in ("x509_subject_alternative_name", "peer_dns"):
+        out += [v.decode() if isinstance(v, bytes) else str(v) for v in ac.get(k, [])]
+    return [v for v in out if v.startswith("spiffe://")]
+
+
+def echo_handler(name: str) -> grpc.GenericRpcHandler:
+    def call(request: bytes, context) -> bytes:
+        try:
+            req = json.loads(request or b"{}")
+        except ValueError:
+            req = {}
+        sleep_ms = int(req.get("sleep_ms") or 0)
+        if 0 < sleep_ms <= 60_000:
+            time.sleep(sleep_ms / 1000)
+        return json.dumps({"server": name, "peer": context.peer(),
+                           "peer_ids": _peer_ids(context)}).encode()
+    return grpc.method_handlers_generic_handler(
+        "netintent.lab.Echo", {"Call": grpc.unary_unary_rpc_method_handler(call)})
+
+
+class Client:
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def channel(self, target: str) -> grpc.Channel:
+        with self._lock:
+            ch = self._channels.get(target)
+            if ch is None:
+                if target.startswith("xds:"):
+                    creds = grpc.xds_channel_credentials(grpc.experimental.insecure_channel_credentials())
+                    ch = grpc.secure_channel(target, creds)
+                else:
+                    ch = grpc.insecure_channel(target)
+                self._channels[target] = ch
+            return ch
+
+    def run(self, request: bytes, context) -> bytes:
+        req = json.loads(request)
+        target = str(req["target"])
+        n = max(0, min(int(req.get("n", 1)), 100_000))
+        timeout = float(req.get("timeout_s", 2.0))
+        conc = max(1, min(int(req.get("concurrency", 20)), 200))
+        payload = json.dumps({"sleep_ms": int(req.get("sleep_ms", 0))}).encode()
+        call = self.channel(target).unary_unary(ECHO)
+        servers: Counter = Counter()
+        errors: Counter = Counter()
+        first_error = ""
+        t0 = time.monotonic()
+        for start in range(0, n, conc):
+            futs = [call.future(payload, timeout=timeout) for _ in range(min(conc, n - start))]
+            for f in futs:
+                try:
+                    servers[json.loads(f.result())["server"]] += 1
+                except grpc.RpcError as e:
+                    errors[e.code().name] += 1
+                    first_error = first_error or f"{e.code().name}: {e.details()}"
+        return json.dumps({"servers": dict(servers), "errors": dict(errors),
+                           "first_error": first_error,
+                           "elapsed_s": round(time.monotonic() - t0, 3)}).encode()
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            ch.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--admin", default="127.0.0.1:0")
+    ap.add_argument("--ready-file", required=True)
+    ap.add_argument("--serve", action="append", default=[], metavar="NAME@IP:PORT")
+    ap.add_argument("--warm", action="append", default=[], metavar="TARGET")
+    args = ap.parse_args(argv)
+    if not os.environ.get("GRPC_XDS_BOOTSTRAP") and not os.environ.get("GRPC_XDS_BOOTSTRAP_CONFIG"):
+        print("agent: GRPC_XDS_BOOTSTRAP is not set", file=sys.stderr)
+        return 2
+
+    servers = []
+    for spec in args.serve:
+        name, _, addr = spec.partition("@")
+        if not name or ":" not in addr:
+            print(f"agent: bad --serve {spec!r} (want NAME@IP:PORT)", file=sys.stderr)
+            return 2
+        srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8), xds=True)
+        srv.add_generic_rpc_handlers((echo_handler(name),))
+        srv.add_secure_port(addr, grpc.xds_server_credentials(grpc.insecure_server_credentials()))
+        srv.start()
+        servers.append(srv)
+
+    client = Client()
+    for t in args.warm:
+        client.channel(t)
+    admin = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    grpc_csds.add_csds_servicer(admin)
+    admin.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "netintent.lab.Admin", {"Run": grpc.unary_unary_rpc_method_handler(client.run)}),))
+    port = admin.add_insecure_port(args.admin)
+    admin.start()
+
+    tmp = args.ready_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"admin": port, "pid": os.getpid()}, f)
+    os.replace(tmp, args.ready_file)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    client.close()
+    for s in servers + [admin]:
+        s.stop(0.2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""The Lab: bring a containerlab topology up on network namespaces, and take it down.
+
+Contract:
+- `Lab.from_file(path, name_override=None, inventory_dir=None)` parses the topology (errors
+  are TopologyError naming file:line) and nothing else.
+- `up()` is idempotent: a healthy lab is left alone (returns False); leftovers of a broken
+  earlier run are removed first. Order: preflight (root, tools, name/subnet conflicts: nothing
+  is created when it fails) -> SSH key -> root batch (netns, mgmt bridge, every veth) ->
+  holders -> per-netns batches (addresses, links up, default route) -> per node in parallel:
+  sysctls, tx offload off, sshd, OVS, FRR, binds, exec in order -> inventory. A failing step
+  tears everything down and raises LabError naming the step.
+- `down()` removes every netns (and so every veth), every process in them, the management
+  bridge, the bridges it created, the per-lab root OVS, /etc/frr/<ns> and /run/frr/<ns>, the
+  inventory file and the state dir. It works from names alone (layout.py), so it also cleans
+  a lab whose state file is gone. Returns the list of problems (empty when clean).
+- `exec(node, argv)` runs argv inside the node (its netns, hostname, mount view, env).
+- The inventory goes to `<inventory_dir>/<lab>.yml`; inventory_dir defaults to ./inventory
+  (relative to the current directory, i.e. the repo root when run from there).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import inventory, node as nodeops, teardown
+from .layout import Layout
+from .system import StepError, alive, in_node, ip_batch, missing_tools, netns_list, run
+from .topology import Topology, TopologyError, load
+
+DEFAULT_MTU = 9500   # containerlab's default veth MTU
+WORKERS = 4
+
+
+class LabError(RuntimeError):
+    pass
+
+
+class Lab:
+    def __init__(self, topo: Topology, inventory_dir: Path | str | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.topo = topo
+        self.layout = Layout(topo)
+        self.inventory_dir = Path(inventory_dir) if inventory_dir else Path.cwd() / "inventory"
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.timings: dict[str, float] = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path, name_override: str | None = None,
+                  inventory_dir: Path | str | None = None, mgmt_subnet: str | None = None,
+                  log: Callable[[str], None] | None = None) -> "Lab":
+        return cls(load(path, name_override, mgmt_subnet), inventory_dir, log)
+
+    # --- names ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.topo.name
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.inventory_dir / f"{self.name}.yml"
+
+    @property
+    def key_path(self) -> Path:
+        return self.layout.key_path
+
+    def netns(self, node: str) -> str:
+        return self.layout.netns(node)
+
+    def mgmt_ip(self, node: str) -> str:
+        return str(self.topo.nodes[node].mgmt_ipv4)
+
+    # --- state ---------------------------------------------------------------------------
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.layout.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, state: dict) -> None:
+        f = self.layout.state_file
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(f)
+
+    def holder(self, node: str) -> int:
+        pid = self._state().get("holders", {}).get(node)
+        if not pid or not alive(pid):
+            raise LabError(f"lab {self.name}: node {node} is not running (run `lab up`)")
+        return int(pid)
+
+    def is_up(self) -> bool:
+        st = self._state()
+        if st.get("phase") != "up":
+            return False
+        have = netns_list()
+        return all(self.netns(n.name) in have and alive(st.get("holders", {}).get(n.name))
+                   for n in self.topo.netns_nodes())
+
+    def _leftovers(self) -> bool:
+        have = netns_list()
+        return (self.layout.state_dir.exists()
+                or any(self.netns(n.name) in have for n in self.topo.netns_nodes())
+                or os.path.exists(f"/sys/class/net/{self.layout.mgmt_bridge}"))
+
+    # --- up ------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        if os.geteuid() != 0:
+            raise LabError("lab up needs root (network namespaces, veths, sshd on port 22)")
+        feats = ["base", "ssh"]
+        if any(Layout.runs_ovs(n) or n.kind == "ovs-bridge" for n in self.topo.nodes.values()):
+            feats.append("ovs")
+        if any(Layout.runs_frr(n) for n in self.topo.nodes.values()):
+            feats.append("frr")
+        miss = missing_tools(feats)
+        if miss:
+            raise LabError(f"lab {self.name}: missing tools: {', '.join(miss)}")
+        routes = json.loads(run(["ip", "-j", "-4", "route", "show"], "read routes").stdout or "[]")
+        for r in routes:
+            dst = r.get("dst", "")
+            if dst == "default" or r.get("dev") == self.layout.mgmt_bridge:
+                continue
+            try:
+                net = ipaddress.IPv4Network(dst if "/" in dst else dst + "/32", strict=False)
+            except ValueError:
+                continue
+            if net.overlaps(self.topo.mgmt_subnet):
+                raise LabError(f"lab {self.name}: mgmt subnet {self.topo.mgmt_subnet} overlaps "
+                               f"{dst} on {r.get('dev')} (another lab? set mgmt.ipv4-subnet)")
+        for ln in self.topo.links:
+            for ep in (ln.a, ln.b):
+                if self.topo.nodes[ep.node].kind != "linux" and \
+                        os.path.exists(f"/sys/class/net/{ep.iface}"):
+                    raise LabError(f"lab {self.name}: interface {ep.iface} (link {ep}) already "
+                                   "exists in the root namespace")
+
+    def up(self) -> bool:
+        """Bring the lab up; False when it was already up (no-op)."""
+        t0 = time.monotonic()
+        if self.is_up():
+            self.log(f"lab {self.name} is already up")
+            return False
+        self.preflight()
+        summary = self.topo.ignored_summary()
+        if summary:
+            self.log(summary)
+        if self._leftovers():
+            self.log(f"lab {self.name}: removing leftovers of an earlier run")
+            self.down(quiet=True)
+        state: dict = {"lab": self.name, "topology": str(Path(self.topo.path).resolve()),
+                       "phase": "creating", "holders": {}, "bridges": [], "root_ovs": False,
+                       "inventory": str(self.inventory_path.resolve())}
+        self._save(state)
+        try:
+            self._up(state)
+        except StepError as e:
+            self.log(f"lab {self.name}: step '{e.step}' failed; cleaning up")
+            problems = self.down(quiet=True)
+            extra = f" (cleanup problems: {'; '.join(problems)})" if problems else ""
+            raise LabError(f"lab {self.name}: up failed at step '{e.step}': {e.detail}"
+                           f"{extra}") from None
+        except BaseException:
+            self.down(quiet=True)
+            raise
+        state["phase"] = "up"
+        self._save(state)
+        self.timings["total"] = time.monotonic() - t0
+        return True
+
+    def _mark(self, name: str, t: float) -> float:
+        now = time.monotonic()
+        self.timings[name] = now - t
+        return now
+
+    def _up(self, state: dict) -> None:
+        L, topo = self.layout, self.topo
+        t = time.monotonic()
+        L.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(L.state_dir, 0o700)
+        if not L.key_path.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"netintent-lab-{self.name}",
+                 "-f", str(L.key_path)], "generate lab SSH key")
+        (L.state_dir / "authorized_keys").write_text(
+            Path(str(L.key_path) + ".pub").read_text())
+        t = self._mark("keys", t)
+        self._root_links(state)
+        t = self._mark("root_links", t)
+        linux = topo.netns_nodes()
+        pending = {n.name: nodeops.spawn_holder(L, n) for n in linux}
+        state["holders"] = pending
+        self._save(state)
+        for n in linux:
+            nodeops.wait_holder(n, pending[n.name])
+        t = self._mark("holders", t)
+        for n in linux:
+            ip_batch(self._ns_lines(n.name), f"{n.name}: addresses and links", L.netns(n.name))
+        t = self._mark("ns_links", t)
+        if any(n.kind == "ovs-bridge" for n in topo.nodes.values()):
+            state["root_ovs"] = True
+            self._save(state)
+            self._root_ovs()
+        # Heaviest nodes (FRR, OVS) first so the pool finishes early.
+        order = sorted(linux, key=lambda n: -(2 * L.runs_frr(n) + L.runs_ovs(n)))
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            futs = [pool.submit(self._node_up, n, pending[n.name]) for n in order]
+            errors = []
+            for f in futs:
+                try:
+                    for w in f.result():
+                        self.log(w)
+                except StepError as e:
+                    errors.append(e)
+            if errors:
+                raise errors[0]
+        t = self._mark("nodes", t)
+        try:
+            inventory.write(topo, str(L.key_path), self.inventory_path)
+        except (inventory.InventoryError, OSError) as e:
+            raise StepError("write inventory", str(e)) from None
+        self._mark("inventory", t)
+
+    def _root_links(self, state: dict) -> None:
+        L, topo = self.layout, self.topo
+        br = L.mgmt_bridge
+        lines = [f"netns add {L.netns(n.name)}" for n in topo.netns_nodes()]
+        lines += [f"link add name {br} type bridge",
+                  f"addr add {topo.mgmt_gateway}/{topo.mgmt_subnet.prefixlen} dev {br}",
+                  f"link set {br} up"]
+        for n in topo.nodes.values():
+            if n.kind == "bridge" and not os.path.exists(f"/sys/class/net/{n.name}"):
+                lines += [f"link add name {n.name} type bridge", f"link set {n.name} up"]
+                state["bridges"].append(n.name)
+        for n in topo.netns_nodes():
+            hv = L.mgmt_host_veth(n.name)
+            lines += [f"link add name {hv} type veth peer name eth0 netns {L.netns(n.name)}",
+                      f"link set {hv} master {br} up"]
+        for ln in topo.links:
+            mtu = ln.mtu or DEFAULT_MTU
+            spec = []
+            for ep in (ln.a, ln.b):
+                s = f"name {ep.iface} mtu {mtu}"
+                if ep.mac:
+                    s += f" address {ep.mac}"
+                if topo.nodes[ep.node].kind == "linux":
+                    s += f" netns {L.netns(ep.node)}"
+                spec.append(s)
+            lines.append(f"link add {spec[0]} type veth peer {spec[1]}")
+            for ep in (ln.a, ln.b):
+                if topo.nodes[ep.node].kind == "bridge":
+                    lines.append(f"link set {ep.iface} master {ep.node} up")
+                elif topo.nodes[ep.node].kind == "ovs-bridge":
+                    lines.append(f"link set {ep.iface} up")
+        self._save(state)
+        ip_batch(lines, "create namespaces, management bridge and links")
+        for ln in topo.links:
+            for ep in (ln.a, ln.b):
+                if topo.nodes[ep.node].kind != "linux":
+                    run(["ethtool", "-K", ep.iface, "tx", "off"], f"ethtool -K {ep.iface} tx off")
+
+    def _ns_lines(self, node: str) -> list[str]:
+        topo = self.topo
+        n = topo.nodes[node]
+        lines = ["link set lo up",
+                 f"addr add {n.mgmt_ipv4}/{topo.mgmt_subnet.prefixlen} dev eth0",
+                 "link set eth0 up"]
+        lines += [f"link set {ep.iface} up" for ep, _, _ in topo.links_of(node)]
+        lines.append(f"route add default via {topo.mgmt_gateway} dev eth0")
+        return lines
+
+    def _node_up(self, n, holder: int) -> list[str]:
+        L = self.layout
+        nodeops.sysctls(n, holder)
+        nodeops.tx_offload_off(n, holder, [ep.iface for ep, _, _ in self.topo.links_of(n.name)])
+        nodeops.start_sshd(L, n, holder)
+        if L.runs_ovs(n):
+            nodeops.start_ovs(L, n, holder)
+        if L.runs_frr(n):
+            nodeops.start_frr(L, n, holder)
+        warnings = nodeops.bind_other(L, n, holder)
+        nodeops.run_exec(L, n, holder)
+        return warnings
+
+    def _root_ovs(self) -> None:
+        teardown.start_root_ovs(self.layout)
+
+    # --- down / status / exec ------------------------------------------------------------
+    def down(self, quiet: bool = False) -> list[str]:
+        t0 = time.monotonic()
+        problems = teardown.down(self.layout, self._state(), self.inventory_path)
+        self.timings["down"] = time.monotonic() - t0
+        if problems and not quiet:
+            for p in problems:
+                self.log(f"lab {self.name}: {p}")
+        return problems
+
+    def status(self) -> list[dict]:
+        return teardown.status(self.layout, self._state())
+
+    def exec(self, node: str, argv: Sequence[str], check: bool = True, timeout: float = 60,
+             input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+        if node not in self.topo.nodes or self.topo.nodes[node].kind != "linux":
+            raise LabError(f"lab {self.name}: no netns node {node!r}")
+        full_env = dict(os.environ)
+        full_env.update(self.layout.node_env(self.topo.nodes[node]))
+        full_env.update(env or {})
+        cp = subprocess.run(in_node(self.holder(node), list(argv)), capture_output=True,
+                            text=True, timeout=timeout, env=full_env, input=input,
+                            stdin=None if input is not None else subprocess.DEVNULL)
+        if check and cp.returncode != 0:
+            raise subprocess.CalledProcessError(cp.returncode, list(argv), cp.stdout, cp.stderr)
+        return cp
+
+
+__all__ = ["Lab", "LabError", "TopologyError"]

@@ -1,0 +1,137 @@
+"""Tear a lab down, report its status, and run the per-lab root OVS (for `ovs-bridge` nodes).
+
+Contract:
+- `down(layout, state, inventory_path)` removes, in this order and continuing past errors:
+  every process in each node netns (found with `ip netns pids`, so background processes of
+  `exec:` and SSH sessions go too), the root OVS daemons of the lab, the netns (which
+  destroys their veths), the management bridge and the bridges the lab created, FRR's
+  /etc/frr/<ns> and /run/frr/<ns>, the inventory file and the state dir. Names come from the
+  Layout, so it works without a state file. Returns a list of problems (empty = clean).
+- `status(layout, state)` returns one dict per node: netns, holder, sshd, ovs, frr booleans.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+from .layout import Layout
+from .system import (OVS_SCHEMA, StepError, alive, ip_batch, kill_all, netns_list, netns_pids,
+                     read_pid, run)
+
+
+def _ovs_pids(d: Path) -> list[int]:
+    return [p for p in (read_pid(str(d / f)) for f in ("ovsdb-server.pid", "ovs-vswitchd.pid"))
+            if p]
+
+
+def _frr_pids(layout: Layout, node: str) -> list[int]:
+    return [p for p in (read_pid(f) for f in glob.glob(str(layout.frr_run(node) / "*.pid")))
+            if p]
+
+
+def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
+    problems: list[str] = []
+    topo = layout.topo
+    have = netns_list()
+    nodes = [n.name for n in topo.netns_nodes()]
+    pids: list[int] = []
+    for n in nodes:
+        ns = layout.netns(n)
+        if ns in have:
+            pids += netns_pids(ns)
+        # FRR daemons and OVS may be in the root mount ns but are always in the node netns;
+        # the pidfiles are a second net in case a netns was already deleted by hand.
+        pids += [p for p in _frr_pids(layout, n) + _ovs_pids(layout.ovs_dir(n)) if alive(p)]
+    holders = [int(p) for p in state.get("holders", {}).values() if p]
+    pids += [p for p in holders if alive(p)]
+    pids += [p for p in _ovs_pids(layout.root_ovs_dir) if alive(p)]
+    kill_all(pids)
+    left = [p for p in pids if alive(p)]
+    if left:
+        problems.append(f"processes still alive: {left}")
+    # Deleting one end of a veth deletes the pair at once (netns teardown is asynchronous),
+    # so root-side ends go first, then the netns, then the bridges.
+    lines = [f"link del {layout.mgmt_host_veth(n)}" for n in nodes
+             if os.path.exists(f"/sys/class/net/{layout.mgmt_host_veth(n)}")]
+    for ln in topo.links:
+        for ep in (ln.a, ln.b):
+            if topo.nodes[ep.node].kind != "linux" and os.path.exists(f"/sys/class/net/{ep.iface}"):
+                lines.append(f"link del {ep.iface}")
+                break
+    lines += [f"netns del {layout.netns(n)}" for n in nodes if layout.netns(n) in have]
+    if os.path.exists(f"/sys/class/net/{layout.mgmt_bridge}"):
+        lines.append(f"link del {layout.mgmt_bridge}")
+    for br in state.get("bridges", []):
+        if os.path.exists(f"/sys/class/net/{br}"):
+            lines.append(f"link del {br}")
+    try:
+        ip_batch(lines, "delete namespaces and bridges", force=True)
+    except StepError:
+        pass   # judged below by what is still there
+    for line in lines:
+        obj = line.split()[-1]
+        gone = obj not in netns_list() if line.startswith("netns") else \
+            not os.path.exists(f"/sys/class/net/{obj}")
+        if not gone:
+            problems.append(f"could not {line}")
+    for n in nodes:
+        for d in (layout.frr_etc(n), layout.frr_run(n)):
+            shutil.rmtree(d, ignore_errors=True)
+            if d.exists():
+                problems.append(f"could not remove {d}")
+    inv = Path(state.get("inventory") or inventory_path or "")
+    if inventory_path is not None and inv.name and inv.is_file():
+        inv.unlink()
+    shutil.rmtree(layout.state_dir, ignore_errors=True)
+    if layout.state_dir.exists():
+        problems.append(f"could not remove {layout.state_dir}")
+    have = netns_list()
+    still = [layout.netns(n) for n in nodes if layout.netns(n) in have]
+    if still:
+        problems.append(f"netns still present: {', '.join(still)}")
+    return problems
+
+
+def status(layout: Layout, state: dict) -> list[dict]:
+    have = netns_list()
+    out = []
+    holders = state.get("holders", {})
+    for n in layout.topo.netns_nodes():
+        nd = layout.node_dir(n.name)
+        row = {"node": n.name, "netns": layout.netns(n.name), "mgmt": n.mgmt_ipv4,
+               "netns_ok": layout.netns(n.name) in have,
+               "holder": alive(holders.get(n.name)),
+               "sshd": alive(read_pid(str(nd / "sshd.pid")))}
+        if layout.runs_ovs(n):
+            row["ovs"] = len([p for p in _ovs_pids(layout.ovs_dir(n.name)) if alive(p)]) == 2
+        if layout.runs_frr(n):
+            fp = _frr_pids(layout, n.name)
+            row["frr"] = bool(fp) and all(alive(p) for p in fp)
+        out.append(row)
+    return out
+
+
+def start_root_ovs(layout: Layout) -> None:
+    """An OVS for the lab's `ovs-bridge` nodes, in the root netns, with the lab's own dirs."""
+    d = layout.root_ovs_dir
+    d.mkdir(parents=True, exist_ok=True)
+    env = {"OVS_RUNDIR": str(d), "OVS_DBDIR": str(d), "OVS_LOGDIR": str(d)}
+    db, sock = d / "conf.db", d / "db.sock"
+    run(["ovsdb-tool", "create", str(db), OVS_SCHEMA], "root OVS: create database")
+    run(["ovsdb-server", str(db), f"--remote=punix:{sock}", "--pidfile", "--detach",
+         "--log-file"], "root OVS: start ovsdb-server", env=env)
+    run(["ovs-vsctl", "--no-wait", "init"], "root OVS: init", env=env)
+    run(["ovs-vswitchd", f"unix:{sock}", "--pidfile", "--detach", "--log-file"],
+        "root OVS: start ovs-vswitchd", env=env)
+    topo = layout.topo
+    for n in topo.nodes.values():
+        if n.kind != "ovs-bridge":
+            continue
+        argv = ["ovs-vsctl", "--timeout=20", "--", "--may-exist", "add-br", n.name,
+                "--", "set", "bridge", n.name, "datapath_type=netdev"]
+        for ep, _, _ in topo.links_of(n.name):
+            argv += ["--", "--may-exist", "add-port", n.name, ep.iface]
+        run(argv, f"{n.name}: create OVS bridge", env=env, timeout=30)
+        run(["ip", "link", "set", n.name, "up"], f"{n.name}: set up")
