@@ -324,6 +324,8 @@ class XdsServer:
         self._thread: threading.Thread | None = None
         self._server: grpc.aio.Server | None = None
         self._ads = _Ads(self.cache)
+        self._grace = 0.2
+        self._stopping: asyncio.Event | None = None
 
     @property
     def target(self) -> str:
@@ -350,8 +352,10 @@ class XdsServer:
                 errors.append(e)
                 ready.set()
                 return
+            self._stopping = asyncio.Event()
             ready.set()
-            await self._server.wait_for_termination()
+            await self._stopping.wait()
+            await self._server.stop(self._grace)
 
         def run() -> None:
             loop = asyncio.new_event_loop()
@@ -375,10 +379,10 @@ class XdsServer:
     def stop(self, grace: float = 0.2, timeout: float = 10.0) -> None:
         if self._loop is None or self._server is None:
             return
-        fut = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
+        self._grace = grace
         try:
-            fut.result(timeout)
-        except Exception:  # already stopping
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        except RuntimeError:  # loop already closed
             pass
         if self._thread is not None:
             self._thread.join(timeout)
