@@ -303,14 +303,19 @@ class Lab:
     def status(self) -> list[dict]:
         return teardown.status(self.layout, self._state())
 
-    def exec(self, node: str, argv: Sequence[str], check: bool = True, timeout: float = 60,
-             input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    def node_argv(self, node: str, argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        """(argv, env) that run a command inside the node, for subprocess.Popen."""
         if node not in self.topo.nodes or self.topo.nodes[node].kind != "linux":
             raise LabError(f"lab {self.name}: no netns node {node!r}")
-        full_env = dict(os.environ)
-        full_env.update(self.layout.node_env(self.topo.nodes[node]))
+        env = dict(os.environ)
+        env.update(self.layout.node_env(self.topo.nodes[node]))
+        return in_node(self.holder(node), list(argv)), env
+
+    def exec(self, node: str, argv: Sequence[str], check: bool = True, timeout: float = 60,
+             input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+        full_argv, full_env = self.node_argv(node, argv)
         full_env.update(env or {})
-        cp = subprocess.run(in_node(self.holder(node), list(argv)), capture_output=True,
+        cp = subprocess.run(full_argv, capture_output=True,
                             text=True, timeout=timeout, env=full_env, input=input,
                             stdin=None if input is not None else subprocess.DEVNULL)
         if check and cp.returncode != 0:

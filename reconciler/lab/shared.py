@@ -1,0 +1,82 @@
+"""Share one running lab between several processes (e.g. parallel pytest sessions).
+
+Contract: `shared_lab(path, ...)` is a context manager yielding a Lab that is up. Under an
+exclusive flock (/run/lock/netintent-lab-<name>.lock) it records the caller's pid in
+<state dir>/users.json, bringing the lab up if it is not; on exit it removes the pid (and the
+pids of dead processes) and takes the lab down when no user is left. A lab that was already
+up without a users file (brought up by `reconciler lab up`) is used as is and never taken
+down here. `skip_reason(features)` says why a lab cannot run on this machine (None if it can).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .lab import Lab
+from .system import alive, missing_tools
+
+
+def skip_reason(features=("base", "ssh", "ovs", "frr")) -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, veths, sshd)"
+    miss = missing_tools(features)
+    if miss:
+        return "the lab needs: " + ", ".join(miss) + \
+            " (Debian: iproute2 openssh-server openvswitch-switch frr ethtool util-linux)"
+    if not os.path.isdir("/proc/self/ns") or not os.path.exists("/proc/self/ns/net"):
+        return "no network namespace support"
+    return None
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    Path("/run/lock").mkdir(exist_ok=True)
+    with open(f"/run/lock/netintent-lab-{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _users(lab: Lab) -> list[int] | None:
+    try:
+        return [int(p) for p in json.loads((lab.layout.state_dir / "users.json").read_text())]
+    except (OSError, ValueError):
+        return None
+
+
+def _save_users(lab: Lab, users: list[int]) -> None:
+    (lab.layout.state_dir / "users.json").write_text(json.dumps(sorted(set(users))))
+
+
+@contextlib.contextmanager
+def shared_lab(path: str | Path, name_override: str | None = None,
+               inventory_dir: str | Path | None = None, mgmt_subnet: str | None = None
+               ) -> Iterator[Lab]:
+    lab = Lab.from_file(path, name_override, inventory_dir, mgmt_subnet)
+    me = os.getpid()
+    external = False
+    with _locked(lab.name):
+        users = _users(lab)
+        if lab.is_up() and users is None:
+            external = True
+        else:
+            if not lab.is_up():
+                lab.up()
+                users = []
+            _save_users(lab, [p for p in (users or []) if alive(p)] + [me])
+    try:
+        yield lab
+    finally:
+        if not external:
+            with _locked(lab.name):
+                left = [p for p in (_users(lab) or []) if p != me and alive(p)]
+                if left and lab.is_up():
+                    _save_users(lab, left)
+                else:
+                    lab.down()
