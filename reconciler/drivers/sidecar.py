@@ -1,0 +1,237 @@
+"""Sidecar driver: the reconciler's ADS server is the device, CSDS is the read-back.
+
+Contract (see base.py for the Protocol):
+- A target is one xDS node (target.name = node id). Its workload's CSDS service is at
+  var `netintent_csds` ("host:port"), else `<ansible_host or name>:<netintent_csds_port
+  or 18000>`.
+- observe(targets): one CSDS dump per workload (bounded, in parallel). Every resource the
+  node's xDS clients hold (the last version they accepted, also when a newer one was
+  NACKed) becomes a Resource of the kinds/specs of reconciler.xds.resources, tagged with
+  the app that the ADS server's snapshot says owns it. Proxyless clients fetch resources on
+  demand, so a resource the node's snapshot serves but no client of the node has asked for
+  yet is reported as served. NACKs (from CSDS and from the ADS server's ACK/NACK records)
+  and silent-failure findings (resources.lint) are listed in Observation.error; a workload
+  whose CSDS cannot be reached is UNREACHABLE.
+- apply(plans): builds each node's full snapshot from plan.desired (plus, without prune,
+  observed resources the plan does not own), refuses configurations that lint finds
+  silently broken (FAILED, nothing pushed), sets the snapshots (only nodes whose content
+  changed get a push), then waits up to `ack_timeout` for the ACK/NACK of every changed
+  type. NACK -> FAILED with the client's error detail and the NACKed keys in failed_keys
+  (the client keeps serving its last accepted version); no ADS stream from the node ->
+  UNREACHABLE (the snapshot stays set and is served when the node connects).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping, Sequence
+
+from ..model import Layer, Resource, ResourceKey, thaw
+from ..status import Outcome
+from ..xds import resources as R
+from ..xds.server import AckState, SnapshotCache, XdsServer
+from .base import ApplyResult, Observation, Target, TargetPlan, register
+
+DEFAULT_CSDS_PORT = 18000
+_SHORT = {R.LISTENER: "LDS", R.ROUTE: "RDS", R.CLUSTER: "CDS", R.ENDPOINTS: "EDS"}
+
+
+def csds_address(target: Target) -> str:
+    v = target.vars.get("netintent_csds")
+    if v:
+        return str(v)
+    host = target.vars.get("ansible_host") or target.name
+    return f"{host}:{target.vars.get('netintent_csds_port') or DEFAULT_CSDS_PORT}"
+
+
+class SidecarDriver:
+    layer = Layer.SIDECAR
+
+    def __init__(self, server: XdsServer | None = None, cache: SnapshotCache | None = None,
+                 ack_timeout: float = 5.0, csds_timeout: float = 3.0, parallel: int = 16) -> None:
+        if cache is None:
+            cache = server.cache if server is not None else SnapshotCache()
+        self.server = server
+        self.cache = cache
+        self.ack_timeout = ack_timeout
+        self.csds_timeout = csds_timeout
+        self.parallel = max(1, parallel)
+        self._apps: dict[ResourceKey, str] = {}
+        self._lock = threading.Lock()
+
+    # ---- observe ----------------------------------------------------------------------
+    def observe(self, targets: Sequence[Target]) -> Mapping[str, Observation]:
+        if not targets:
+            return {}
+        with ThreadPoolExecutor(min(self.parallel, len(targets))) as pool:
+            return dict(zip([t.name for t in targets], pool.map(self._observe_one, targets)))
+
+    def _observe_one(self, target: Target) -> Observation:
+        from ..xds import csds  # grpc channel code only when observing
+
+        t0 = time.monotonic()
+        node = target.name
+        try:
+            entries = csds.dump(csds_address(target), self.csds_timeout)
+        except Exception as e:  # grpc.RpcError and friends: unreachable is data
+            code = getattr(e, "code", lambda: None)()
+            return Observation(node, Outcome.UNREACHABLE,
+                               error=f"CSDS of {node} at {csds_address(target)}: "
+                                     f"{getattr(code, 'name', '') or type(e).__name__}",
+                               duration_s=time.monotonic() - t0)
+        found: dict[ResourceKey, Resource] = {}
+        asked: set[tuple[str, str]] = set()
+        errors: list[str] = []
+        for e in entries:
+            asked.add((e.type_url, e.name))
+            if e.status == "NACKED" or e.error:
+                errors.append(f"NACKED {_SHORT.get(e.type_url, e.type_url)} {e.name} "
+                              f"version {e.rejected_version}: {e.error}")
+            if e.config is None:
+                continue
+            try:
+                kind, name, spec = R.from_any(e.config)
+            except Exception as ex:  # a resource we cannot read is reported, not fatal
+                errors.append(f"unreadable {e.type_url} {e.name}: {ex}")
+                continue
+            key = ResourceKey(Layer.SIDECAR, node, kind, name)
+            found.setdefault(key, Resource(key, spec, self._app_of(key)))
+        for type_url, items in self.cache.resources(node).items():
+            for name, a in items.items():
+                if (type_url, name) in asked:
+                    continue
+                kind, rname, spec = R.from_any(a)
+                key = ResourceKey(Layer.SIDECAR, node, kind, rname)
+                found.setdefault(key, Resource(key, spec, self._app_of(key)))
+        for t, st in self.cache.status(node).items():
+            if st.state is AckState.NACKED:
+                errors.append(f"ADS: {_SHORT.get(t, t)} version {st.version} NACKed: {st.error}")
+        problems = R.lint((k.kind, k.name, thaw(r.spec)) for k, r in found.items())
+        errors += [f"lint: {p}" for p in problems]
+        return Observation(node, Outcome.NOOP, tuple(found[k] for k in sorted(found)),
+                           error="; ".join(dict.fromkeys(errors)),
+                           duration_s=time.monotonic() - t0)
+
+    def _app_of(self, key: ResourceKey) -> str:
+        with self._lock:
+            return self._apps.get(key, "")
+
+    # ---- apply ------------------------------------------------------------------------
+    def apply(self, plans: Sequence[TargetPlan], dry_run: bool = False) -> Mapping[str, ApplyResult]:
+        results: dict[str, ApplyResult] = {}
+        expected: dict[str, dict[str, str]] = {}
+        new_snaps: dict[str, dict[str, dict[str, Any]]] = {}
+        old_snaps: dict[str, dict[str, dict[str, Any]]] = {}
+        t0 = time.monotonic()
+        for plan in plans:
+            node = plan.target.name
+            try:
+                snap, kinds = self._snapshot(plan)
+            except R.SpecError as e:
+                results[node] = ApplyResult(node, Outcome.FAILED, error=str(e))
+                continue
+            problems = R.lint((k, n, s) for (k, n), s in kinds.items())
+            if problems:
+                results[node] = ApplyResult(
+                    node, Outcome.FAILED, error="refused, would fail silently: " + "; ".join(problems),
+                    failed_keys=tuple(sorted({str(ResourceKey(Layer.SIDECAR, node, *kn))
+                                              for kn in kinds for p in problems
+                                              if p.startswith(f"{kn[0]}/{kn[1]}:")})))
+                continue
+            if dry_run:
+                results[node] = ApplyResult(node, Outcome.DRY_RUN, writes=len(plan.changes))
+                continue
+            with self._lock:
+                for r in plan.desired:
+                    self._apps[r.key] = r.app
+            old_snaps[node] = self.cache.resources(node)
+            old_versions = self.cache.versions(node)
+            versions = self.cache.set_node(node, snap)
+            new_snaps[node] = self.cache.resources(node)
+            changed = {t: v for t, v in versions.items() if old_versions.get(t) != v}
+            if changed:
+                expected[node] = changed
+            else:
+                results[node] = ApplyResult(node, Outcome.NOOP)
+        if expected:
+            waited = self.cache.wait_for(expected, self.ack_timeout, settle_no_stream=True)
+            # A client subscribes to routes/clusters/endpoints only after it accepted what
+            # points at them: give types nobody asked for yet a short extra bound.
+            followup = {n: {t: s.version for t, s in ts.items()
+                            if s.state is AckState.NO_STREAM and new_snaps[n].get(t)}
+                        for n, ts in waited.items() if self.cache.connected(n)}
+            followup = {n: ts for n, ts in followup.items() if ts}
+            if followup:
+                left = max(0.0, min(1.0, self.ack_timeout - (time.monotonic() - t0)))
+                for n, ts in self.cache.wait_for(followup, left).items():
+                    for t, s in ts.items():
+                        if s.state.settled:
+                            waited[n][t] = s
+            for node, types in waited.items():
+                results[node] = self._result(node, types, old_snaps[node], new_snaps[node],
+                                             time.monotonic() - t0)
+        return results
+
+    def _snapshot(self, plan: TargetPlan) -> tuple[dict, dict]:
+        """(type_url -> name -> proto, (kind, name) -> spec) for one node."""
+        chosen: dict[tuple[str, str], Any] = {}
+        for r in plan.desired:
+            chosen[(r.key.kind, r.key.name)] = thaw(r.spec)
+        if not plan.prune:
+            for r in plan.observed:
+                if r.owned and (r.key.kind, r.key.name) not in chosen:
+                    chosen[(r.key.kind, r.key.name)] = thaw(r.spec)
+        snap: dict[str, dict[str, Any]] = {t: {} for t in R.TYPE_URLS}
+        for (kind, name), spec in chosen.items():
+            if kind not in R.KIND_TYPE:
+                raise R.SpecError(f"{plan.target.name}: unknown sidecar kind {kind!r} ({name})")
+            snap[R.KIND_TYPE[kind]][name] = R.to_proto(kind, name, spec)
+        return snap, chosen
+
+    def _result(self, node: str, types: Mapping[str, Any], old: Mapping, new: Mapping,
+                duration: float) -> ApplyResult:
+        writes = len(types)
+        if all(s.state is AckState.NO_STREAM for s in types.values()) and not self.cache.connected(node):
+            return ApplyResult(node, Outcome.UNREACHABLE, writes=writes, duration_s=duration,
+                               error=f"no ADS stream from node {node}; its snapshot is set and "
+                                     "will be served when it connects")
+        nacks = {t: s for t, s in types.items() if s.state is AckState.NACKED}
+        pending = {t: s for t, s in types.items() if s.state is AckState.PENDING}
+        if not nacks and not pending:
+            return ApplyResult(node, Outcome.APPLIED, writes=writes, duration_s=duration)
+        failed: set[str] = set()
+        errors: list[str] = []
+        for t, s in nacks.items():
+            errors.append(f"{node} NACKed {_SHORT.get(t, t)} version {s.version}: {s.error}")
+            failed |= self._nacked_keys(node, t, s.error, old.get(t, {}), new.get(t, {}))
+        for t, s in pending.items():
+            errors.append(f"{node}: no ACK for {_SHORT.get(t, t)} version {s.version} "
+                          f"within {self.ack_timeout}s")
+        return ApplyResult(node, Outcome.FAILED, writes=writes, duration_s=duration,
+                           error="; ".join(errors), failed_keys=tuple(sorted(failed)))
+
+    @staticmethod
+    def _nacked_keys(node: str, type_url: str, message: str, old: Mapping, new: Mapping) -> set[str]:
+        def key(name: str) -> str:
+            kind, rname, _ = R.from_any(new[name])
+            return str(ResourceKey(Layer.SIDECAR, node, kind, rname))
+        named = [n for n in new if n and f"{n}" in message]
+        # prefer the longest names: "api.shop:8080/v1" also contains "api.shop:8080"
+        named = [n for n in named if not any(m != n and n in m and m in message for m in named)]
+        if named:
+            return {key(n) for n in named}
+        return {key(n) for n, a in new.items() if n not in old or old[n].value != a.value}
+
+
+@register("sidecar")
+def factory(context: Mapping[str, Any] | None = None, **kw: Any) -> SidecarDriver:
+    """Context keys: `xds_server` (a running XdsServer) or `xds_address` (start one here),
+    `xds_ack_timeout_s`, `xds_csds_timeout_s`."""
+    ctx = dict(context or {}, **kw)
+    server = ctx.get("xds_server")
+    if server is None and ctx.get("xds_address"):
+        server = XdsServer(str(ctx["xds_address"]))
+        server.start()
+    return SidecarDriver(server=server, ack_timeout=float(ctx.get("xds_ack_timeout_s", 5.0)),
+                         csds_timeout=float(ctx.get("xds_csds_timeout_s", 3.0)))
