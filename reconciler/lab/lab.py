@@ -136,7 +136,7 @@ class Lab:
                                f"{dst} on {r.get('dev')} (another lab? set mgmt.ipv4-subnet)")
         for ln in self.topo.links:
             for ep in (ln.a, ln.b):
-                if self.topo.nodes[ep.node].kind != "linux" and \
+                if self.topo.nodes[ep.node].kind == "bridge" and \
                         os.path.exists(f"/sys/class/net/{ep.iface}"):
                     raise LabError(f"lab {self.name}: interface {ep.iface} (link {ep}) already "
                                    "exists in the root namespace")
@@ -202,7 +202,7 @@ class Lab:
         for n in linux:
             ip_batch(self._ns_lines(n.name), f"{n.name}: addresses and links", L.netns(n.name))
         t = self._mark("ns_links", t)
-        if any(n.kind == "ovs-bridge" for n in topo.nodes.values()):
+        if L.has_ovs_bridges():
             state["root_ovs"] = True
             self._save(state)
             self._root_ovs()
@@ -230,6 +230,8 @@ class Lab:
         L, topo = self.layout, self.topo
         br = L.mgmt_bridge
         lines = [f"netns add {L.netns(n.name)}" for n in topo.netns_nodes()]
+        if L.has_ovs_bridges():
+            lines.append(f"netns add {L.ovs_netns}")
         lines += [f"link add name {br} type bridge",
                   f"addr add {topo.mgmt_gateway}/{topo.mgmt_subnet.prefixlen} dev {br}",
                   f"link set {br} up"]
@@ -250,19 +252,23 @@ class Lab:
                     s += f" address {ep.mac}"
                 if topo.nodes[ep.node].kind == "linux":
                     s += f" netns {L.netns(ep.node)}"
+                elif topo.nodes[ep.node].kind == "ovs-bridge":
+                    s += f" netns {L.ovs_netns}"
                 spec.append(s)
             lines.append(f"link add {spec[0]} type veth peer {spec[1]}")
             for ep in (ln.a, ln.b):
                 if topo.nodes[ep.node].kind == "bridge":
                     lines.append(f"link set {ep.iface} master {ep.node} up")
-                elif topo.nodes[ep.node].kind == "ovs-bridge":
-                    lines.append(f"link set {ep.iface} up")
         self._save(state)
         ip_batch(lines, "create namespaces, management bridge and links")
         for ln in topo.links:
             for ep in (ln.a, ln.b):
-                if topo.nodes[ep.node].kind != "linux":
+                kind = topo.nodes[ep.node].kind
+                if kind == "bridge":
                     run(["ethtool", "-K", ep.iface, "tx", "off"], f"ethtool -K {ep.iface} tx off")
+                elif kind == "ovs-bridge":
+                    run(["ip", "netns", "exec", L.ovs_netns, "ethtool", "-K", ep.iface, "tx",
+                         "off"], f"ethtool -K {ep.iface} tx off")
 
     def _ns_lines(self, node: str) -> list[str]:
         topo = self.topo

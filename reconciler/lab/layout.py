@@ -8,6 +8,8 @@ so `up`, `down`, `status` and tests agree without sharing state:
 - state dir:                         /var/lib/netintent/lab/L/ (key, per-node dirs, state.json)
 - lab SSH key:                       /var/lib/netintent/lab/L/id_ed25519
 - per node:                          /var/lib/netintent/lab/L/nodes/N/ (sshd, OVS run/db/log)
+- `ovs-bridge` nodes: bridges of one OVS per lab running in netns `L--ovs` (two userspace
+  OVS instances cannot share a netns), holding the far ends of the links to them
 - roles: label `netintent.role` = switch | hypervisor | host; switches and hypervisors run
   their own OVS with bridge `netintent.bridge` (default br0) holding every data interface
   except the switch's fabric ports (`netintent.fabric-ports`, comma separated).
@@ -69,6 +71,14 @@ class Layout:
     @property
     def root_ovs_dir(self) -> Path:
         return self.state_dir / "root-ovs"
+
+    @property
+    def ovs_netns(self) -> str:
+        """netns of the lab's own OVS for `ovs-bridge` nodes ('--' cannot be a node name)."""
+        return f"{self.lab}--ovs"
+
+    def has_ovs_bridges(self) -> bool:
+        return any(n.kind == "ovs-bridge" for n in self.topo.nodes.values())
 
     def mgmt_host_veth(self, node: str) -> str:
         idx = list(self.topo.nodes).index(node)

@@ -3,7 +3,7 @@
 Contract:
 - `down(layout, state, inventory_path)` removes, in this order and continuing past errors:
   every process in each node netns (found with `ip netns pids`, so background processes of
-  `exec:` and SSH sessions go too), the root OVS daemons of the lab, the netns (which
+  `exec:` and SSH sessions go too), the lab's OVS for ovs-bridge nodes (netns <lab>--ovs), the netns (which
   destroys their veths), the management bridge and the bridges the lab created, FRR's
   /etc/frr/<ns> and /run/frr/<ns>, the inventory file and the state dir. Names come from the
   Layout, so it works without a state file. Returns a list of problems (empty = clean).
@@ -47,6 +47,8 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
     holders = [int(p) for p in state.get("holders", {}).values() if p]
     pids += [p for p in holders if alive(p)]
     pids += [p for p in _ovs_pids(layout.root_ovs_dir) if alive(p)]
+    if layout.ovs_netns in have:
+        pids += netns_pids(layout.ovs_netns)
     kill_all(pids)
     left = [p for p in pids if alive(p)]
     if left:
@@ -57,10 +59,12 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
              if os.path.exists(f"/sys/class/net/{layout.mgmt_host_veth(n)}")]
     for ln in topo.links:
         for ep in (ln.a, ln.b):
-            if topo.nodes[ep.node].kind != "linux" and os.path.exists(f"/sys/class/net/{ep.iface}"):
+            if topo.nodes[ep.node].kind == "bridge" and os.path.exists(f"/sys/class/net/{ep.iface}"):
                 lines.append(f"link del {ep.iface}")
                 break
     lines += [f"netns del {layout.netns(n)}" for n in nodes if layout.netns(n) in have]
+    if layout.ovs_netns in have:
+        lines.append(f"netns del {layout.ovs_netns}")
     if os.path.exists(f"/sys/class/net/{layout.mgmt_bridge}"):
         lines.append(f"link del {layout.mgmt_bridge}")
     for br in state.get("bridges", []):
@@ -114,16 +118,17 @@ def status(layout: Layout, state: dict) -> list[dict]:
 
 
 def start_root_ovs(layout: Layout) -> None:
-    """An OVS for the lab's `ovs-bridge` nodes, in the root netns, with the lab's own dirs."""
+    """The lab's OVS for its `ovs-bridge` nodes, in netns `<lab>--ovs`, with its own dirs."""
     d = layout.root_ovs_dir
     d.mkdir(parents=True, exist_ok=True)
     env = {"OVS_RUNDIR": str(d), "OVS_DBDIR": str(d), "OVS_LOGDIR": str(d)}
     db, sock = d / "conf.db", d / "db.sock"
     run(["ovsdb-tool", "create", str(db), OVS_SCHEMA], "root OVS: create database")
-    run(["ovsdb-server", str(db), f"--remote=punix:{sock}", "--pidfile", "--detach",
+    nx = ["ip", "netns", "exec", layout.ovs_netns]
+    run(nx + ["ovsdb-server", str(db), f"--remote=punix:{sock}", "--pidfile", "--detach",
          "--log-file"], "root OVS: start ovsdb-server", env=env)
     run(["ovs-vsctl", "--no-wait", "init"], "root OVS: init", env=env)
-    run(["ovs-vswitchd", f"unix:{sock}", "--pidfile", "--detach", "--log-file"],
+    run(nx + ["ovs-vswitchd", f"unix:{sock}", "--pidfile", "--detach", "--log-file"],
         "root OVS: start ovs-vswitchd", env=env)
     topo = layout.topo
     for n in topo.nodes.values():
@@ -134,4 +139,6 @@ def start_root_ovs(layout: Layout) -> None:
         for ep, _, _ in topo.links_of(n.name):
             argv += ["--", "--may-exist", "add-port", n.name, ep.iface]
         run(argv, f"{n.name}: create OVS bridge", env=env, timeout=30)
-        run(["ip", "link", "set", n.name, "up"], f"{n.name}: set up")
+        run(nx + ["ip", "link", "set", n.name, "up"], f"{n.name}: set up")
+        for ep, _, _ in topo.links_of(n.name):
+            run(nx + ["ip", "link", "set", ep.iface, "up"], f"{n.name}: set {ep.iface} up")
