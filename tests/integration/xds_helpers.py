@@ -46,7 +46,10 @@ def free_port(ip: str) -> int:
 
 def shop_app(net: str, port: int, split: Mapping[str, int] | None = None, mtls: str = "disable",
              timeout_ms: int | None = None, retries: int | None = None,
-             allow_batch: bool = False) -> Application:
+             allow_batch: bool = False, web_address: str | None = None) -> Application:
+    """shop: web (w1) and batch (b1) may call api (a1: v1, a2: v2). On loopback every
+    client connects from 127.0.0.1: pass web_address="127.0.0.1" when plaintext RBAC
+    (by source address) must let web in."""
     traffic: dict = {"mtls": mtls}
     if split:
         traffic["split"] = dict(split)
@@ -62,7 +65,7 @@ def shop_app(net: str, port: int, split: Mapping[str, int] | None = None, mtls: 
         "spec": {
             "segment": {"vni": 5001, "subnet": net + "0/24"},
             "services": {
-                "web": {"instances": [{"host": "w1", "address": net + "11"}],
+                "web": {"instances": [{"host": "w1", "address": web_address or net + "11"}],
                         "ports": [{"name": "grpc", "port": port}]},
                 "batch": {"instances": [{"host": "b1", "address": net + "12"}],
                           "ports": [{"name": "grpc", "port": port}]},

@@ -1,0 +1,79 @@
+"""Sidecar check 2: RBAC from the policy, identities from our CA, mTLS strict.
+
+A caller whose SPIFFE identity the policy does not allow is refused by the server's RBAC
+(PERMISSION_DENIED) even when it knows the route; the allowed caller succeeds and the
+server sees its identity; a plaintext caller is refused by the TLS handshake. Allowing the
+second caller in the intents lets it in after one push.
+"""
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from reconciler.model import Layer, Resource, ResourceKey, thaw
+from reconciler.status import Outcome
+from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, shop_app, wait_until
+
+HOSTS = ("w1", "a1", "a2", "b1")
+API_ID = "spiffe://test.example/shop/api"
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    m = Mesh(tmp_path)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def _as_batch(resources):
+    """w1's client-side resources, moved to node b1 with batch's certificate provider."""
+    out = []
+    for r in resources:
+        spec = thaw(r.spec)
+        if r.key.kind == "server-listener":
+            continue
+        if r.key.kind == "cluster" and spec["tls"]:
+            spec["tls"]["cert_provider"] = spec["tls"]["ca_provider"] = "batch.shop"
+        out.append(Resource(ResourceKey(Layer.SIDECAR, "b1", r.key.kind, r.key.name), spec, r.app))
+    return out
+
+
+def test_rbac_by_identity_with_mtls(mesh):
+    net = loopback_net()
+    port = free_port(net + "21")
+    nodes = compile_nodes({"shop": shop_app(net, port, mtls="strict")}, HOSTS)
+    # compile gives batch nothing to call api with, and api's RBAC names only web
+    assert not [r for r in nodes.get("b1", []) if r.key.kind != "server-listener"]
+    rbac = thaw(next(r for r in nodes["a1"] if r.key.kind == "server-listener").spec)["rbac"]
+    assert rbac == {"principals": ["spiffe://test.example/shop/web"], "source_ips": []}
+    nodes["b1"] = nodes.get("b1", []) + _as_batch(nodes["w1"])
+    mesh.push(nodes)
+
+    target = f"xds:///api.shop:{port}"
+    mesh.start("a1", {"api.shop": API_ID}, serve=[("v1", net + "21", port)])
+    mesh.start("a2", {"api.shop": API_ID}, serve=[("v2", net + "22", port)])
+    w1 = mesh.start("w1", {"web.shop": "spiffe://test.example/shop/web"}, warm=[target])
+    b1 = mesh.start("b1", {"batch.shop": "spiffe://test.example/shop/batch"}, warm=[target])
+
+    ok = wait_until(lambda: (t := w1.run(target, n=20, timeout_s=3)) and not t["errors"] and t, 15)
+    assert ok, "allowed caller never succeeded"
+    assert sum(ok["servers"].values()) == 20
+
+    denied = b1.run(target, n=20, timeout_s=3)
+    assert denied["servers"] == {}, denied
+    assert denied["errors"] == {"PERMISSION_DENIED": 20}, denied
+
+    # plaintext straight to the server's address: refused by the TLS handshake
+    with grpc.insecure_channel(f"{net}21:{port}") as ch:
+        with pytest.raises(grpc.RpcError) as exc:
+            ch.unary_unary("/netintent.lab.Echo/Call")(b"{}", timeout=3)
+    assert exc.value.code() is grpc.StatusCode.UNAVAILABLE
+
+    # the policy now allows batch: one push, and it gets in
+    nodes = compile_nodes({"shop": shop_app(net, port, mtls="strict", allow_batch=True)}, HOSTS)
+    res = mesh.push(nodes)
+    assert res["a1"].outcome is Outcome.APPLIED and res["a2"].outcome is Outcome.APPLIED, res
+    allowed = wait_until(lambda: (t := b1.run(target, n=20, timeout_s=3)) and not t["errors"] and t, 5)
+    assert allowed and sum(allowed["servers"].values()) == 20, allowed
