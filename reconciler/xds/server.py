@@ -281,7 +281,9 @@ class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 for type_url, sub in list(st.subs.items()):
                     resp = self.cache._response(st, type_url, sub, str(next(self._nonces)))
                     if resp is not None:
-                        yield resp
+                        await context.write(resp)
+        except (asyncio.CancelledError, grpc.RpcError, RuntimeError):
+            pass  # the stream or the server is going away
         finally:
             self.streams -= 1
             task.cancel()
@@ -356,6 +358,12 @@ class XdsServer:
             ready.set()
             await self._stopping.wait()
             await self._server.stop(self._grace)
+            # let the cancelled stream handlers finish before the loop closes
+            me = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not me]
+            for t in rest:
+                t.cancel()
+            await asyncio.wait(rest, timeout=2.0) if rest else None
 
         def run() -> None:
             loop = asyncio.new_event_loop()
