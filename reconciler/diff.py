@@ -181,6 +181,8 @@ def diff_specs(desired: Any, observed: Any, path: str = "") -> list[FieldDiff]:
 def diff_pair(p: Pair, ignore: Sequence[IgnoreRule] = ()) -> list[FieldDiff] | None:
     """Field diffs of an update; [] when equal after normalisation; None when ignored."""
     assert p.desired is not None and p.observed is not None
+    if p.desired.spec is p.observed.spec:
+        return []
     paths = ignored_paths(p.key, ignore)
     if paths is None:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable, Iterator, Mapping
 
 # Label put on everything the reconciler creates, so ownership is decidable on a device
@@ -149,6 +150,17 @@ class State:
 
     def get(self, key: ResourceKey) -> Resource | None:
         return self.resources.get(key)
+
+    @cached_property
+    def by_app(self) -> Mapping[str, tuple[ResourceKey, ...]]:
+        """app -> keys of its resources (computed once per state)."""
+        index: dict[str, list[ResourceKey]] = {}
+        for k, r in self.resources.items():
+            index.setdefault(r.app, []).append(k)
+        return {a: tuple(v) for a, v in index.items()}
+
+    def for_apps(self, apps: Iterable[str]) -> "State":
+        return State(FrozenDict((k, self.resources[k]) for a in apps for k in self.by_app.get(a, ())))
 
     def targets(self) -> set[tuple[Layer, str]]:
         return {(k.layer, k.target) for k in self.resources}

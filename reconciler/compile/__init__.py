@@ -10,6 +10,7 @@ Two resources with one key from different apps is a conflict, reported as `Compi
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from dataclasses import dataclass
@@ -67,53 +68,81 @@ def app_digest(app: Application) -> str:
 
 
 class Compiler:
-    """Caches per-app output by content digest. Not thread-safe; one per engine."""
+    """Caches per-app output by content digest and patches the previous index, so the cost
+    of a compile follows what changed. Not thread-safe; one per engine."""
+
+    FABRIC = "\0fabric"  # cache slot of app-independent resources (not a valid app name)
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[str, tuple[Resource, ...]]] = {}
-        self._app_digests: dict[int, tuple[Application, str]] = {}
+        self._digests: dict[int, tuple[object, str]] = {}
+        self._index: dict[ResourceKey, Resource] = {}
+        self._by_app: dict[str, tuple[ResourceKey, ...]] = {}
         self.last_compiled: tuple[str, ...] = ()
 
-    def _own_digest(self, app: Application) -> str:
+    def _digest_of(self, model, dump: Callable[[], str]) -> str:
         # Models are immutable, so identity is a safe cache key within one process.
-        hit = self._app_digests.get(id(app))
-        if hit is not None and hit[0] is app:
+        hit = self._digests.get(id(model))
+        if hit is not None and hit[0] is model:
             return hit[1]
-        d = app_digest(app)
-        self._app_digests[id(app)] = (app, d)
+        d = _digest(dump())
+        self._digests[id(model)] = (model, d)
         return d
 
     def compile(self, repo: IntentRepo) -> DesiredState:
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # allocation-heavy and cycle-free: skip repeated full-heap GC passes
+        try:
+            return self._compile(repo)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _compile(self, repo: IntentRepo) -> DesiredState:
         ctx = CompileContext.of(repo)
-        env = _digest(repo.inventory.model_dump_json(), repo.config.model_dump_json())
-        own = {name: self._own_digest(app) for name, app in repo.apps.items()}
-        resources: list[Resource] = []
-        compiled: list[str] = []
-        cache: dict[str, tuple[str, tuple[Resource, ...]]] = {}
-        for name in sorted(repo.apps):
-            app = repo.apps[name]
+        env = _digest(self._digest_of(repo.inventory, repo.inventory.model_dump_json),
+                      self._digest_of(repo.config, repo.config.model_dump_json))
+        own = {name: self._digest_of(app, app.model_dump_json) for name, app in repo.apps.items()}
+        fresh: dict[str, tuple[str, tuple[Resource, ...]]] = {}
+        for name, app in repo.apps.items():
             digest = _digest(env, own[name], *(own[r] for r in ctx.related(name)))
             hit = self._cache.get(name)
-            if hit is not None and hit[0] == digest:
-                out = hit[1]
-            else:
-                out = tuple(r for comp, _ in LAYER_COMPILERS.values() for r in comp(app, ctx))
-                compiled.append(name)
-            cache[name] = (digest, out)
-            resources.extend(out)
-        fabric = ("__fabric__", env)
-        hit = self._cache.get(fabric[0])
-        if hit is not None and hit[0] == env:
-            resources.extend(hit[1])
-        else:
-            out = tuple(r for _, fab in LAYER_COMPILERS.values() if fab for r in fab(ctx))
-            cache[fabric[0]] = (env, out)
-            resources.extend(out)
-        if fabric[0] not in cache:
-            cache[fabric[0]] = self._cache[fabric[0]]
-        self._cache = cache  # apps removed from the repo drop out of the cache
-        self.last_compiled = tuple(compiled)
-        return _index(resources)
+            if hit is None or hit[0] != digest:
+                fresh[name] = (digest, tuple(r for comp, _ in LAYER_COMPILERS.values() for r in comp(app, ctx)))
+        hit = self._cache.get(self.FABRIC)
+        if hit is None or hit[0] != env:
+            fresh[self.FABRIC] = (env, tuple(r for _, fab in LAYER_COMPILERS.values() if fab for r in fab(ctx)))
+        gone = [n for n in self._cache if n != self.FABRIC and n not in repo.apps]
+
+        index = dict(self._index)
+        for name in list(fresh) + gone:
+            for r in self._cache.get(name, (None, ()))[1]:
+                index.pop(r.key, None)
+        conflicts: list[CompileConflict] = []
+        for name in sorted(fresh):
+            for r in fresh[name][1]:
+                prev = index.get(r.key)
+                if prev is not None and (prev.spec != r.spec or prev.app != r.app):
+                    conflicts.append(CompileConflict(r.key, tuple(sorted({prev.app, r.app}))))
+                    continue
+                index[r.key] = r
+        if conflicts:
+            raise CompileConflicts(conflicts)  # the cache is left as it was: nothing half-updated
+        cache = dict(self._cache)
+        cache.update(fresh)
+        for name in gone:
+            del cache[name]
+        # the per-app key index, patched like the resource index
+        by_app = dict(self._by_app)
+        for name in gone:
+            by_app.pop(name, None)
+        for name, (_, out) in fresh.items():
+            by_app["" if name == self.FABRIC else name] = tuple(r.key for r in out)
+        self._cache, self._index, self._by_app = cache, index, by_app
+        self.last_compiled = tuple(sorted(n for n in fresh if n != self.FABRIC))
+        state = DesiredState(FrozenDict(index))
+        state.__dict__["by_app"] = by_app  # prefill State.by_app (cached_property)
+        return state
 
 
 def _index(resources: Iterable[Resource]) -> DesiredState:

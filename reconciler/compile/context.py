@@ -86,10 +86,17 @@ class CompileContext:
     def outbound(self, app: str) -> tuple[Flow, ...]:
         return tuple(f for f in self.flows_of(app) if f.caller.app == app)
 
+    @cached_property
+    def _related(self) -> Mapping[str, tuple[str, ...]]:
+        index: dict[str, set[str]] = {}
+        for f in self.flows:
+            group = {f.caller.app, f.callee.app, f.declared_in}
+            for a in group:
+                index.setdefault(a, set()).update(group)
+        return {a: tuple(sorted(n for n in names if n != a and n in self.apps)) for a, names in index.items()}
+
     def related(self, app: str) -> tuple[str, ...]:
-        names = {f.caller.app for f in self.flows_of(app)} | {f.callee.app for f in self.flows_of(app)}
-        names.discard(app)
-        return tuple(sorted(n for n in names if n in self.apps))
+        return self._related.get(app, ())
 
     def service(self, ref: ServiceRef):
         app = self.apps.get(ref.app)

@@ -35,13 +35,22 @@ def _flow(hv: str, app: str, priority: int, match: str, actions: str) -> Resourc
                      "cookie": app_cookie(app)}, app)
 
 
+def hypervisor_port(ctx: CompileContext, host: str, interface: str | None) -> object:
+    """The hypervisor port facing `host`'s `interface`: `netintent_hypervisor_ports[iface]`
+    when a host has several interfaces toward its hypervisor, else `netintent_hypervisor_port`."""
+    ports = ctx.hvar(host, "netintent_hypervisor_ports")
+    if interface and isinstance(ports, dict) and interface in ports:
+        return ports[interface]
+    return ctx.hvar(host, "netintent_hypervisor_port")
+
+
 def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
     out: list[Resource] = []
     vlan = app.spec.segment.vlan_id
     ports: dict[tuple[str, str], list[str]] = {}
     for _s, _svc, inst in iter_instances(app):
         hv = ctx.hypervisor_of(inst.host)
-        port = ctx.hvar(inst.host, "netintent_hypervisor_port")
+        port = hypervisor_port(ctx, inst.host, inst.interface)
         if hv is None or port is None:
             continue  # validate reports hosts without a hypervisor
         ports.setdefault((hv, str(port)), []).append(inst.address)
