@@ -9,7 +9,9 @@ Contract (see base.py for the Protocol):
   NACKed) becomes a Resource of the kinds/specs of reconciler.xds.resources, tagged with
   the app that the ADS server's snapshot says owns it. Proxyless clients fetch resources on
   demand, so a resource the node's snapshot serves but no client of the node has asked for
-  yet is reported as served. NACKs (from CSDS and from the ADS server's ACK/NACK records)
+  yet is reported as served; except server listeners: an xDS-enabled server asks for its
+  listener when it starts, so one never asked for is missing (e.g. a bootstrap without
+  `server_listener_resource_name_template` makes grpcio run a plain server, silently). NACKs (from CSDS and from the ADS server's ACK/NACK records)
   and silent-failure findings (resources.lint) are listed in Observation.error; a workload
   whose CSDS cannot be reached is UNREACHABLE.
 - apply(plans): builds each node's full snapshot from plan.desired (plus, without prune,
@@ -102,6 +104,8 @@ class SidecarDriver:
                 if (type_url, name) in asked:
                     continue
                 kind, rname, spec = R.from_any(a)
+                if kind == "server-listener":
+                    continue  # an xDS server asks at start: never asked = not xDS-enabled
                 key = ResourceKey(Layer.SIDECAR, node, kind, rname)
                 found.setdefault(key, Resource(key, spec, self._app_of(key)))
         for t, st in self.cache.status(node).items():
