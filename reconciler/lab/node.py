@@ -32,7 +32,7 @@ def spawn_holder(layout: Layout, node: Node) -> int:
     p = subprocess.Popen(
         ["ip", "netns", "exec", ns, "unshare", "--uts", "--",
          "sh", "-c", 'hostname "$1" && exec sleep infinity', "sh", node.name],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     return p.pid
 

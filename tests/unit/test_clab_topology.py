@@ -168,3 +168,15 @@ def test_inventory_errors_name_the_node():
     t = topo("name: x\ntopology:\n  nodes:\n    h: {kind: linux, labels: {netintent.role: host}}\n")
     with pytest.raises(inventory.InventoryError, match="node h: no link on interface eth1"):
         inventory.build(t, "/k")
+
+
+def test_cli_bad_topology_is_one_line_error_no_traceback(tmp_path, capsys):
+    from reconciler.lab.cli import main
+    p = tmp_path / "bad.clab.yml"
+    p.write_text("name: x\ntopology:\n  nodes:\n    ceos1: {kind: ceos}\n")
+    assert main(["up", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {p}:4: node ceos1: kind 'ceos' is not supported by the " \
+                          "netns lab (supported: linux, bridge, ovs-bridge)"
+    assert main(["status", str(tmp_path / "missing.clab.yml")]) == 1
+    assert "cannot read" in capsys.readouterr().err
