@@ -10,7 +10,7 @@ Contract:
   sysctls, tx offload off, sshd, OVS, FRR, binds, exec in order -> inventory. A failing step
   tears everything down and raises LabError naming the step.
 - `down()` removes every netns (and so every veth), every process in them, the management
-  bridge, the bridges it created, the per-lab root OVS, /etc/frr/<ns> and /run/frr/<ns>, the
+  bridge, the bridges it created, the lab's OVS netns (ovs-bridge nodes), /etc/frr/<ns> and /run/frr/<ns>, the
   inventory file and the state dir. It works from names alone (layout.py), so it also cleans
   a lab whose state file is gone. Returns the list of problems (empty when clean).
 - `exec(node, argv)` runs argv inside the node (its netns, hostname, mount view, env).

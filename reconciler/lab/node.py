@@ -91,7 +91,8 @@ def start_sshd(layout: Layout, node: Node, holder: int) -> None:
     env = layout.ovs_env(node.name) if layout.runs_ovs(node) else {}
     env.update(node.env)
     if env:
-        lines.append("SetEnv " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()))
+        # keys and values are validated in topology.py (no quotes, backslashes, newlines)
+        lines.append("SetEnv " + " ".join(f'"{k}={v}"' for k, v in env.items()))
     cfg = d / "sshd_config"
     cfg.write_text("\n".join(lines) + "\n")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)

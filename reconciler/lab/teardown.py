@@ -3,7 +3,7 @@
 Contract:
 - `down(layout, state, inventory_path)` removes, in this order and continuing past errors:
   every process in each node netns (found with `ip netns pids`, so background processes of
-  `exec:` and SSH sessions go too), the lab's OVS for ovs-bridge nodes (netns <lab>--ovs), the netns (which
+  `exec:` and SSH sessions go too) and in the lab's OVS netns (<lab>--ovs), the netns (which
   destroys their veths), the management bridge and the bridges the lab created, FRR's
   /etc/frr/<ns> and /run/frr/<ns>, the inventory file and the state dir. Names come from the
   Layout, so it works without a state file. Returns a list of problems (empty = clean).

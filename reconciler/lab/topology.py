@@ -28,6 +28,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .yamlpos import TopologyError, _Ctx, _line_index
+
 SUPPORTED_KINDS = ("linux", "bridge", "ovs-bridge")
 # Fields that only make sense for a container engine: read, ignored, reported once.
 CONTAINER_ONLY = frozenset({
@@ -42,13 +44,10 @@ NODE_FIELDS = frozenset({"kind", "group", "mgmt-ipv4", "labels", "env", "exec", 
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 DEFAULT_MGMT_NET = "clab"
 DEFAULT_MGMT_SUBNET = "172.20.20.0/24"
-
-
-class TopologyError(ValueError):
-    """A topology file problem; str() names the file, the line and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -120,50 +119,6 @@ class Topology:
         fields = sorted({f for fs in self.ignored.values() for f in fs})
         return (f"{self.path}: container-only fields ignored on {len(self.ignored)} node(s): "
                 + ", ".join(fields))
-
-
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map key paths (as tuples of strings / list indexes) to 1-based line numbers."""
-    out: dict[tuple[str, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return out
-
-    def walk(node: Any, path: tuple[str, ...], depth: int) -> None:
-        if depth > 6 or node is None:
-            return
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                p = path + (str(k.value),)
-                out[p] = k.start_mark.line + 1
-                walk(v, p, depth + 1)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                p = path + (str(i),)
-                out[p] = v.start_mark.line + 1
-                walk(v, p, depth + 1)
-
-    walk(root, (), 0)
-    return out
-
-
-class _Ctx:
-    def __init__(self, path: str, lines: dict[tuple[str, ...], int]):
-        self.path, self.lines = path, lines
-
-    def line(self, *keys: str | int) -> int | None:
-        keys_s = tuple(str(k) for k in keys)
-        while keys_s:
-            if keys_s in self.lines:
-                return self.lines[keys_s]
-            keys_s = keys_s[:-1]
-        return None
-
-    def err(self, msg: str, *keys: str | int) -> TopologyError:
-        ln = self.line(*keys)
-        where = f"{self.path}:{ln}" if ln else self.path
-        return TopologyError(f"{where}: {msg}")
 
 
 def _mapping(ctx: _Ctx, value: Any, *keys: str | int) -> dict:
@@ -239,6 +194,11 @@ def _resolve_node(ctx: _Ctx, name: str, raw: dict, defaults: dict, kinds: dict,
                 skipped.add(str(key))
             else:
                 raise ctx.err(f"node {name}: unknown field {key!r}", *keys, key)
+    for k, v in env.items():
+        # env reaches sshd_config (SetEnv) and process environments: keep it to one plain line
+        if not ENV_KEY_RE.match(k) or any(c in v for c in '\n\r"\\\0'):
+            raise ctx.err(f"node {name}: env {k!r} must be NAME=value without quotes, "
+                          "backslashes or newlines", "topology", "nodes", name, "env")
     if skipped:
         ignored[name] = tuple(sorted(skipped))
     return Node(name=name, kind=kind, mgmt_ipv4=mgmt, labels=MappingProxyType(labels),

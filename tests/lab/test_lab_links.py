@@ -3,10 +3,7 @@ inheritance, idempotent up, clean down, refused kinds, half-failed up, two labs 
 Marked `lab` (root, netns)."""
 from __future__ import annotations
 
-import os
-import subprocess
 import textwrap
-import time
 
 import pytest
 

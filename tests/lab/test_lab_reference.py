@@ -4,6 +4,7 @@ FRR sessions, inventory, and `lab down` leaving nothing. Marked `lab` (root, net
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -82,7 +83,9 @@ def test_frr_bgp_unnumbered_between_leaves_and_vteps_reachable(app_fabric_lab):
             peers["eth3"].get("pfxRcd", 0) >= 1
     wait_for(established, 30, "BGP leaf1 <-> leaf2 Established with a prefix")
     # the same session seen from the root with the pathspace, and over SSH on leaf2
-    out = json.loads(lab.exec("leaf2", ["vtysh", "-c", "show bgp summary json"]).stdout)
+    cp = subprocess.run(["vtysh", "-N", lab.netns("leaf2"), "-c", "show bgp summary json"],
+                        capture_output=True, text=True, timeout=20, check=True)
+    out = json.loads(cp.stdout)
     assert out["ipv4Unicast"]["peers"]["eth3"]["state"] == "Established"
     routes = ssh(lab, "leaf2", "vtysh -c 'show ip route 10.255.0.1/32 json'").stdout
     assert "10.255.0.1/32" in json.loads(routes)

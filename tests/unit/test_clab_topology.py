@@ -128,6 +128,8 @@ def test_mgmt_subnet_override_keeps_offsets():
     ("name: 'bad name'\ntopology:\n  nodes:\n    a: {kind: linux}\n", "lab name 'bad name'"),
     ("name: x\ntopology:\n  nodes:\n    a: {kind: linux\n", "t.clab.yml:5: YAML error"),
     ("name: x\ntopology:\n  nodes:\n    a: {kind: linux, binds: [nocolon]}\n", "HOST:CONTAINER"),
+    ("name: x\ntopology:\n  nodes:\n    a: {kind: linux, env: {A: \"x\\\\nPermitRootLogin yes\"}}\n",
+     "t.clab.yml:4: node a: env 'A' must be NAME=value"),
 ])
 def test_bad_topologies_name_file_line_and_problem(body, needle):
     with pytest.raises(TopologyError) as ei:
