@@ -91,6 +91,10 @@ class SidecarDriver:
                 errors.append(f"NACKED {_SHORT.get(e.type_url, e.type_url)} {e.name} "
                               f"version {e.rejected_version}: {e.error}")
             if e.config is None:
+                if e.status in ("REQUESTED", "DOES_NOT_EXIST"):
+                    errors.append(f"{_SHORT.get(e.type_url, e.type_url)} {e.name} is asked for "
+                                  f"but not served ({e.status}; its RPCs hang until grpc's "
+                                  "does-not-exist timer, then fail)")
                 continue
             try:
                 kind, name, spec = R.from_any(e.config)

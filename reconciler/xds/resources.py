@@ -405,13 +405,15 @@ def lint(resources: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
                 problems.append(f"{where}: last HTTP filter must be the router, got {filters}")
             if spec.get("config_source") != "ads":
                 problems.append(f"{where}: RDS config source must be ads, got {spec.get('config_source')!r}")
-            route = res.get(("route", spec.get("route")))
-            if route is None:
+            if ("route", spec.get("route")) not in res:
                 problems.append(f"{where}: route {spec.get('route')!r} is not served")
-            elif name not in route.get("domains", ()) and "*" not in route.get("domains", ()):
-                problems.append(f"{where}: route {spec.get('route')!r} domains "
-                                f"{list(route.get('domains', ()))} do not match the target {name!r}")
         elif kind == "route":
+            domains = list(spec.get("domains") or ())
+            for (k2, lname), lspec in sorted(res.items()):
+                if k2 == "listener" and lspec.get("route") == name and \
+                        lname not in domains and "*" not in domains:
+                    problems.append(f"{where}: domains {domains} do not match the target "
+                                    f"{lname!r} of the listener using it")
             total = 0
             for c in spec.get("clusters") or ():
                 total += int(c.get("weight") or 0)
