@@ -1,0 +1,103 @@
+"""Engine behaviour with in-memory drivers (the engine, not a device, is under test here)."""
+import json
+
+from reconciler.drivers.base import Target
+from reconciler.drivers.snapshot import SnapshotDriver
+from reconciler.engine import Engine
+from reconciler.events import EventKind
+from reconciler.model import Layer, Resource, ResourceKey, State
+from reconciler.status import Action, Outcome, Phase
+
+
+def R(layer, target, name, app="shop", spec=None):
+    return Resource(ResourceKey(layer, target, "thing", name), spec or {"v": 1}, app)
+
+
+class Recording(SnapshotDriver):
+    calls: list = []
+
+    def apply(self, plans, dry_run=False):
+        for tp in plans:
+            for c in tp.changes:
+                Recording.calls.append((c.action, c.key.layer))
+        return super().apply(plans, dry_run)
+
+
+def engine_for(tmp_path, snapshot, **kw):
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps(snapshot))
+    Recording.calls = []
+    drivers = {l: Recording(l, path) for l in Layer}
+    targets = {l: [Target(n, l) for n in ("t1", "t2")] for l in Layer}
+    return Engine(drivers, sleep=lambda s: None, **kw), targets, path
+
+
+def test_creates_underlay_first_and_prunes_in_reverse(tmp_path):
+    old = [R(l, "t1", "old", app="gone").to_json() for l in Layer]
+    eng, targets, _ = engine_for(tmp_path, {"resources": old})
+    desired = State.of(R(l, "t1", "new") for l in Layer)
+    report = eng.run(desired, targets, prune=True)
+    assert report.converged and report.phase is Phase.SUCCEEDED
+    creates = [l for a, l in Recording.calls if a is not Action.DELETE]
+    deletes = [l for a, l in Recording.calls if a is Action.DELETE]
+    assert creates == [Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST, Layer.SIDECAR]
+    assert deletes == [Layer.SIDECAR, Layer.HOST, Layer.HYPERVISOR, Layer.SWITCH]
+    assert Recording.calls.index((Action.CREATE, Layer.SIDECAR)) < Recording.calls.index((Action.DELETE, Layer.SIDECAR))
+
+
+def test_converged_state_makes_no_apply_call(tmp_path):
+    desired = State.of([R(Layer.HOST, "t1", "a")])
+    eng, targets, _ = engine_for(tmp_path, {"resources": desired.to_json()})
+    report = eng.run(desired, targets)
+    assert report.converged and report.writes == 0 and Recording.calls == []
+
+
+def test_unreachable_target_is_reported_and_others_converge(tmp_path):
+    eng, targets, path = engine_for(tmp_path, {"resources": [], "unreachable": ["t2"]})
+    events = []
+    eng.bus.subscribe(events.append)
+    desired = State.of([R(Layer.HOST, "t1", "a"), R(Layer.HOST, "t2", "b")])
+    report = eng.run(desired, targets)
+    assert not report.converged and report.phase is Phase.FAILED
+    assert report.targets[(Layer.HOST, "t2")].outcome is Outcome.UNREACHABLE
+    assert report.targets[(Layer.HOST, "t1")].outcome is Outcome.APPLIED
+    stored = {r["key"] for r in json.loads(path.read_text())["resources"]}
+    assert stored == {"host/t1/thing/a"}
+    kinds = [e.kind for e in events]
+    assert kinds[0] is EventKind.RUN_STARTED and kinds[-1] is EventKind.RUN_FINISHED
+    results = {e.key: e.outcome for e in events if e.kind is EventKind.RESOURCE_RESULT}
+    assert results == {"host/t1/thing/a": Outcome.APPLIED, "host/t2/thing/b": Outcome.UNREACHABLE}
+
+
+def test_rejected_change_fails_after_bounded_attempts(tmp_path):
+    eng, targets, _ = engine_for(tmp_path, {"resources": [], "reject": ["host/t1/thing/a"]}, attempts=3)
+    desired = State.of([R(Layer.HOST, "t1", "a"), R(Layer.SWITCH, "t2", "s")])
+    report = eng.run(desired, targets)
+    assert report.attempts == 3
+    assert report.targets[(Layer.HOST, "t1")].outcome is Outcome.FAILED
+    assert "rejected" in report.targets[(Layer.HOST, "t1")].error
+    assert report.targets[(Layer.SWITCH, "t2")].outcome is Outcome.APPLIED
+
+
+def test_driver_exception_is_data(tmp_path):
+    class Broken(SnapshotDriver):
+        def observe(self, targets):
+            raise RuntimeError("boom")
+    eng, targets, path = engine_for(tmp_path, {"resources": []})
+    eng.drivers[Layer.SIDECAR] = Broken(Layer.SIDECAR, path)
+    desired = State.of([R(Layer.HOST, "t1", "a"), R(Layer.SIDECAR, "t1", "x")])
+    report = eng.run(desired, targets)
+    assert report.targets[(Layer.SIDECAR, "t1")].outcome is Outcome.FAILED
+    assert "boom" in report.targets[(Layer.SIDECAR, "t1")].error
+    assert report.targets[(Layer.HOST, "t1")].outcome is Outcome.APPLIED
+
+
+def test_app_filter_touches_only_that_app(tmp_path):
+    other = R(Layer.HOST, "t1", "o", app="billing", spec={"v": 9})
+    eng, targets, path = engine_for(tmp_path, {"resources": [other.to_json()]})
+    desired = State.of([R(Layer.HOST, "t1", "a"), R(Layer.HOST, "t1", "o", app="billing", spec={"v": 1})])
+    report = eng.run(desired, targets, apps=["shop"], prune=True)
+    assert report.converged
+    stored = {r["key"]: r["spec"] for r in json.loads(path.read_text())["resources"]}
+    assert stored["host/t1/thing/o"] == {"v": 9}  # billing untouched
+    assert "host/t1/thing/a" in stored
