@@ -27,6 +27,10 @@ def test_raw_links_tcp_exec_order_and_clean_down(lab_factory):
     # hostnames differ per node (UTS namespace)
     assert lab.exec("a", ["hostname"]).stdout.strip() == "a"
     assert lab.exec("d", ["hostname"]).stdout.strip() == "d"
+    # binds outside /etc/frr: bind-mounted in the node's own mount namespace only
+    assert lab.exec("c", ["cat", "/etc/motd"]).stdout == "ni-lab-links node file\n"
+    assert open("/etc/motd").read() != "ni-lab-links node file\n"
+    assert lab.exec("c", ["sh", "-c", "echo x > /etc/motd"], check=False).returncode != 0  # :ro
     # TCP: direct veth, through a Linux bridge node, through an OVS (userspace) bridge node
     tcp_roundtrip(lab, "b", "a", "10.77.1.1")
     tcp_roundtrip(lab, "c", "a", "10.77.2.1")

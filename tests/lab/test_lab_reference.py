@@ -4,6 +4,8 @@ FRR sessions, inventory, and `lab down` leaving nothing. Marked `lab` (root, net
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -41,6 +43,16 @@ def test_sshd_answers_on_every_node_with_its_hostname(app_fabric_lab):
     lab = app_fabric_lab
     for node in lab.topo.nodes:
         assert ssh(lab, node, "hostname").stdout.strip() == node
+
+
+def test_generated_inventory_works_with_ansible_as_is(app_fabric_lab):
+    if not shutil.which("ansible"):
+        pytest.skip("ansible not installed")
+    cp = subprocess.run(["ansible", "-i", str(app_fabric_lab.inventory_path), "all", "-m", "ping",
+                         "-o", "-f", "11"], capture_output=True, text=True, timeout=120,
+                        env={**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False"})
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert cp.stdout.count("SUCCESS") == 11
 
 
 def test_ssh_session_reaches_the_nodes_own_ovs(app_fabric_lab):
