@@ -1,0 +1,487 @@
+"""The reconcile daemon (`reconciler serve`): APScheduler jobs around the engine.
+
+Contract:
+- Jobs (BackgroundScheduler): `leader` (1 s: take/keep the leader lock; only the leader
+  syncs, scans or applies), `poll` (every sync interval: request a sync), `drift` (every
+  drift interval: dry-run scan of all apps, then self-heal the apps whose policy says so,
+  others are only reported), `retry` (1 s: re-apply failed apps whose backoff expired),
+  `flush` (2 s: write events queued while the database was unreachable).
+- Sync requests (poll, webhook, manual, startup) are coalesced: while a sync runs, any
+  number of requests collapse into ONE more sync, which fetches and takes the newest head.
+- A revision is loaded from git objects and validated; an invalid (or, with a keyring,
+  unsigned) revision is refused with the validation errors (recorded as a FAILED run and in
+  `service_state.refused`), and the last good revision stays the one applied and healed.
+- Rollback: a hold in the store pins auto-sync to an earlier revision until the branch head
+  moves past the head seen when the hold began, or the operator releases it.
+- Failures: an app whose targets fail is retried alone with exponential backoff; runs use
+  one attempt so a failing app never holds the healthy ones. Unreachable repo, database or
+  targets are logged and reported (healthz, metrics, store) and retried; nothing raises out.
+- Sync windows deny automatic applies (sync, self-heal, retry); manual sync and rollback
+  are allowed. Drift scans (dry runs) always run.
+- On becoming leader, runs left RUNNING by a dead process are marked INTERRUPTED and a
+  full sync runs at once.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .compile import CompileConflicts, Compiler
+from .engine import Engine, RunReport, targets_from_inventory
+from .events import Event, EventBus, EventKind
+from .gitsource import GitSource, SourceError
+from .leader import leader_lock
+from .metrics import Metrics
+from .model import Layer
+from .redact import REDACTOR
+from .status import Phase
+from .store import Store
+from .validate import RepoInvalid
+from .windows import window_verdict
+
+log = logging.getLogger("reconciler.daemon")
+
+
+@dataclass
+class DaemonConfig:
+    repo: str
+    store_url: str
+    branch: str = "main"
+    cache_dir: str = ".reconciler/cache"
+    state_dir: str = ".reconciler/state"
+    inventory: str | None = None          # inventory override (path on this machine)
+    listen: str | None = "127.0.0.1:8686"
+    webhook_secret: bytes | None = None
+    interval_s: float | None = None       # None: the repo's sync.interval_s
+    drift_interval_s: float | None = None # None: the repo's sync.drift_interval_s
+    observed: str | None = None           # snapshot file: offline snapshot drivers
+    driver_factory: str | None = None     # "module:function" (layer=..., path=..., ...)
+    attempts: int = 1
+    timeout_s: float = 60.0
+    keyring: str | None = None            # signed-commit policy: allowed public keys
+    retry_base_s: float = 2.0
+    retry_max_s: float = 120.0
+    instance: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+
+
+@dataclass
+class Loaded:
+    revision: str
+    repo: Any
+    desired: Any
+    inventory_path: str
+    targets: dict
+
+
+def _safe(fn: Callable[[], Any], default: Any = None, what: str = "store") -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        log.warning("%s unavailable: %s", what, REDACTOR.text(str(exc).splitlines()[0] if str(exc) else repr(exc)))
+        return default
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig, store: Store | None = None) -> None:
+        self.cfg = cfg
+        self.source = GitSource(cfg.repo, cfg.branch, cfg.cache_dir, timeout_s=cfg.timeout_s)
+        self.store = store or Store(cfg.store_url, owner=cfg.instance)
+        self.lock = leader_lock(cfg.store_url)
+        self.metrics = Metrics()
+        self.bus = EventBus()
+        self.bus.subscribe(self.store.observer)
+        self.bus.subscribe(self.metrics.observer)
+        self.bus.subscribe(_log_event)
+        self.compiler = Compiler()
+        self.current: Loaded | None = None
+        self.is_leader = False
+        self.source_error = ""
+        self.window_reason = ""
+        self.refused: dict[str, Any] | None = None
+        self._engine: Engine | None = None
+        self._engine_inventory: str | None = None
+        self._run_lock = threading.Lock()
+        self._req_lock = threading.Lock()
+        self._want: tuple[str, bool] | None = None
+        self._sync_running = False
+        self._force = True
+        self._retry: dict[str, tuple[int, float]] = {}
+        self._intervals: tuple[float, float] | None = None
+        self._stop = threading.Event()
+        self.scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(8)},
+                                             job_defaults={"coalesce": True, "max_instances": 1,
+                                                           "misfire_grace_time": None})
+        self.http = None
+        Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self.cfg.listen:
+            from .http import HttpServer
+            host, _, port = self.cfg.listen.rpartition(":")
+            self.http = HttpServer(host or "127.0.0.1", int(port), secret=self.cfg.webhook_secret,
+                                   on_sync=lambda trig, manual, _p: self.request_sync(trig, manual),
+                                   metrics=self._render_metrics, health=self.health)
+            self.http.start()
+        iv, dv = self._wanted_intervals(None)
+        self._intervals = (iv, dv)
+        s = self.scheduler
+        s.add_job(self._leader_job, "interval", seconds=1, id="leader", next_run_time=_now_dt())
+        s.add_job(lambda: self.request_sync("poll"), "interval", seconds=iv, id="poll")
+        s.add_job(self._drift_job, "interval", seconds=dv, id="drift")
+        s.add_job(self._retry_job, "interval", seconds=1, id="retry")
+        s.add_job(self._flush_job, "interval", seconds=2, id="flush")
+        s.start()
+        log.info("daemon started", extra={"ctx": {"instance": self.cfg.instance, "branch": self.cfg.branch,
+                                                  "listen": self.cfg.listen, "poll_s": iv, "drift_s": dv}})
+
+    def stop(self, wait_s: float = 60.0) -> None:
+        self._stop.set()
+        try:
+            self.scheduler.shutdown(wait=False)
+        except Exception:
+            pass
+        if self.http:
+            self.http.stop()
+        if self._run_lock.acquire(timeout=wait_s):
+            self._run_lock.release()
+        self.store.flush()
+        self.lock.release()
+        self.is_leader = False
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    # ---- leader ------------------------------------------------------------------------
+    def _leader_job(self) -> None:
+        if self.is_leader:
+            if not self.lock.alive():
+                self.is_leader = False
+                self.metrics.leader.set(0)
+                log.warning("leader lock lost; not applying until it is reacquired")
+            return
+        if not self.lock.try_acquire():
+            return
+        self.is_leader = True
+        self.metrics.leader.set(1)
+        interrupted = _safe(self.store.mark_interrupted, [])
+        log.info("became leader", extra={"ctx": {"instance": self.cfg.instance, "interrupted_runs": interrupted}})
+        self._force = True
+        self.request_sync("startup")
+
+    # ---- sync --------------------------------------------------------------------------
+    def request_sync(self, trigger: str, manual: bool = False) -> None:
+        """Ask for a sync; requests during a running sync collapse into one more."""
+        with self._req_lock:
+            prev_manual = bool(self._want and self._want[1])
+            self._want = (trigger if not prev_manual else "manual", manual or prev_manual)
+            if self._sync_running:
+                return
+            self._sync_running = True
+        threading.Thread(target=self._sync_loop, name="reconciler-sync", daemon=True).start()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._req_lock:
+                if self._want is None:
+                    self._sync_running = False
+                    return
+                trigger, manual = self._want
+                self._want = None
+            try:
+                self.sync_once(trigger, manual)
+            except Exception:
+                log.exception("sync failed unexpectedly")
+        with self._req_lock:
+            self._sync_running = False
+
+    def sync_once(self, trigger: str, manual: bool = False) -> RunReport | None:
+        if not self.is_leader:
+            return None
+        try:
+            head = self.source.fetch()
+            self.source_error = ""
+        except SourceError as exc:
+            if str(exc) != self.source_error:
+                log.warning("repo unreachable: %s", exc)
+            self.source_error = str(exc)
+            return None
+        if self.current is None:
+            self._restore_current()
+        hold = _safe(self.store.hold)
+        target, run_trigger = head, trigger
+        if hold is not None:
+            if head != hold.branch_head:
+                log.info("new commit %s: rollback hold at %s released", head[:12], hold.revision[:12])
+                _safe(self.store.release_hold)
+            else:
+                target, run_trigger = hold.revision, "rollback"
+        same = self.current is not None and self.current.revision == target
+        if same and not self._force and not manual:
+            return None
+        if self.refused and self.refused.get("sha") == target and not manual:
+            return None
+        loaded = self.load(target, trigger)
+        if loaded is None:
+            self._force = False
+            return None
+        if not manual and run_trigger != "rollback":
+            ok, why = self._windows_allow(loaded)
+            if not ok:
+                if why != self.window_reason:
+                    log.info("automatic sync of %s denied: %s", target[:12], why)
+                self.window_reason = why
+                return None
+        self.window_reason = ""
+        report = self._apply(loaded, run_trigger, None)
+        if report is not None:
+            self._force = False
+        return report
+
+    def _restore_current(self) -> None:
+        rev = _safe(lambda: self.store.service("applied_revision"))
+        if rev and self.source.contains(rev):
+            self.current = self.load(rev, "restore", record=False)
+
+    def load(self, sha: str, trigger: str, record: bool = True) -> Loaded | None:
+        from .gitrange import tree_files
+        from .validate import load_tree
+        try:
+            if self.cfg.keyring:
+                from .hooks import verify_signature
+                ok, why = verify_signature(self.source.repo_dir, sha, self.cfg.keyring)
+                if not ok:
+                    raise _Refused([f"{sha[:12]}: {why}"])
+            files = tree_files(self.source.repo_dir, sha)
+            repo = load_tree(files, inventory_override=self.cfg.inventory, revision=sha)
+            desired = self.compiler.compile(repo)
+        except RepoInvalid as exc:
+            return self._refuse(sha, [str(e) for e in exc.errors], trigger, record)
+        except CompileConflicts as exc:
+            return self._refuse(sha, [f"conflict: {c}" for c in exc.conflicts], trigger, record)
+        except _Refused as exc:
+            return self._refuse(sha, exc.errors, trigger, record)
+        inv_path = self.cfg.inventory or self._write_inventory(sha, files, repo.config.inventory)
+        for h in repo.inventory.hosts.values():
+            REDACTOR.add_vars(dict(h.vars))
+        return Loaded(sha, repo, desired, str(inv_path), targets_from_inventory(repo.inventory))
+
+    def _write_inventory(self, sha: str, files: dict, name: str) -> str:
+        p = Path(self.cfg.state_dir) / f"inventory-{sha[:12]}.yml"
+        if not p.exists():
+            data = files.get(name, b"")
+            tmp = p.with_suffix(".tmp")
+            tmp.write_bytes(data if isinstance(data, bytes) else b"")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, p)
+        return str(p.resolve())
+
+    def _refuse(self, sha: str, errors: list[str], trigger: str, record: bool) -> None:
+        if not record:
+            log.error("stored revision %s is not loadable any more (%d error(s))", sha[:12], len(errors))
+            return None
+        self.refused = {"sha": sha, "errors": errors, "ts": time.time()}
+        self.metrics.refused.inc()
+        log.error("revision %s refused: %d error(s); last good revision %s stays applied", sha[:12], len(errors),
+                  self.current.revision[:12] if self.current else "(none)", extra={"ctx": {"errors": errors[:50]}})
+        run_id = uuid.uuid4().hex[:12]
+        _safe(lambda: self.store.record_run(run_id, revision=sha, trigger=trigger, phase=Phase.FAILED,
+                                            error="refused: " + "\n".join(errors)))
+        _safe(lambda: self.store.set_service("refused", self.refused))
+        return None
+
+    def _windows_allow(self, loaded: Loaded | None) -> tuple[bool, str]:
+        cfg = (loaded or self.current)
+        if cfg is None:
+            return True, ""
+        return window_verdict(cfg.repo.config.sync.windows)
+
+    # ---- apply -------------------------------------------------------------------------
+    def _engine_for(self, loaded: Loaded) -> Engine:
+        if self._engine is None or self._engine_inventory != loaded.inventory_path:
+            self._engine = Engine(self._drivers(loaded.inventory_path), self.bus, attempts=self.cfg.attempts,
+                                  publish_state=True)
+            self._engine_inventory = loaded.inventory_path
+        return self._engine
+
+    def _drivers(self, inventory_path: str) -> dict:
+        kw = {"inventory_path": inventory_path, "publish": self.bus.publish, "timeout_s": self.cfg.timeout_s}
+        if self.cfg.driver_factory:
+            mod, _, fn = self.cfg.driver_factory.partition(":")
+            factory = getattr(importlib.import_module(mod), fn)
+            out = {layer: factory(layer=layer, path=self.cfg.observed, **kw) for layer in Layer}
+            return {k: v for k, v in out.items() if v is not None}
+        if self.cfg.observed:
+            from .drivers.snapshot import SnapshotDriver
+            return {layer: SnapshotDriver(layer, self.cfg.observed) for layer in Layer}
+        from .drivers import REGISTRY
+        drivers = {}
+        for layer in Layer:
+            if layer.value not in REGISTRY:
+                try:
+                    importlib.import_module(f"reconciler.drivers.{layer.value}")
+                except ModuleNotFoundError:
+                    continue
+            if layer.value in REGISTRY:
+                drivers[layer] = REGISTRY[layer.value](**kw)
+        return drivers
+
+    def _apply(self, loaded: Loaded, trigger: str, apps: list[str] | None, blocking: bool = True) -> RunReport | None:
+        if not self._run_lock.acquire(blocking=blocking):
+            return None
+        try:
+            if not self.is_leader or not self.lock.alive():
+                return None
+            cfg = loaded.repo.config
+            report = self._engine_for(loaded).run(
+                loaded.desired, loaded.targets, prune=cfg.sync.prune, apps=apps, ignore=cfg.ignore,
+                revision=loaded.revision, run_id=uuid.uuid4().hex[:12], trigger=trigger)
+        finally:
+            self._run_lock.release()
+        if apps is None:
+            self.current = loaded
+            self._reschedule(loaded)
+            if self.refused and self.refused.get("sha") != loaded.revision:
+                self.refused = None
+                _safe(lambda: self.store.set_service("refused", None))
+            _safe(lambda: self.store.set_service("applied_revision", loaded.revision))
+        self._note_failures(report, apps)
+        return report
+
+    def _note_failures(self, report: RunReport, apps: list[str] | None) -> None:
+        now = time.monotonic()
+        for app in (apps or report.apps()):
+            if not app:
+                continue
+            bad = any(app in t.apps and not t.ok for t in report.targets.values()) or \
+                bool(report.residual.for_app(app).changes)
+            if bad:
+                n = self._retry.get(app, (0, 0.0))[0] + 1
+                delay = min(self.cfg.retry_max_s, self.cfg.retry_base_s * 2 ** (n - 1))
+                self._retry[app] = (n, now + delay)
+                log.warning("app %s failed (%d in a row); retry in %.1fs", app, n, delay,
+                            extra={"ctx": {"app": app, "failures": n, "retry_in_s": delay}})
+            else:
+                self._retry.pop(app, None)
+
+    # ---- periodic jobs -----------------------------------------------------------------
+    def _drift_job(self) -> None:
+        loaded = self.current
+        if not self.is_leader or loaded is None:
+            return
+        if not self._run_lock.acquire(blocking=False):
+            return  # a run is going on; the next interval scans
+        try:
+            cfg = loaded.repo.config
+            report = self._engine_for(loaded).run(loaded.desired, loaded.targets, prune=cfg.sync.prune, dry_run=True,
+                                                  ignore=cfg.ignore, revision=loaded.revision,
+                                                  run_id=uuid.uuid4().hex[:12], trigger="drift-scan")
+        finally:
+            self._run_lock.release()
+        drifted = [a for a in report.apps() if a and report.initial.for_app(a).changes]
+        if not drifted:
+            return
+        overrides = {a.app: a.self_heal for a in (_safe(self.store.apps, []) or [])}
+        heal = [a for a in drifted if (overrides.get(a) if overrides.get(a) is not None else cfg.sync.self_heal)]
+        report_only = sorted(set(drifted) - set(heal))
+        if report_only:
+            log.info("drift reported (self-heal off): %s", ", ".join(report_only), extra={"ctx": {"apps": report_only}})
+        if not heal:
+            return
+        ok, why = self._windows_allow(loaded)
+        if not ok:
+            log.info("self-heal of %s denied: %s", ", ".join(heal), why)
+            return
+        self._apply(loaded, "self-heal", heal, blocking=False)
+
+    def _retry_job(self) -> None:
+        loaded = self.current
+        if not self.is_leader or loaded is None or not self._retry:
+            return
+        now = time.monotonic()
+        due = sorted(a for a, (_, t) in self._retry.items() if t <= now and a in loaded.repo.apps)
+        for a in [a for a in self._retry if a not in loaded.repo.apps]:
+            self._retry.pop(a, None)
+        if not due or not self._windows_allow(loaded)[0]:
+            return
+        self._apply(loaded, "retry", due, blocking=False)
+
+    def _flush_job(self) -> None:
+        self.store.flush()
+        self.metrics.pending.set(self.store.pending)
+
+    def _wanted_intervals(self, loaded: Loaded | None) -> tuple[float, float]:
+        pol = loaded.repo.config.sync if loaded else None
+        iv = self.cfg.interval_s or (pol.interval_s if pol else 60)
+        dv = self.cfg.drift_interval_s or (pol.drift_interval_s if pol else 30)
+        return float(iv), float(dv)
+
+    def _reschedule(self, loaded: Loaded) -> None:
+        want = self._wanted_intervals(loaded)
+        if want != self._intervals and self.scheduler.running:
+            self._intervals = want
+            self.scheduler.reschedule_job("poll", trigger="interval", seconds=want[0])
+            self.scheduler.reschedule_job("drift", trigger="interval", seconds=want[1])
+
+    # ---- reporting ---------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return {"ok": self.scheduler.running and not self._stop.is_set(), "instance": self.cfg.instance,
+                "leader": self.is_leader, "store": {"available": self.store.available, "pending": self.store.pending,
+                                                    "error": self.store.last_error},
+                "source": {"ok": not self.source_error, "error": self.source_error, "head": self.source.head},
+                "revision": self.current.revision if self.current else "",
+                "refused": (self.refused or {}).get("sha", ""), "window": self.window_reason,
+                "retrying": sorted(self._retry)}
+
+    def _render_metrics(self) -> bytes:
+        self.metrics.pending.set(self.store.pending)
+        return self.metrics.render()
+
+
+class _Refused(Exception):
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+def _now_dt():
+    import datetime as dt
+    return dt.datetime.now(dt.timezone.utc)
+
+
+_LOGGED = {EventKind.RUN_STARTED, EventKind.RUN_FINISHED, EventKind.DRIFT, EventKind.APPLIED}
+
+
+def _log_event(ev: Event) -> None:
+    if ev.kind not in _LOGGED:
+        return
+    if ev.kind is EventKind.APPLIED and (ev.outcome is None or ev.outcome.ok):
+        return
+    ctx: dict[str, Any] = {"event": ev.kind.value, "run_id": ev.run_id}
+    if ev.app:
+        ctx["app"] = ev.app
+    if ev.target:
+        ctx["target"] = f"{ev.layer.value if ev.layer else ''}/{ev.target}"
+    if ev.key:
+        ctx["key"] = ev.key
+    if ev.outcome is not None:
+        ctx["outcome"] = ev.outcome.value
+    if ev.kind is EventKind.RUN_FINISHED:
+        ctx.update({k: ev.data.get(k) for k in ("phase", "duration_s", "revision", "converged", "writes")})
+    if ev.kind is EventKind.RUN_STARTED:
+        ctx.update({"trigger": ev.message, "revision": ev.data.get("revision"), "dry_run": ev.data.get("dry_run")})
+    level = (logging.WARNING if ev.kind is EventKind.APPLIED else
+             logging.DEBUG if ev.kind is EventKind.DRIFT else logging.INFO)
+    log.log(level, "%s%s", ev.kind.value, f": {ev.message}" if ev.message and ev.kind is EventKind.APPLIED else "",
+            extra={"ctx": ctx})
