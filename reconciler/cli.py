@@ -101,8 +101,11 @@ def build_engine(args: argparse.Namespace, publish=None):
         from .drivers.snapshot import SnapshotDriver
         drivers = {layer: SnapshotDriver(layer, args.observed) for layer in Layer}
     else:
+        wanted = getattr(args, "layers", None)
         for layer in Layer:
             name = layer.value
+            if wanted and name not in wanted:
+                continue
             if name not in REGISTRY:
                 try:
                     importlib.import_module(f"reconciler.drivers.{name}")
