@@ -8,7 +8,8 @@ Contract: pure. For every hypervisor under the app's hosts:
                                port may only send IP/ARP from its instances' addresses, and
                                from `netintent_mac` when the inventory gives it) and segment
                                isolation (the uplink only admits the VLANs of hosted apps)
-Flow matches are canonical `ovs-ofctl` strings in a fixed field order.
+Flow matches are canonical `ovs-ofctl` strings in the order OVS prints them (`canonical_match`),
+so observed flows compare as plain strings.
 """
 from __future__ import annotations
 
@@ -29,7 +30,40 @@ def _key(hv: str, kind: str, name: str) -> ResourceKey:
     return ResourceKey(Layer.HYPERVISOR, hv, kind, name)
 
 
+# The order in which `ovs-ofctl dump-flows` prints match fields (after the protocol shorthand).
+# Compile writes matches in this order and the driver normalises what it reads to it, so the
+# two compare as plain strings. Fields not listed sort after these, alphabetically.
+PROTOCOL_SHORTHANDS = ("ip", "ipv6", "arp", "rarp", "tcp", "udp", "sctp", "icmp", "tcp6", "udp6", "sctp6",
+                       "icmp6", "mpls", "mplsm")
+FIELD_ORDER = ("in_port", "dl_vlan", "dl_vlan_pcp", "vlan_tci", "dl_src", "dl_dst", "dl_type", "nw_src",
+               "nw_dst", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "nw_proto", "nw_tos", "tp_src", "tp_dst")
+
+
+def canonical_match(match: str) -> str:
+    """`in_port=eth2,ip,nw_src=10.0.0.1` -> `ip,in_port=eth2,nw_src=10.0.0.1` (OVS print order)."""
+    toks = [t.strip() for t in match.split(",") if t.strip()]
+
+    def rank(tok: str) -> tuple:
+        name, _, value = tok.partition("=")
+        if not value and name in PROTOCOL_SHORTHANDS:
+            return (0, PROTOCOL_SHORTHANDS.index(name), "")
+        if name in FIELD_ORDER:
+            return (1, FIELD_ORDER.index(name), "")
+        return (2, 0, name)
+
+    out = []
+    for t in sorted(toks, key=rank):
+        name, eq, value = t.partition("=")
+        if name in ("dl_src", "dl_dst", "arp_sha", "arp_tha"):
+            value = value.lower()
+        elif name in ("nw_src", "nw_dst", "arp_spa", "arp_tpa") and value.endswith("/32"):
+            value = value[:-3]  # OVS prints host addresses without the mask
+        out.append(f"{name}{eq}{value}")
+    return ",".join(out)
+
+
 def _flow(hv: str, app: str, priority: int, match: str, actions: str) -> Resource:
+    match = canonical_match(match)
     return Resource(_key(hv, "ovs-flow", f"priority={priority},{match}"),
                     {"table": 0, "priority": priority, "match": match, "actions": actions,
                      "cookie": app_cookie(app)}, app)
@@ -83,7 +117,5 @@ def compile_fabric(ctx: CompileContext) -> list[Resource]:
     out = []
     for h in ctx.inventory.group("hypervisors"):
         uplink = str(h.vars.get("netintent_uplink", "eth1"))
-        out.append(Resource(_key(h.name, "ovs-flow", f"priority=50,in_port={uplink}"),
-                            {"table": 0, "priority": 50, "match": f"in_port={uplink}", "actions": "drop",
-                             "cookie": app_cookie("")}, ""))
+        out.append(_flow(h.name, "", 50, f"in_port={uplink}", "drop"))
     return out
