@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from typing import Iterable, Mapping, Sequence
 
@@ -54,14 +55,20 @@ def run(argv: Sequence[str], step: str, *, env: Mapping[str, str] | None = None,
     if env:
         full_env = dict(os.environ)
         full_env.update(env)
-    try:
-        cp = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                            env=full_env, input=input,
-                            stdin=None if input is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise StepError(step, f"`{argv[0]}` timed out after {timeout:g}s") from None
-    except FileNotFoundError:
-        raise StepError(step, f"`{argv[0]}` is not installed") from None
+    # Output goes to files, not pipes: a command that leaves a daemon or a background job
+    # behind (exec: "sh -c 'x &'") must not hold the lab up until the timeout.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        try:
+            proc = subprocess.run(list(argv), stdout=out, stderr=err, text=True, timeout=timeout,
+                                  env=full_env, input=input,
+                                  stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise StepError(step, f"`{argv[0]}` timed out after {timeout:g}s") from None
+        except FileNotFoundError:
+            raise StepError(step, f"`{argv[0]}` is not installed") from None
+        out.seek(0)
+        err.seek(0)
+        cp = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
     if check and cp.returncode != 0:
         msg = (cp.stderr or cp.stdout).strip().splitlines()
         raise StepError(step, f"`{' '.join(argv[:4])}...` exited {cp.returncode}: "

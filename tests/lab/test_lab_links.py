@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from reconciler.lab import Lab, LabError, TopologyError
-from reconciler.lab.system import netns_list
+from reconciler.lab.system import alive, netns_list, netns_pids
 
 from labcheck import TOPOLOGIES, assert_lab_gone, ssh, tcp_roundtrip
 
@@ -37,7 +37,11 @@ def test_raw_links_tcp_exec_order_and_clean_down(lab_factory):
     tcp_roundtrip(lab, "d", "a", "10.77.3.1")
     # up again = no-op
     assert lab.up() is False
+    bg = [p for p in netns_pids(lab.netns("d"))
+          if open(f"/proc/{p}/cmdline", "rb").read() == b"sleep\x003600\x00"]
+    assert len(bg) == 1, "the exec background job runs in node d"
     problems = lab.down()
+    assert not alive(bg[0]), "down kills every process in the node netns"
     assert problems == []
     assert_lab_gone(lab)
 
