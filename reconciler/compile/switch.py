@@ -8,7 +8,9 @@ the leaf then needs the segment to route into it.
   vxlan      `vxlan<vni>`     kernel VXLAN device for the app's VNI, attached to the leaf's
                               OVS bridge with the app's VLAN tag; `flood` = VTEPs of the other
                               leaves where the app is present (the reconciler is the control plane)
-  gateway    `gw<vlan>`       anycast gateway of the segment (same IP and MAC on every leaf)
+  gateway    `gw<vlan>`       anycast gateway of the segment (same IP and MAC on every leaf);
+                              `mac_guard`: the leaf admits frames with the anycast MAC as source
+                              only from its own gateway port (no MAC flap over VXLAN)
 Fabric resources (app ''):
   bgp        `<asn>`          FRR BGP instance: router-id = VTEP, announces the VTEP /32,
                               unnumbered neighbours on `netintent_fabric_ports`
@@ -62,7 +64,8 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
                              "flood": sorted(v for lf, v in vteps.items() if lf != leaf and v)}, app.name))
         out.append(Resource(_key(leaf, "gateway", f"gw{vlan}"),
                             {"bridge": bridge, "vlan": vlan, "address": seg.gateway_address,
-                             "prefixlen": seg.network.prefixlen, "mac": anycast_mac(vlan)}, app.name))
+                             "prefixlen": seg.network.prefixlen, "mac": anycast_mac(vlan),
+                             "mac_guard": True}, app.name))
     return out
 
 

@@ -1,0 +1,410 @@
+"""Platform `linux_ovs_frr`: a Linux leaf with its own Open vSwitch (VLANs), kernel VXLAN per
+VNI and FRR (routed underlay), driven over SSH (netmiko device type `linux`).
+
+Contract (see platforms.py for the Platform fields):
+Observe sections (one SSH round trip): OVS bridges/ports (`ovs-vsctl --format=json`),
+`ip -j -d addr show`, `bridge -j fdb show`, the reconciler's OVS flows (`ovs-ofctl
+dump-flows` filtered by cookie), FRR `show running-config` and `show bgp summary json`.
+They parse into compile/switch.py's kinds:
+  vlan-trunk `<port>:<vlan>` {bridge, port, vlan}; owned when the port carries the mark
+             external_ids:netintent_vlan_<vlan>=<app> (VLANs without it: owned=False)
+  vxlan      `vxlan<vni>`    {bridge, vni, vlan, local, dstport, flood}; owned when the device's
+             alias is `netintent app=<app>`; flood = `00:00:00:00:00:00` fdb dsts
+  gateway    `gw<vlan>`      {bridge, vlan, address, prefixlen, mac, mac_guard}; owned when the
+             OVS port has external_ids:netintent_app; mac_guard = both guard flows present
+  bgp        `<asn>`         {asn, router_id, networks, neighbors} from the running config
+Renderer: ordered argv commands, `kind_order` = bgp, vlan-trunk, vxlan, gateway (deletes in
+reverse). Negation rules: a trunk VLAN is removed by rewriting the port's `trunks` to the
+remaining union (the parking VLAN 4095 when none is left, because an empty `trunks` means
+*all* VLANs in OVS); a vxlan by deleting its OVS port and device; a gateway by deleting its
+flows (cookie) and port; BGP parts by `no ...` lines; the BGP instance by `no router bgp`.
+Anycast gateway MAC flap guard: every leaf has the same gateway MAC, so frames with that
+source MAC are admitted into the bridge only from the local gateway port (priority 301
+NORMAL, priority 300 drop, cookie 0x4e49_0001_0000_<vlan>): replies of a remote leaf's
+gateway never reach this leaf's MAC table.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..model import Layer, Resource, ResourceKey
+from ..status import Action
+from . import platforms as P
+from .platforms import Command, ObserveSection, Platform
+
+PARK_VLAN = 4095                   # trunks value meaning "no VLAN" (empty trunks = all VLANs)
+GW_COOKIE = 0x4E49000100000000     # | vlan: guard flows of gateway gw<vlan>
+GW_COOKIE_MASK = 0xFFFFFFFF00000000
+VXLAN_RE = re.compile(r"^vxlan(\d+)$")
+GW_RE = re.compile(r"^gw(\d+)$")
+ALIAS_PREFIX = "netintent app="
+VLAN_MARK = "netintent_vlan_"
+APP_MARK = "netintent_app"
+ZERO_MAC = "00:00:00:00:00:00"
+VXLAN_MTU = "1500"
+
+
+# ---------------------------------------------------------------- observe: sections + parse
+def template_vars(vars: Mapping[str, Any]) -> dict[str, str]:
+    br = P.ifname(str(vars.get("netintent_bridge", "br0")), "netintent_bridge")
+    return {"bridge": br, "cookie": f"{GW_COOKIE:#x}/{GW_COOKIE_MASK:#x}"}
+
+
+SECTIONS = (
+    ObserveSection("bridges", "ovs-vsctl --format=json --columns=name,ports list bridge"),
+    ObserveSection("ports", "ovs-vsctl --format=json --columns=_uuid,name,tag,trunks,external_ids list port"),
+    ObserveSection("links", "ip -j -d addr show"),
+    ObserveSection("fdb", "bridge -j fdb show"),
+    ObserveSection("flows", "ovs-ofctl --no-stats dump-flows {bridge} cookie={cookie}"),
+    ObserveSection("frr", "vtysh -c 'show running-config'", needs="netintent_asn"),
+    ObserveSection("bgp_summary", "vtysh -c 'show bgp summary json'", needs="netintent_asn"),
+)
+
+
+def _ovs_value(v: Any) -> Any:
+    """OVSDB JSON value -> Python: sets -> lists, maps -> dicts, uuids -> str."""
+    if isinstance(v, list) and len(v) == 2 and v[0] in ("set", "map", "uuid"):
+        if v[0] == "uuid":
+            return v[1]
+        if v[0] == "map":
+            return {k: _ovs_value(x) for k, x in v[1]}
+        return [_ovs_value(x) for x in v[1]]
+    return v
+
+
+def _ovs_rows(text: str) -> list[dict]:
+    data = json.loads(text)
+    heads = data["headings"]
+    return [{h: _ovs_value(c) for h, c in zip(heads, row)} for row in data["data"]]
+
+
+def _as_list(v: Any) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def _flow_cookies(text: str) -> dict[int, set[int]]:
+    """cookie -> set of priorities, from `ovs-ofctl dump-flows` text."""
+    out: dict[int, set[int]] = {}
+    for line in text.splitlines():
+        m = re.search(r"cookie=(0x[0-9a-f]+).*?priority=(\d+)", line)
+        if m:
+            out.setdefault(int(m.group(1), 16), set()).add(int(m.group(2)))
+    return out
+
+
+def parse_bgp_config(text: str) -> dict | None:
+    """The default-VRF `router bgp` block of an FRR running config -> bgp spec (or None)."""
+    spec: dict | None = None
+    in_block, af = False, ""
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line.strip() or line.strip() == "!":
+            continue
+        if not line.startswith(" "):          # a top-level line ends any block
+            in_block = False
+            m = re.match(r"^router bgp (\d+)$", line)
+            if m and spec is None:
+                spec = {"asn": int(m.group(1)), "router_id": "", "networks": [], "neighbors": []}
+                in_block, af = True, ""
+            continue
+        if not in_block:
+            continue
+        s = line.strip()
+        if s.startswith("address-family "):
+            af = s[len("address-family "):]
+        elif s == "exit-address-family":
+            af = ""
+        elif s.startswith("bgp router-id "):
+            spec["router_id"] = s.split()[2]
+        elif not af and (m := re.match(r"^neighbor (\S+) interface( .*)?$", s)):
+            spec["neighbors"].append(m.group(1))
+        elif af == "ipv4 unicast" and (m := re.match(r"^network (\S+)$", s)):
+            spec["networks"].append(m.group(1))
+    if spec is None:
+        return None
+    spec["networks"] = sorted(set(spec["networks"]))
+    spec["neighbors"] = sorted(set(spec["neighbors"]))
+    return spec
+
+
+def parse(target: str, raw: Mapping[str, str], vars: Mapping[str, Any]) -> list[Resource]:
+    key = lambda kind, name: ResourceKey(Layer.SWITCH, target, kind, name)  # noqa: E731
+    out: list[Resource] = []
+    bridges = _ovs_rows(raw["bridges"])
+    ports = {r["_uuid"]: r for r in _ovs_rows(raw["ports"])}
+    port_bridge = {ports[u]["name"]: b["name"] for b in bridges for u in _as_list(b["ports"]) if u in ports}
+    by_name = {r["name"]: r for r in ports.values()}
+    links = {l["ifname"]: l for l in json.loads(raw["links"] or "[]")}
+    flood: dict[str, list[str]] = {}
+    for e in json.loads(raw["fdb"] or "[]"):
+        if e.get("mac") == ZERO_MAC and e.get("dst"):
+            flood.setdefault(e.get("ifname", ""), []).append(e["dst"])
+    cookies = _flow_cookies(raw.get("flows", ""))
+
+    for name, row in sorted(by_name.items()):
+        ext = row.get("external_ids") or {}
+        br = port_bridge.get(name, "")
+        for v in _as_list(row.get("trunks") or []):
+            if v == PARK_VLAN:
+                continue
+            app = ext.get(f"{VLAN_MARK}{v}", "")
+            out.append(Resource(key("vlan-trunk", f"{name}:{v}"), {"bridge": br, "port": name, "vlan": v},
+                                app, owned=f"{VLAN_MARK}{v}" in ext))
+        m = GW_RE.match(name)
+        if m and APP_MARK in ext:
+            link = links.get(name, {})
+            addrs = [a for a in link.get("addr_info", []) if a.get("family") == "inet"]
+            tag = row.get("tag")
+            vl = tag if isinstance(tag, int) else 0
+            prios = cookies.get(GW_COOKIE | vl, set())
+            out.append(Resource(key("gateway", name), {
+                "bridge": br, "vlan": vl,
+                "address": addrs[0]["local"] if addrs else "",
+                "prefixlen": addrs[0]["prefixlen"] if addrs else 0,
+                "mac": str(link.get("address", "")).lower(),
+                "mac_guard": {300, 301} <= prios}, ext[APP_MARK]))
+
+    for name, link in sorted(links.items()):
+        info = link.get("linkinfo") or {}
+        if info.get("info_kind") != "vxlan" or not VXLAN_RE.match(name):
+            continue
+        alias = link.get("ifalias", "") or ""
+        owned = alias.startswith(ALIAS_PREFIX)
+        data = info.get("info_data") or {}
+        row = by_name.get(name, {})
+        tag = row.get("tag")
+        out.append(Resource(key("vxlan", name), {
+            "bridge": port_bridge.get(name, ""), "vni": data.get("id"),
+            "vlan": tag if isinstance(tag, int) else 0,
+            "local": data.get("local", ""), "dstport": data.get("port"),
+            "flood": sorted(set(flood.get(name, [])))},
+            alias[len(ALIAS_PREFIX):] if owned else "", owned=owned))
+
+    if "frr" in raw:
+        bgp = parse_bgp_config(raw["frr"])
+        if bgp is not None:
+            out.append(Resource(key("bgp", str(bgp["asn"])), bgp, ""))
+    return out
+
+
+def health(raw: Mapping[str, str]) -> list[str]:
+    """Human lines on BGP sessions (not part of the spec: state, not configuration)."""
+    text = raw.get("bgp_summary", "")
+    if not text.strip():
+        return []
+    try:
+        peers = json.loads(text).get("ipv4Unicast", {}).get("peers", {})
+    except ValueError:
+        return ["bgp summary: unparsable"]
+    return [f"bgp peer {n}: {p.get('state', '?')}" for n, p in sorted(peers.items())]
+
+
+def running_config(raw: Mapping[str, str]) -> dict:
+    """Canonical snapshot: OVS ports (no uuids), interface config, flood lists, owned flows, FRR."""
+    bridges = _ovs_rows(raw["bridges"])
+    ports = {r["_uuid"]: r for r in _ovs_rows(raw["ports"])}
+    ovs = {b["name"]: {ports[u]["name"]: {"tag": ports[u]["tag"], "trunks": sorted(_as_list(ports[u]["trunks"] or [])),
+                                          "external_ids": ports[u]["external_ids"]}
+                       for u in _as_list(b["ports"]) if u in ports} for b in bridges}
+    links = {}
+    for l in json.loads(raw["links"] or "[]"):
+        info = l.get("linkinfo") or {}
+        links[l["ifname"]] = {"kind": info.get("info_kind", ""), "data": info.get("info_data", {}) if info.get("info_kind") == "vxlan" else {},
+                              "mtu": l.get("mtu"), "up": "UP" in l.get("flags", []), "alias": l.get("ifalias", ""),
+                              "mac": l.get("address", ""),
+                              "addrs": sorted(f"{a['local']}/{a['prefixlen']}" for a in l.get("addr_info", [])
+                                              if a.get("family") == "inet")}
+    fdb = sorted(f"{e.get('ifname')} {e.get('dst')}" for e in json.loads(raw["fdb"] or "[]")
+                 if e.get("mac") == ZERO_MAC and e.get("dst"))
+    flows = sorted(line.strip() for line in raw.get("flows", "").splitlines() if "cookie=" in line)
+    frr = [l for l in raw.get("frr", "").splitlines()
+           if l.strip() and not l.startswith(("Building configuration", "Current configuration"))]
+    return {"ovs": ovs, "links": links, "flood": fdb, "flows": flows, "frr": frr}
+
+
+# ---------------------------------------------------------------- render: changes -> commands
+def _vsctl(*parts: Sequence[str]) -> tuple[str, ...]:
+    argv: list[str] = ["ovs-vsctl", "--timeout=10"]
+    for p in parts:
+        argv += ["--", *p]
+    return tuple(argv)
+
+
+def _trunk_commands(changes: Sequence[Any], observed: Sequence[Resource]) -> list[Command]:
+    """Negation rule of vlan-trunk: rewrite the port's trunks to the remaining union."""
+    current: dict[tuple[str, str], set[int]] = {}
+    for r in observed:
+        if r.key.kind == "vlan-trunk":
+            current.setdefault((r.spec["bridge"], r.spec["port"]), set()).add(r.spec["vlan"])
+    touched: dict[tuple[str, str], list[Any]] = {}
+    for c in changes:
+        if c.key.kind != "vlan-trunk":
+            continue
+        res = c.desired if c.action is not Action.DELETE else c.observed
+        port = (str(res.spec["bridge"]), P.ifname(res.spec["port"], "port"))
+        touched.setdefault(port, []).append(c)
+    cmds = []
+    for (br, port), cs in sorted(touched.items()):
+        vlans = set(current.get((br, port), set()))
+        sets, removes = [], []
+        for c in cs:
+            if c.action is Action.DELETE:
+                v = P.vlan(c.observed.spec["vlan"])
+                vlans.discard(v)
+                removes.append(f"{VLAN_MARK}{v}")
+            else:
+                if c.observed is not None and c.observed.spec["vlan"] != c.desired.spec["vlan"]:
+                    vlans.discard(c.observed.spec["vlan"])
+                v = P.vlan(c.desired.spec["vlan"])
+                vlans.add(v)
+                app = P.app_name(c.app)
+                if app:
+                    sets.append(f"external_ids:{VLAN_MARK}{v}={app}")
+        trunks = ",".join(str(v) for v in sorted(vlans)) or str(PARK_VLAN)
+        parts: list[Sequence[str]] = [["set", "port", port, f"trunks={trunks}", *sets]]
+        for r in removes:
+            parts.append(["remove", "port", port, "external_ids", r])
+        key = str(cs[0].key) if len(cs) == 1 else ",".join(str(c.key) for c in cs)
+        cmds.append(Command(_vsctl(*parts), key))
+    return cmds
+
+
+def _vxlan_create(k: str, s: Mapping[str, Any], app: str) -> list[Command]:
+    name, br = P.ifname(f"vxlan{P.vni(s['vni'])}"), P.ifname(s["bridge"], "bridge")
+    c = [("ip", "link", "add", name, "type", "vxlan", "id", str(s["vni"]), "local", P.ipv4(s["local"], "local"),
+          "dstport", str(int(s["dstport"]))),
+         ("ip", "link", "set", "dev", name, "alias", f"{ALIAS_PREFIX}{P.app_name(app)}", "mtu", VXLAN_MTU, "up"),
+         ("ethtool", "-K", name, "tx", "off"),
+         _vsctl(["--may-exist", "add-port", br, name, f"tag={P.vlan(s['vlan'])}"])]
+    c += [("bridge", "fdb", "append", ZERO_MAC, "dev", name, "dst", P.ipv4(d, "flood")) for d in s["flood"]]
+    return [Command(a, k) for a in c]
+
+
+def _vxlan_delete(k: str, s: Mapping[str, Any], name: str) -> list[Command]:
+    name = P.ifname(name)
+    argv = [_vsctl(["--if-exists", "del-port", P.ifname(s["bridge"], "bridge"), name])] if s.get("bridge") else []
+    return [Command(a, k) for a in argv + [("ip", "link", "del", "dev", name)]]
+
+
+def _vxlan_update(k: str, d: Mapping[str, Any], o: Mapping[str, Any], app: str, name: str) -> list[Command]:
+    if any(d[f] != o.get(f) for f in ("vni", "local", "dstport", "bridge")):
+        return _vxlan_delete(k, o, name) + _vxlan_create(k, d, app)
+    cmds = []
+    if d["vlan"] != o.get("vlan"):
+        cmds.append(_vsctl(["set", "port", P.ifname(name), f"tag={P.vlan(d['vlan'])}"]))
+    for dst in sorted(set(o.get("flood", ())) - set(d["flood"])):
+        cmds.append(("bridge", "fdb", "del", ZERO_MAC, "dev", name, "dst", P.ipv4(dst, "flood")))
+    for dst in sorted(set(d["flood"]) - set(o.get("flood", ()))):
+        cmds.append(("bridge", "fdb", "append", ZERO_MAC, "dev", name, "dst", P.ipv4(dst, "flood")))
+    return [Command(a, k) for a in cmds]
+
+
+def _gw_cookie(v: int) -> str:
+    return f"{GW_COOKIE | P.vlan(v):#x}"
+
+
+def _gateway_create(k: str, s: Mapping[str, Any], app: str, name: str) -> list[Command]:
+    name, br, m = P.ifname(name), P.ifname(s["bridge"], "bridge"), P.mac(s["mac"])
+    v, ck = P.vlan(s["vlan"]), _gw_cookie(s["vlan"])
+    addr = f"{P.ipv4(s['address'])}/{int(s['prefixlen'])}"
+    c = [_vsctl(["--may-exist", "add-port", br, name, f"tag={v}"],
+                ["set", "interface", name, "type=internal", f'mac="{m}"'],
+                ["set", "port", name, f"external_ids:{APP_MARK}={P.app_name(app)}"]),
+         ("sysctl", "-q", "-w", f"net.ipv6.conf.{name}.disable_ipv6=1"),
+         ("ethtool", "-K", name, "tx", "off"),
+         ("ip", "addr", "replace", addr, "dev", name),
+         ("ip", "link", "set", "dev", name, "up"),
+         ("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")]
+    if s.get("mac_guard", True):
+        c += [("ovs-ofctl", "add-flow", br, f"cookie={ck},priority=301,in_port={name},dl_src={m},actions=NORMAL"),
+              ("ovs-ofctl", "add-flow", br, f"cookie={ck},priority=300,dl_src={m},actions=drop")]
+    return [Command(a, k) for a in c]
+
+
+def _gateway_delete(k: str, s: Mapping[str, Any], name: str) -> list[Command]:
+    if not s.get("bridge"):
+        return []
+    br = P.ifname(s["bridge"], "bridge")
+    c = [("ovs-ofctl", "del-flows", br, f"cookie={_gw_cookie(s['vlan'])}/-1"),
+         _vsctl(["--if-exists", "del-port", br, P.ifname(name)])]
+    return [Command(a, k) for a in c]
+
+
+def _vtysh(lines: Iterable[str]) -> tuple[str, ...]:
+    argv = ["vtysh", "-c", "configure terminal"]
+    for line in lines:
+        argv += ["-c", line]
+    return tuple(argv)
+
+
+def _bgp_body(s: Mapping[str, Any], o: Mapping[str, Any] | None) -> list[str]:
+    lines = []
+    if o is None or s["router_id"] != o.get("router_id"):
+        lines.append(f"bgp router-id {P.ipv4(s['router_id'], 'router_id')}")
+    if o is None:
+        lines.append("no bgp ebgp-requires-policy")
+    old_n = set(o.get("neighbors", ())) if o else set()
+    lines += [f"no neighbor {P.ifname(n, 'neighbor')}" for n in sorted(old_n - set(s["neighbors"]))]
+    lines += [f"neighbor {P.ifname(n, 'neighbor')} interface remote-as external"
+              for n in sorted(set(s["neighbors"]) - old_n)]
+    old_p = set(o.get("networks", ())) if o else set()
+    af = [f"no network {P.prefix(p)}" for p in sorted(old_p - set(s["networks"]))]
+    af += [f"network {P.prefix(p)}" for p in sorted(set(s["networks"]) - old_p)]
+    if af:
+        lines += ["address-family ipv4 unicast", *af, "exit-address-family"]
+    return lines
+
+
+def _bgp(c: Any) -> list[Command]:
+    k = str(c.key)
+    if c.action is Action.DELETE:
+        return [Command(_vtysh([f"no router bgp {P.asn(c.observed.spec['asn'])}"]), k)]
+    d = c.desired.spec
+    body = _bgp_body(d, c.observed.spec if c.observed is not None else None)
+    return [Command(_vtysh([f"router bgp {P.asn(d['asn'])}", *body]), k)] if body else []
+
+
+def render(changes: Sequence[Any], observed: Sequence[Resource], desired: Sequence[Resource],
+           vars: Mapping[str, Any]) -> list[Command]:
+    creates = [c for c in changes if c.action is not Action.DELETE]
+    deletes = [c for c in changes if c.action is Action.DELETE]
+    cmds: list[Command] = []
+    for c in sorted(deletes, key=lambda c: -KIND_ORDER.index(c.key.kind)):
+        k, name = str(c.key), c.key.name
+        if c.key.kind == "gateway":
+            cmds += _gateway_delete(k, c.observed.spec, name)
+        elif c.key.kind == "vxlan":
+            cmds += _vxlan_delete(k, c.observed.spec, name)
+        elif c.key.kind == "bgp":
+            cmds += _bgp(c)
+    # trunk deletes and creates share one rewrite per port
+    trunk_changes = [c for c in changes if c.key.kind == "vlan-trunk"]
+    for kind in KIND_ORDER:
+        if kind == "vlan-trunk":
+            cmds += _trunk_commands(trunk_changes, observed)
+            continue
+        for c in (c for c in creates if c.key.kind == kind):
+            k, name = str(c.key), c.key.name
+            if kind == "bgp":
+                cmds += _bgp(c)
+            elif kind == "vxlan":
+                cmds += (_vxlan_create(k, c.desired.spec, c.app) if c.observed is None
+                         else _vxlan_update(k, c.desired.spec, c.observed.spec, c.app, name))
+            elif kind == "gateway":
+                if c.observed is not None:
+                    cmds += _gateway_delete(k, c.observed.spec, name)
+                cmds += _gateway_create(k, c.desired.spec, c.app, name)
+    unknown = sorted({c.key.kind for c in changes} - set(KIND_ORDER))
+    if unknown:
+        raise P.InvalidValue(f"kind(s) {', '.join(unknown)} are not switch kinds")
+    return cmds
+
+
+KIND_ORDER = ("bgp", "vlan-trunk", "vxlan", "gateway")
+
+PLATFORM = Platform(
+    name="linux_ovs_frr", device_type="linux", observe=SECTIONS, template_vars=template_vars,
+    parse=parse, running_config=running_config, render=render, health=health,
+    session="posix_script", kind_order=KIND_ORDER)
