@@ -198,7 +198,7 @@ def _route(name: str, spec: Mapping[str, Any]) -> Message:
             for c in spec["clusters"]]))
     if spec.get("timeout_ms"):
         ms = int(spec["timeout_ms"])
-        action.max_stream_duration.max_stream_duration.CopyFrom(
+        action.max_stream_duration.grpc_timeout_header_max.CopyFrom(
             duration_pb2.Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000))
     if spec.get("retries"):
         action.retry_policy.CopyFrom(route_components_pb2.RetryPolicy(
@@ -334,8 +334,9 @@ def _route_spec(msg: route_pb2.RouteConfiguration) -> dict:
                             for c in act.weighted_clusters.clusters]
             elif act.cluster:
                 clusters = [{"name": act.cluster, "weight": None}]
-            if act.HasField("max_stream_duration") and act.max_stream_duration.HasField("max_stream_duration"):
-                d = act.max_stream_duration.max_stream_duration
+            if act.HasField("max_stream_duration") and \
+                    act.max_stream_duration.HasField("grpc_timeout_header_max"):
+                d = act.max_stream_duration.grpc_timeout_header_max  # what grpc uses (gRFC A31)
                 timeout_ms = d.seconds * 1000 + d.nanos // 1_000_000
             if act.HasField("retry_policy"):
                 rp = act.retry_policy

@@ -1,0 +1,43 @@
+"""`traffic.<svc>.timeout_ms` reaches the client as the route's max stream duration.
+
+A call whose own deadline is 8 s to a server that takes 5 s fails DEADLINE_EXCEEDED no later
+than the intent's 2 s; raising the timeout in the intents to 20 s lets a 1.5 s call through.
+(Measured here: grpcio 1.85 cuts such calls earlier than the configured value, see the
+printed figure; the test only claims the upper bound.)
+"""
+from __future__ import annotations
+
+import pytest
+
+from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, shop_app, wait_until
+
+HOSTS = ("w1", "a1", "a2")
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    m = Mesh(tmp_path)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def test_route_timeout_from_intent(mesh):
+    net = loopback_net()
+    port = free_port(net + "21")
+    mesh.push(compile_nodes({"shop": shop_app(net, port, timeout_ms=2000, web_address="127.0.0.1")}, HOSTS))
+    target = f"xds:///api.shop:{port}"
+    mesh.start("a1", serve=[("v1", net + "21", port)])
+    mesh.start("a2", serve=[("v2", net + "22", port)])
+    w1 = mesh.start("w1", warm=[target])
+    assert wait_until(lambda: not (t := w1.run(target, n=5, timeout_s=3))["errors"] and t, 15)
+
+    slow = w1.run(target, n=4, timeout_s=8, sleep_ms=5000, concurrency=4)
+    print(f"timeout_ms=2000: slow calls cut after {slow['elapsed_s']} s")
+    assert slow["errors"] == {"DEADLINE_EXCEEDED": 4}, slow
+    assert slow["elapsed_s"] < 2.5, slow  # the intent's 2 s, not the caller's 8 s
+
+    mesh.push(compile_nodes({"shop": shop_app(net, port, timeout_ms=20000, web_address="127.0.0.1")}, HOSTS))
+    ok = w1.run(target, n=4, timeout_s=5, sleep_ms=1500, concurrency=4)
+    assert ok["errors"] == {} and sum(ok["servers"].values()) == 4, ok
