@@ -33,9 +33,34 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 MAX_FILE_BYTES = 1 << 20  # 1 MiB per intent file
 MAX_DEPTH = 64
 MAX_NODES = 1_000_000
-_SAFE_NESTING_BOUND = 2000  # below this, libyaml's recursive composer is safe
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _MemoResolver(yaml.resolver.Resolver):
+    """YAML 1.1 implicit tags (the Python part of parsing, called per scalar), memoised."""
+
+    _memo: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode and implicit is not None:
+            key = (value, tuple(implicit))
+            tag = self._memo.get(key)
+            if tag is None:
+                if len(self._memo) > 100_000:
+                    self._memo.clear()
+                tag = self._memo[key] = super().resolve(kind, value, implicit)
+            return tag
+        return super().resolve(kind, value, implicit)
+
+
+_RESOLVER = _MemoResolver()
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        return _RESOLVER.resolve(kind, value, implicit)
+
 
 PathT = tuple[Union[str, int], ...]
 
@@ -95,14 +120,28 @@ def format_path(path: Iterable[str | int]) -> str:
 
 
 class Doc:
-    """One parsed YAML file: `data` plus lazy line lookup through the node tree."""
+    """One parsed YAML file: `data` plus line lookup through the node tree.
 
-    __slots__ = ("file", "data", "root")
+    The node tree is not kept after loading (it costs ~50x the data in memory); the text is,
+    and the tree is composed again, once, the first time a line is asked for."""
 
-    def __init__(self, file: str, data: Any, root: Node):
+    __slots__ = ("file", "data", "text", "_root")
+
+    def __init__(self, file: str, data: Any, text: str, root: Node | None = None):
         self.file = display(file)
         self.data = data
-        self.root = root
+        self.text = text
+        self._root = root
+
+    @property
+    def root(self) -> Node:
+        if self._root is None:
+            loader = _Loader(self.text)
+            try:
+                self._root = loader.get_single_node()
+            finally:
+                loader.dispose()
+        return self._root  # type: ignore[return-value]
 
     def line_of(self, path: Sequence[str | int]) -> int:
         """Line of the node at `path`; for a mapping member, the line of its key.
@@ -144,122 +183,174 @@ def decode(file: str, raw: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _nesting_bound(text: str) -> int:
-    # Block nesting needs growing indentation (at most ~2 levels per column); flow nesting
-    # needs one bracket per level. Cheap upper bound on the depth libyaml will recurse to.
-    longest = max((len(line) for line in text.split("\n")), default=0)
-    return 2 * longest + text.count("[") + text.count("{") + 4
-
-
-def _check_depth_by_events(file: str, text: str) -> None:
-    depth = 0
-    try:
-        for ev in yaml.parse(text, Loader=_Loader):
-            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise _fail(file, ev.start_mark.line + 1, f"nesting deeper than {MAX_DEPTH} levels")
-            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-    except yaml.YAMLError:
-        return  # syntax errors are reported with their position by the composer below
+def _yaml_error(file: str, text: str, e: Exception) -> LoadFailed:
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        what = " ".join(x for x in (e.context, e.problem) if x) or "syntax error"
+        return _fail(file, line, f"invalid YAML: {what}")
+    pos = getattr(e, "position", None)  # ReaderError: control characters and friends
+    line = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else 1
+    return _fail(file, line, f"invalid YAML: {getattr(e, 'reason', None) or e}")
 
 
 def parse_yaml(file: str, raw: bytes) -> Doc:
     text = decode(file, raw)
-    if _nesting_bound(text) > _SAFE_NESTING_BOUND:
-        _check_depth_by_events(file, text)
-    loader = _Loader(text)
-    try:
-        root = loader.get_single_node()
-    except yaml.composer.ComposerError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 1
-        if "single document" in str(e.context or "") or "single document" in str(e.problem or ""):
-            raise _fail(file, line, "more than one YAML document in the file; put one document per file") from None
-        raise _fail(file, line, f"invalid YAML: {e.problem or e}") from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 1
-        what = " ".join(x for x in (e.context, e.problem) if x) or "syntax error"
-        raise _fail(file, line, f"invalid YAML: {what}") from None
-    except yaml.YAMLError as e:  # ReaderError (control characters) and friends
-        pos = getattr(e, "position", None)
-        line = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else 1
-        raise _fail(file, line, f"invalid YAML: {getattr(e, 'reason', None) or e}") from None
-    except RecursionError:
-        raise _fail(file, 1, f"nesting deeper than {MAX_DEPTH} levels") from None
-    finally:
-        loader.dispose()
-    if root is None:
-        raise _fail(file, 1, "file is empty (no YAML document)")
-    return Doc(file, _Builder(file).build(root), root)
+    return Doc(file, _EventBuilder(file, text).build(), text)
 
 
-_SCALAR_TAGS = {
-    "tag:yaml.org,2002:int": SafeConstructor.construct_yaml_int,
-    "tag:yaml.org,2002:float": SafeConstructor.construct_yaml_float,
-    "tag:yaml.org,2002:bool": SafeConstructor.construct_yaml_bool,
-    "tag:yaml.org,2002:null": SafeConstructor.construct_yaml_null,
-}
 _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_NUMBERS = {
+    "tag:yaml.org,2002:int": SafeConstructor.construct_yaml_int,
+    "tag:yaml.org,2002:float": SafeConstructor.construct_yaml_float,
+}
+_CTOR = SafeConstructor()
+_NO_KEY = object()
 
 
-class _Builder:
-    """Node tree -> plain data, refusing what intents have no use for (see module doc)."""
+class _Frame:
+    __slots__ = ("value", "path", "anchor", "count", "key", "is_map")
 
-    def __init__(self, file: str):
-        self.file = file
-        self.count = 0
-        self.ctor = SafeConstructor()
+    def __init__(self, value: Any, path: PathT, anchor: str | None, is_map: bool):
+        self.value, self.path, self.anchor, self.is_map = value, path, anchor, is_map
+        self.count = 1
+        self.key: Any = _NO_KEY
 
-    def _err(self, node: Node, message: str, path: PathT) -> LoadFailed:
-        return _fail(self.file, node.start_mark.line + 1, message, format_path(path))
 
-    def build(self, root: Node) -> Any:
-        return self._node(root, (), 0)
+class _EventBuilder:
+    """libyaml events -> plain data, iteratively (no recursion: any nesting is safe to reject).
 
-    def _node(self, node: Node, path: PathT, depth: int) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise self._err(node, f"more than {MAX_NODES} values after expanding aliases", path)
-        if depth > MAX_DEPTH:
-            raise self._err(node, f"nesting deeper than {MAX_DEPTH} levels", path)
-        tag = node.tag
-        if isinstance(node, ScalarNode):
-            if tag == _STR or tag == _TIMESTAMP:
-                return node.value  # dates stay text: no field of ours is a date
-            fn = _SCALAR_TAGS.get(tag)
-            if fn is None:
-                raise self._err(node, f"unsupported YAML tag {show(tag)}", path)
-            try:
-                return fn(self.ctor, node)
-            except (ValueError, yaml.YAMLError):
-                raise self._err(node, f"invalid value {show(node.value)} for tag {show(tag)}", path) from None
-        if isinstance(node, SequenceNode):
-            if tag != _SEQ:
-                raise self._err(node, f"unsupported YAML tag {show(tag)}", path)
-            return [self._node(v, path + (i,), depth + 1) for i, v in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            if tag != _MAP:
-                raise self._err(node, f"unsupported YAML tag {show(tag)}", path)
-            out: dict[str, Any] = {}
-            for k, v in node.value:
-                if k.tag == _MERGE:
-                    raise self._err(k, "YAML merge keys (<<) are not supported; write the fields out", path)
-                if not isinstance(k, ScalarNode) or k.tag != _STR:
-                    shown = k.value if isinstance(k, ScalarNode) else type(k).__name__
-                    raise self._err(k, f"key {show(shown)} is not a string (quote it)", path)
-                key = k.value
-                if key in out:
-                    raise self._err(k, f"duplicate key {show(key)}", path + (key,))
-                out[key] = self._node(v, path + (key,), depth + 1)
-            return out
-        raise self._err(node, "unsupported YAML node", path)  # pragma: no cover
+    Refuses what intents have no use for (see module doc). Anchors are registered when their
+    node is complete, so a node cannot contain itself; every alias adds the size of what it
+    copies to the node budget."""
+
+    def __init__(self, file: str, text: str):
+        self.file, self.text = file, text
+
+    def _err(self, ev: Any, message: str, path: PathT) -> LoadFailed:
+        return _fail(self.file, ev.start_mark.line + 1, message, format_path(path))
+
+    def build(self) -> Any:
+        loader = _Loader(self.text)
+        try:
+            return self._run(loader)
+        except yaml.YAMLError as e:
+            raise _yaml_error(self.file, self.text, e) from None
+        finally:
+            loader.dispose()
+
+    def _scalar(self, ev: Any, path: PathT) -> Any:
+        tag = ev.tag
+        if tag is None or tag == "!":
+            tag = loader_resolve(ev.value, ev.implicit)
+        if tag == _STR or tag == _TIMESTAMP:
+            return ev.value  # dates stay text: no field of ours is a date
+        if tag == _NULL:
+            return None
+        if tag == _BOOL:
+            v = _CTOR.bool_values.get(ev.value.lower())
+            if v is None:
+                raise self._err(ev, f"invalid boolean {show(ev.value)}", path)
+            return v
+        fn = _NUMBERS.get(tag)
+        if fn is None:
+            if tag == _MERGE:
+                raise self._err(ev, "YAML merge keys (<<) are not supported; write the fields out", path)
+            raise self._err(ev, f"unsupported YAML tag {show(tag)}", path)
+        try:
+            return fn(_CTOR, ScalarNode(tag, ev.value))
+        except (ValueError, yaml.YAMLError):
+            raise self._err(ev, f"invalid value {show(ev.value)} for tag {show(tag)}", path) from None
+
+    def _run(self, loader: Any) -> Any:
+        anchors: dict[str, tuple[Any, int]] = {}
+        stack: list[_Frame] = []
+        total = 0
+        root: Any = _NO_KEY
+        get = loader.get_event
+        ev = get()  # StreamStart
+        ev = get()
+        if isinstance(ev, yaml.StreamEndEvent):
+            raise _fail(self.file, 1, "file is empty (no YAML document)")
+        # ev is DocumentStart
+        while True:
+            ev = get()
+            cls = type(ev)
+            if cls is yaml.DocumentEndEvent:
+                break
+            top = stack[-1] if stack else None
+            if top is not None and top.is_map and top.key is _NO_KEY:
+                # expecting a key
+                if cls is yaml.ScalarEvent:
+                    key = self._scalar(ev, top.path)
+                    if not isinstance(key, str):
+                        raise self._err(ev, f"key {show(ev.value)} is not a string (quote it)", top.path)
+                    if key in top.value:
+                        raise self._err(ev, f"duplicate key {show(key)}", top.path + (key,))
+                    top.key = key
+                    continue
+                if cls is yaml.MappingEndEvent:
+                    pass  # handled below
+                else:
+                    raise self._err(ev, "keys must be plain strings", top.path)
+            if top is None:
+                path: PathT = ()
+            elif top.is_map:
+                path = top.path + (top.key,)
+            else:
+                path = top.path + (len(top.value),)
+            if cls is yaml.ScalarEvent:
+                value, size = self._scalar(ev, path), 1
+                total += 1
+                if ev.anchor is not None:
+                    anchors[ev.anchor] = (value, 1)
+            elif cls is yaml.AliasEvent:
+                if ev.anchor not in anchors:
+                    raise self._err(ev, f"undefined (or self-referencing) alias {show(ev.anchor)}", path)
+                value, size = anchors[ev.anchor]
+                total += size
+                if total > MAX_NODES:
+                    raise self._err(ev, f"more than {MAX_NODES} values after expanding aliases", path)
+            elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
+                total += 1
+                is_map = cls is yaml.MappingStartEvent
+                if ev.tag is not None and ev.tag != "!" and ev.tag != (_MAP if is_map else _SEQ):
+                    raise self._err(ev, f"unsupported YAML tag {show(ev.tag)}", path)
+                if len(stack) >= MAX_DEPTH:
+                    raise self._err(ev, f"nesting deeper than {MAX_DEPTH} levels", path[:MAX_DEPTH])
+                stack.append(_Frame({} if is_map else [], path, ev.anchor, is_map))
+                continue
+            elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
+                done = stack.pop()
+                value, size = done.value, done.count
+                if done.anchor is not None:
+                    anchors[done.anchor] = (value, size)
+                top = stack[-1] if stack else None
+            else:
+                raise self._err(ev, "unexpected YAML event", path)  # pragma: no cover
+            if top is None:
+                root = value
+                continue
+            if top.is_map:
+                top.value[top.key] = value
+                top.key = _NO_KEY
+            else:
+                top.value.append(value)
+            top.count += size
+        ev = get()
+        if not isinstance(ev, yaml.StreamEndEvent):
+            raise self._err(ev, "more than one YAML document in the file; put one document per file", ())
+        return root
+
+
+def loader_resolve(value: str, implicit: Any) -> str:
+    return _RESOLVER.resolve(ScalarNode, value, implicit)
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,6 +386,7 @@ class DirSource:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
+        self._dirs: dict[str, Path] = {}
 
     def describe(self) -> str:
         return str(self.root)
@@ -315,20 +407,47 @@ class DirSource:
         return os.path.lexists(self.root / rel)
 
     def read(self, rel: str) -> bytes:
-        real = self._resolve(rel)
+        # Fast path: the parent directory is resolved (and checked) once and cached; only an
+        # entry that is itself a symlink needs a full resolve.
+        parent, _, name = rel.rpartition("/")
+        real_parent = self._dirs.get(parent)
+        if real_parent is None:
+            real_parent = self._dirs[parent] = self._resolve(parent) if parent else self.root
+        path = real_parent / name
         try:
-            st = real.stat()
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise _fail(rel, 1, "file not found") from None
         except OSError as e:
             raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            path = self._resolve(rel)
+            try:
+                st = os.stat(path)
+            except OSError as e:
+                raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
         if not stat.S_ISREG(st.st_mode):
             raise _fail(rel, 1, "not a regular file")
         if st.st_size > MAX_FILE_BYTES:
             raise _fail(rel, 1, f"file is {st.st_size} bytes, more than the limit of {MAX_FILE_BYTES} bytes")
         try:
-            with open(real, "rb") as f:
-                return f.read(MAX_FILE_BYTES + 1)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))  # path is resolved: no link left
         except OSError as e:
             raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
+        try:
+            chunks, size = [], 0
+            while size <= MAX_FILE_BYTES:
+                chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        if len(data) > MAX_FILE_BYTES:  # grew after the stat
+            raise _fail(rel, 1, f"file is larger than the limit of {MAX_FILE_BYTES} bytes")
+        return data
 
     def list_dir(self, rel: str) -> list[str]:
         """Names (not paths) of entries in directory `rel`; [] when it does not exist."""

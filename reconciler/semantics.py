@@ -12,13 +12,12 @@ gateway), hosts in the inventory group `hosts`, port names and numbers unique pe
 identities (`spiffe://<trust_domain>/path`), exports name local services, policy rules name
 known services/ports and only exported services of other apps, traffic names known services,
 splits sum to 100 and name versions that have instances.
-Across applications: names, VNIs, VLANs (explicit or derived), subnets (no overlap),
-addresses and identities unique; one host interface belongs to one application.
+Across applications: names, VNIs, subnets (no overlap), addresses and identities unique;
+VLANs (explicit or derived) unique among the applications present on the same leaf; one host interface belongs to one application.
 Every loop is over the input once (plus a sort), so 10,000 apps check in well under a second.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -43,11 +42,59 @@ class _Where:
         return f"{self.doc.file}:{self.doc.line_of(self.path)}"
 
 
-def _ip(text: str) -> ipaddress.IPv4Address | None:
-    try:
-        return ipaddress.IPv4Address(text)
-    except ValueError:
+def _ip(text: str) -> int | None:
+    """Dotted-quad IPv4 address -> int; None unless canonical (no leading zeros, octets <= 255)."""
+    parts = text.split(".")
+    if len(parts) != 4:
         return None
+    value = 0
+    for part in parts:
+        if not part.isdigit() or not part.isascii() or (len(part) > 1 and part[0] == "0") or len(part) > 3:
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return value
+
+
+def _dotted(value: int) -> str:
+    return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
+
+
+@dataclass(frozen=True)
+class _Net:
+    start: int
+    end: int
+    prefix: int
+
+    def __str__(self) -> str:
+        return f"{_dotted(self.start)}/{self.prefix}"
+
+    def __contains__(self, addr: int) -> bool:
+        return self.start <= addr <= self.end
+
+
+# Ranges no application segment may touch: "this network", loopback, link-local, multicast, reserved.
+_FORBIDDEN = [(_ip(a), _ip(b)) for a, b in (("0.0.0.0", "0.255.255.255"), ("127.0.0.0", "127.255.255.255"),
+                                              ("169.254.0.0", "169.254.255.255"), ("224.0.0.0", "255.255.255.255"))]
+
+
+def _net(text: str) -> tuple[_Net | None, str]:
+    addr_s, _, plen_s = text.partition("/")
+    addr = _ip(addr_s)
+    if addr is None or not plen_s.isdigit() or not plen_s.isascii() or int(plen_s) > 32 or (len(plen_s) > 1 and plen_s[0] == "0"):
+        return None, f"invalid IPv4 subnet {show(text)}"
+    plen = int(plen_s)
+    mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+    net = _Net(addr & mask, (addr & mask) | (~mask & 0xFFFFFFFF), plen)
+    if net.start != addr:
+        return None, f"subnet {show(text)} has host bits set; did you mean {net}?"
+    if plen > 30:
+        return None, f"subnet {show(text)} is too small: at most /30 (room for a gateway and instances)"
+    if plen < 8 or any(net.start <= hi and lo <= net.end for lo, hi in _FORBIDDEN):  # type: ignore[operator]
+        return None, f"subnet {show(text)} is not a unicast range usable for workloads (loopback, link-local, multicast, reserved or larger than /8)"
+    return net, ""
 
 
 class _Checker:
@@ -56,10 +103,10 @@ class _Checker:
         self.apps = sorted(apps, key=lambda a: a.doc.file)
         self.by_name: dict[str, AppDoc] = {}
         self.errors: list[ValidationError] = []
-        self.addresses: dict[ipaddress.IPv4Address, _Where] = {}
+        self.addresses: dict[int, _Where] = {}
         self.identities: dict[str, _Where] = {}
         self.ifaces: dict[tuple[str, str], tuple[str, _Where]] = {}
-        self.networks: list[tuple[ipaddress.IPv4Network, AppDoc]] = []
+        self.networks: list[tuple[_Net, AppDoc]] = []
 
     def err(self, doc: Doc, path: tuple, message: str) -> None:
         self.errors.append(doc.error(path, message))
@@ -79,23 +126,11 @@ class _Checker:
         return self.errors
 
     # -- per application ------------------------------------------------------------
-    def segment(self, a: AppDoc) -> ipaddress.IPv4Network | None:
+    def segment(self, a: AppDoc) -> _Net | None:
         seg, doc = a.app.spec.segment, a.doc
-        p = ("spec", "segment", "subnet")
-        try:
-            net = ipaddress.IPv4Network(seg.subnet, strict=False)
-        except ValueError:
-            self.err(doc, p, f"invalid IPv4 subnet {show(seg.subnet)}")
-            return None
-        if net.network_address != ipaddress.IPv4Interface(seg.subnet).ip:
-            self.err(doc, p, f"subnet {show(seg.subnet)} has host bits set; did you mean {net}?")
-            return None
-        if net.prefixlen > 30:
-            self.err(doc, p, f"subnet {show(seg.subnet)} is too small: at most /30 (room for a gateway and instances)")
-            return None
-        if net.is_multicast or net.is_loopback or net.is_link_local or net.is_unspecified or net.is_reserved \
-                or net.overlaps(ipaddress.IPv4Network("0.0.0.0/8")):
-            self.err(doc, p, f"subnet {show(seg.subnet)} is not a unicast range usable for workloads")
+        net, problem = _net(seg.subnet)
+        if net is None:
+            self.err(doc, ("spec", "segment", "subnet"), problem)
             return None
         self.networks.append((net, a))
         if seg.gateway is not None:
@@ -104,14 +139,15 @@ class _Checker:
             if gw is None:
                 self.err(doc, gp, f"invalid IPv4 address {show(seg.gateway)}")
             elif gw not in net:
-                self.err(doc, gp, f"gateway {gw} is outside the subnet {net}")
-            elif gw in (net.network_address, net.broadcast_address):
-                self.err(doc, gp, f"gateway {gw} is the {'network' if gw == net.network_address else 'broadcast'} address of {net}")
+                self.err(doc, gp, f"gateway {seg.gateway} is outside the subnet {net}")
+            elif gw in (net.start, net.end):
+                self.err(doc, gp, f"gateway {seg.gateway} is the {'network' if gw == net.start else 'broadcast'} address of {net}")
         return net
 
-    def services(self, a: AppDoc, net: ipaddress.IPv4Network | None) -> None:
+    def services(self, a: AppDoc, net: _Net | None) -> None:
         app, doc = a.app, a.doc
-        gateway = _ip(app.spec.segment.gateway_address) if net is not None else None
+        seg = app.spec.segment
+        gateway = (_ip(seg.gateway) if seg.gateway is not None else net.start + 1) if net is not None else None
         td = self.config.trust_domain if self.config is not None else None
         hosts_known = self.inventory is not None
         for sname, svc in app.spec.services.items():
@@ -139,16 +175,16 @@ class _Checker:
                     self.err(doc, ip_ + ("address",), f"invalid IPv4 address {show(inst.address)}")
                 elif net is not None:
                     if addr not in net:
-                        self.err(doc, ip_ + ("address",), f"address {addr} is outside the application's subnet {net}")
-                    elif addr == net.network_address or addr == net.broadcast_address:
-                        kind = "network" if addr == net.network_address else "broadcast"
-                        self.err(doc, ip_ + ("address",), f"address {addr} is the {kind} address of {net}")
+                        self.err(doc, ip_ + ("address",), f"address {inst.address} is outside the application's subnet {net}")
+                    elif addr == net.start or addr == net.end:
+                        kind = "network" if addr == net.start else "broadcast"
+                        self.err(doc, ip_ + ("address",), f"address {inst.address} is the {kind} address of {net}")
                     elif addr == gateway:
-                        self.err(doc, ip_ + ("address",), f"address {addr} is the segment's gateway")
+                        self.err(doc, ip_ + ("address",), f"address {inst.address} is the segment's gateway")
                 if addr is not None:
                     w = self.addresses.setdefault(addr, _Where(doc, ip_ + ("address",)))
                     if w.path != ip_ + ("address",) or w.doc is not doc:
-                        self.err(doc, ip_ + ("address",), f"address {addr} is already used at {w.ref()}")
+                        self.err(doc, ip_ + ("address",), f"address {inst.address} is already used at {w.ref()}")
                 if hosts_known and not self.inventory.in_group(inst.host, "hosts"):  # type: ignore[union-attr]
                     where = "is not in the inventory" if inst.host not in self.inventory.hosts else "is in the inventory but not in group hosts"  # type: ignore[union-attr]
                     self.err(doc, ip_ + ("host",), f"unknown host {show(inst.host)}: {where}")
@@ -215,31 +251,62 @@ class _Checker:
     # -- across applications --------------------------------------------------------
     def unique_numbers(self) -> None:
         vnis: dict[int, AppDoc] = {}
-        vlans: dict[int, AppDoc] = {}
         for a in self.apps:
             seg = a.app.spec.segment
             first = vnis.setdefault(seg.vni, a)
             if first is not a:
                 self.err(a.doc, ("spec", "segment", "vni"),
                          f"VNI {seg.vni} is already used by application {show(first.app.name)} ({first.doc.file})")
-            first = vlans.setdefault(seg.vlan_id, a)
-            if first is not a:
+        if self.inventory is None:
+            return
+        # A VLAN tag is local to a leaf and the hypervisors below it: two applications
+        # present on the same leaf (hosts below it, or a policy flow with an app that has)
+        # need different VLANs. Same presence rule as compile/switch.py.
+        present = {a.app.name: set(self.leaves_of(a.app)) for a in self.apps}
+        for a in self.apps:
+            for rule in a.app.spec.policy.allow:
+                other = rule.to.rpartition("/")[0] or a.app.name
+                if other != a.app.name and other in present:
+                    own = set(self.leaves_of(a.app))
+                    present[other] |= own
+                    present[a.app.name] |= set(self.leaves_of(self.by_name[other].app))
+        used: dict[tuple[str, int], AppDoc] = {}
+        for a in self.apps:
+            seg = a.app.spec.segment
+            if self.by_name.get(a.app.name) is not a:
+                continue  # duplicate name, already reported
+            for leaf in sorted(present[a.app.name]):
+                first = used.setdefault((leaf, seg.vlan_id), a)
+                if first is a:
+                    continue
                 if seg.vlan is None:
                     self.err(a.doc, ("spec", "segment", "vni"),
-                             f"VLAN {seg.vlan_id} derived from VNI {seg.vni} is already used by application "
+                             f"VLAN {seg.vlan_id} derived from VNI {seg.vni} is already used on leaf {leaf} by application "
                              f"{show(first.app.name)} ({first.doc.file}); set spec.segment.vlan explicitly")
                 else:
                     self.err(a.doc, ("spec", "segment", "vlan"),
-                             f"VLAN {seg.vlan_id} is already used by application {show(first.app.name)} ({first.doc.file})")
+                             f"VLAN {seg.vlan_id} is already used on leaf {leaf} by application {show(first.app.name)} ({first.doc.file})")
+                break
+
+    def leaves_of(self, app: Application) -> Iterable[str]:
+        inv = self.inventory
+        assert inv is not None
+        for svc in app.spec.services.values():
+            for inst in svc.instances:
+                h = inv.hosts.get(inst.host)
+                hv = inv.hosts.get(str(h.var("netintent_hypervisor"))) if h is not None else None
+                leaf = hv.var("netintent_leaf") if hv is not None else None
+                if isinstance(leaf, str):
+                    yield leaf
 
     def overlaps(self) -> None:
-        nets = sorted(self.networks, key=lambda t: (int(t[0].network_address), -int(t[0].broadcast_address), t[1].doc.file))
-        cur: tuple[ipaddress.IPv4Network, AppDoc] | None = None
+        nets = sorted(self.networks, key=lambda t: (t[0].start, -t[0].end, t[1].doc.file))
+        cur: tuple[_Net, AppDoc] | None = None
         for net, a in nets:
-            if cur is not None and int(net.network_address) <= int(cur[0].broadcast_address):
+            if cur is not None and net.start <= cur[0].end:
                 self.err(a.doc, ("spec", "segment", "subnet"),
                          f"subnet {net} overlaps {cur[0]} of application {show(cur[1].app.name)} ({cur[1].doc.file})")
-            if cur is None or int(net.broadcast_address) > int(cur[0].broadcast_address):
+            if cur is None or net.end > cur[0].end:
                 cur = (net, a)
 
 

@@ -18,6 +18,7 @@ Contract:
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from jsonschema.exceptions import ValidationError as SchemaError
 
 from .intent import Application, IntentRepo, Inventory, RepoConfig
 from .inventory_loader import parse_inventory
+from .schemacheck import compile_schema, ecma_pattern
 from .loader import (MAX_FILE_BYTES, DirSource, Doc, LoadFailed, Source, Symlink, TreeSource,
                      ValidationError, display, parse_yaml, show)
 
@@ -70,9 +72,8 @@ def _pattern(validator: Any, patrn: str, instance: Any, schema: Mapping[str, Any
     if not validator.is_type(instance, "string"):
         return
     rx = _RX_CACHE.get(patrn)
-    if rx is None:  # ECMA-262 `$` (no multiline) = end of input; Python needs \Z for that
-        src = patrn[:-1] + r"\Z" if patrn.endswith("$") and not patrn.endswith("\\$") else patrn
-        rx = _RX_CACHE[patrn] = re.compile(src)
+    if rx is None:
+        rx = _RX_CACHE[patrn] = ecma_pattern(patrn)
     if not rx.search(instance):
         yield SchemaError(f"{instance!r} does not match {patrn!r}")
 
@@ -81,12 +82,23 @@ _Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 @lru_cache(maxsize=None)
-def schema_validator(name: str) -> Any:
-    """Compiled validator for schemas/<name>.schema.json (cached for the process)."""
+def load_schema(name: str) -> dict[str, Any]:
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as f:
         schema = json.load(f)
     Draft202012Validator.check_schema(schema)
-    return _Validator(schema)
+    return schema
+
+
+@lru_cache(maxsize=None)
+def schema_validator(name: str) -> Any:
+    """jsonschema validator for schemas/<name>.schema.json (cached): the reference, and the error writer."""
+    return _Validator(load_schema(name))
+
+
+@lru_cache(maxsize=None)
+def fast_check(name: str) -> Any:
+    """Compiled yes/no check (reconciler.schemacheck), sound for "valid"; cached."""
+    return compile_schema(load_schema(name))
 
 
 _JSON_TYPES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
@@ -103,9 +115,9 @@ def _hint(schema: Mapping[str, Any]) -> str:
 
 def schema_errors(doc: Doc, name: str) -> list[ValidationError]:
     """All schema violations of `doc.data` against schema `name`, located in the file."""
-    v = schema_validator(name)
-    if v.is_valid(doc.data):
+    if fast_check(name)(doc.data):
         return []
+    v = schema_validator(name)
     out: list[ValidationError] = []
     for e in v.iter_errors(doc.data):
         out.extend(_convert(doc, e))
@@ -230,11 +242,16 @@ def _app_files(src: Source, errors: list[ValidationError]) -> list[str]:
 
 def _collect(src: Source, override: InventoryOverride, revision: str) -> tuple[IntentRepo | None, list[ValidationError]]:
     current = [CONFIG_FILE]
+    gc_was_on = gc.isenabled()
+    gc.disable()  # loading allocates ~1M small acyclic objects: generational GC turns quadratic
     try:
         return _collect_unguarded(src, override, revision, current)
     except (RecursionError, MemoryError, ValueError, TypeError, KeyError, AttributeError, AssertionError,
             IndexError, OSError, pydantic.ValidationError) as e:
         raise InternalError(display(current[0]), e) from e
+    finally:
+        if gc_was_on:
+            gc.enable()
 
 
 def _collect_unguarded(src: Source, override: InventoryOverride, revision: str,
