@@ -234,12 +234,17 @@ class SidecarDriver:
 
 @register("sidecar")
 def factory(context: Mapping[str, Any] | None = None, **kw: Any) -> SidecarDriver:
-    """Context keys: `xds_server` (a running XdsServer) or `xds_address` (start one here),
+    """Context keys: `xds_server` (a running XdsServer) or `xds_address` (start one here,
+    TLS with `xds_tls_cert`, `xds_tls_key`, optional `xds_tls_client_ca`),
     `xds_ack_timeout_s`, `xds_csds_timeout_s`."""
     ctx = dict(context or {}, **kw)
     server = ctx.get("xds_server")
     if server is None and ctx.get("xds_address"):
-        server = XdsServer(str(ctx["xds_address"]))
+        creds = None
+        if ctx.get("xds_tls_cert"):
+            from ..xds.server import tls_credentials
+            creds = tls_credentials(ctx["xds_tls_cert"], ctx["xds_tls_key"], ctx.get("xds_tls_client_ca"))
+        server = XdsServer(str(ctx["xds_address"]), credentials=creds)
         server.start()
     return SidecarDriver(server=server, ack_timeout=float(ctx.get("xds_ack_timeout_s", 5.0)),
                          csds_timeout=float(ctx.get("xds_csds_timeout_s", 3.0)))

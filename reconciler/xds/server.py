@@ -406,3 +406,12 @@ class XdsServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def tls_credentials(cert_file: str, key_file: str, client_ca_file: str | None = None) -> grpc.ServerCredentials:
+    """TLS for the ADS port; with `client_ca_file` clients must present a certificate."""
+    from pathlib import Path
+    cert, key = Path(cert_file).read_bytes(), Path(key_file).read_bytes()
+    ca = Path(client_ca_file).read_bytes() if client_ca_file else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                       require_client_auth=ca is not None)
