@@ -19,6 +19,8 @@ Contract:
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -141,8 +143,25 @@ class Lab:
                     raise LabError(f"lab {self.name}: interface {ep.iface} (link {ep}) already "
                                    "exists in the root namespace")
 
+    @contextlib.contextmanager
+    def _serial(self):
+        """One up/down of this lab at a time on this machine (two shells, two test runs)."""
+        Path("/run/lock").mkdir(exist_ok=True)
+        with open(f"/run/lock/netintent-lab-{self.name}.updown.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def up(self) -> bool:
         """Bring the lab up; False when it was already up (no-op)."""
+        if os.geteuid() != 0:
+            raise LabError("lab up needs root (network namespaces, veths, sshd on port 22)")
+        with self._serial():
+            return self._up_locked()
+
+    def _up_locked(self) -> bool:
         t0 = time.monotonic()
         if self.is_up():
             self.log(f"lab {self.name} is already up")
@@ -153,7 +172,7 @@ class Lab:
             self.log(summary)
         if self._leftovers():
             self.log(f"lab {self.name}: removing leftovers of an earlier run")
-            self.down(quiet=True)
+            self._down_locked(quiet=True)
         state: dict = {"lab": self.name, "topology": str(Path(self.topo.path).resolve()),
                        "phase": "creating", "holders": {}, "bridges": [], "root_ovs": False,
                        "inventory": str(self.inventory_path.resolve())}
@@ -162,12 +181,12 @@ class Lab:
             self._up(state)
         except StepError as e:
             self.log(f"lab {self.name}: step '{e.step}' failed; cleaning up")
-            problems = self.down(quiet=True)
+            problems = self._down_locked(quiet=True)
             extra = f" (cleanup problems: {'; '.join(problems)})" if problems else ""
             raise LabError(f"lab {self.name}: up failed at step '{e.step}': {e.detail}"
                            f"{extra}") from None
         except BaseException:
-            self.down(quiet=True)
+            self._down_locked(quiet=True)
             raise
         state["phase"] = "up"
         self._save(state)
@@ -298,6 +317,12 @@ class Lab:
 
     # --- down / status / exec ------------------------------------------------------------
     def down(self, quiet: bool = False) -> list[str]:
+        if os.geteuid() != 0:
+            raise LabError("lab down needs root")
+        with self._serial():
+            return self._down_locked(quiet)
+
+    def _down_locked(self, quiet: bool = False) -> list[str]:
         t0 = time.monotonic()
         problems = teardown.down(self.layout, self._state(), self.inventory_path)
         self.timings["down"] = time.monotonic() - t0
