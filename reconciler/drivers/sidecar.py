@@ -13,7 +13,10 @@ Contract (see base.py for the Protocol):
   listener when it starts, so one never asked for is missing (e.g. a bootstrap without
   `server_listener_resource_name_template` makes grpcio run a plain server, silently). NACKs (from CSDS and from the ADS server's ACK/NACK records)
   and silent-failure findings (resources.lint) are listed in Observation.error; a workload
-  whose CSDS cannot be reached is UNREACHABLE.
+  whose CSDS cannot be reached is UNREACHABLE. When the ADS server holds no snapshot for a
+  node (it was restarted) and the node holds resources, observe adopts them as the node's
+  snapshot, so reconnecting clients are answered with their own config (`adopt=False`
+  turns this off).
 - apply(plans): builds each node's full snapshot from plan.desired (plus, without prune,
   observed resources the plan does not own), refuses configurations that lint finds
   silently broken (FAILED, nothing pushed), sets the snapshots (only nodes whose content
@@ -51,7 +54,8 @@ class SidecarDriver:
     layer = Layer.SIDECAR
 
     def __init__(self, server: XdsServer | None = None, cache: SnapshotCache | None = None,
-                 ack_timeout: float = 5.0, csds_timeout: float = 3.0, parallel: int = 16) -> None:
+                 ack_timeout: float = 5.0, csds_timeout: float = 3.0, parallel: int = 16,
+                 adopt: bool = True, server_error: str = "") -> None:
         if cache is None:
             cache = server.cache if server is not None else SnapshotCache()
         self.server = server
@@ -59,6 +63,8 @@ class SidecarDriver:
         self.ack_timeout = ack_timeout
         self.csds_timeout = csds_timeout
         self.parallel = max(1, parallel)
+        self.adopt = adopt
+        self.server_error = server_error  # why no ADS server runs here (apply cannot push)
         self._apps: dict[ResourceKey, str] = {}
         self._lock = threading.Lock()
 
@@ -103,6 +109,8 @@ class SidecarDriver:
                 continue
             key = ResourceKey(Layer.SIDECAR, node, kind, name)
             found.setdefault(key, Resource(key, spec, self._app_of(key)))
+        if found and self.adopt and not self.cache.has(node):
+            self._adopt(node, found)
         for type_url, items in self.cache.resources(node).items():
             for name, a in items.items():
                 if (type_url, name) in asked:
@@ -121,6 +129,14 @@ class SidecarDriver:
                            error="; ".join(dict.fromkeys(errors)),
                            duration_s=time.monotonic() - t0)
 
+    def _adopt(self, node: str, found: Mapping[ResourceKey, Resource]) -> None:
+        """Serve what the node already holds (after a restart of the ADS server), so a
+        reconnecting client is answered with its own config until the next apply."""
+        snap: dict[str, dict[str, Any]] = {t: {} for t in R.TYPE_URLS}
+        for k, r in found.items():
+            snap[R.KIND_TYPE[k.kind]][k.name] = R.to_proto(k.kind, k.name, thaw(r.spec))
+        self.cache.set_node(node, snap)
+
     def _app_of(self, key: ResourceKey) -> str:
         with self._lock:
             return self._apps.get(key, "")
@@ -134,6 +150,9 @@ class SidecarDriver:
         t0 = time.monotonic()
         for plan in plans:
             node = plan.target.name
+            if self.server_error and not dry_run:
+                results[node] = ApplyResult(node, Outcome.UNREACHABLE, error=self.server_error)
+                continue
             try:
                 snap, kinds = self._snapshot(plan)
             except R.SpecError as e:
@@ -234,17 +253,28 @@ class SidecarDriver:
 
 @register("sidecar")
 def factory(context: Mapping[str, Any] | None = None, **kw: Any) -> SidecarDriver:
-    """Context keys: `xds_server` (a running XdsServer) or `xds_address` (start one here,
-    TLS with `xds_tls_cert`, `xds_tls_key`, optional `xds_tls_client_ca`),
-    `xds_ack_timeout_s`, `xds_csds_timeout_s`."""
+    """Context keys: `xds_server` (a running XdsServer), else `xds_address` (default: env
+    RECONCILER_XDS_ADDRESS or 127.0.0.1:18001) where one is started here, with TLS from
+    `xds_tls_cert`, `xds_tls_key`, optional `xds_tls_client_ca`; `xds_ack_timeout_s`,
+    `xds_csds_timeout_s`. If the address cannot be bound (e.g. `reconciler serve` already
+    serves it), observe still works and apply reports every target UNREACHABLE."""
+    import os
+
     ctx = dict(context or {}, **kw)
     server = ctx.get("xds_server")
-    if server is None and ctx.get("xds_address"):
+    error = ""
+    if server is None:
+        address = str(ctx.get("xds_address") or os.environ.get("RECONCILER_XDS_ADDRESS")
+                      or "127.0.0.1:18001")
         creds = None
         if ctx.get("xds_tls_cert"):
             from ..xds.server import tls_credentials
             creds = tls_credentials(ctx["xds_tls_cert"], ctx["xds_tls_key"], ctx.get("xds_tls_client_ca"))
-        server = XdsServer(str(ctx["xds_address"]), credentials=creds)
-        server.start()
+        server = XdsServer(address, credentials=creds)
+        try:
+            server.start()
+        except RuntimeError as e:
+            error = f"no ADS server here: {e} (is `reconciler serve` running on it?)"
+            server = None
     return SidecarDriver(server=server, ack_timeout=float(ctx.get("xds_ack_timeout_s", 5.0)),
-                         csds_timeout=float(ctx.get("xds_csds_timeout_s", 3.0)))
+                         csds_timeout=float(ctx.get("xds_csds_timeout_s", 3.0)), server_error=error)

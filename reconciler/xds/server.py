@@ -137,6 +137,10 @@ class SnapshotCache:
             self._ver.pop(node, None)
             self._cond.notify_all()
 
+    def has(self, node: str) -> bool:
+        with self._cond:
+            return node in self._snap
+
     def nodes(self) -> list[str]:
         with self._cond:
             return sorted(self._snap)
