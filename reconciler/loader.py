@@ -188,6 +188,9 @@ def _yaml_error(file: str, text: str, e: Exception) -> LoadFailed:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
         what = " ".join(x for x in (e.context, e.problem) if x) or "syntax error"
+        lines = text.split("\n", line)
+        if mark and len(lines) >= line and "\t" in lines[line - 1][: len(lines[line - 1]) - len(lines[line - 1].lstrip())]:
+            what += " (tabs are not allowed for indentation; use spaces)"
         return _fail(file, line, f"invalid YAML: {what}")
     pos = getattr(e, "position", None)  # ReaderError: control characters and friends
     line = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else 1

@@ -271,22 +271,27 @@ class _Checker:
                     present[other] |= own
                     present[a.app.name] |= set(self.leaves_of(self.by_name[other].app))
         used: dict[tuple[str, int], AppDoc] = {}
+        blamed: set[int] = set()
         for a in self.apps:
-            seg = a.app.spec.segment
             if self.by_name.get(a.app.name) is not a:
                 continue  # duplicate name, already reported
             for leaf in sorted(present[a.app.name]):
-                first = used.setdefault((leaf, seg.vlan_id), a)
+                first = used.setdefault((leaf, a.app.spec.segment.vlan_id), a)
                 if first is a:
                     continue
+                # Blame the app whose VLAN was derived (the one to fix) when only one was.
+                culprit, other = (first, a) if first.app.spec.segment.vlan is None and a.app.spec.segment.vlan is not None else (a, first)
+                if id(culprit) in blamed:
+                    continue
+                blamed.add(id(culprit))
+                seg = culprit.app.spec.segment
                 if seg.vlan is None:
-                    self.err(a.doc, ("spec", "segment", "vni"),
+                    self.err(culprit.doc, ("spec", "segment", "vni"),
                              f"VLAN {seg.vlan_id} derived from VNI {seg.vni} is already used on leaf {leaf} by application "
-                             f"{show(first.app.name)} ({first.doc.file}); set spec.segment.vlan explicitly")
+                             f"{show(other.app.name)} ({other.doc.file}); set spec.segment.vlan explicitly")
                 else:
-                    self.err(a.doc, ("spec", "segment", "vlan"),
-                             f"VLAN {seg.vlan_id} is already used on leaf {leaf} by application {show(first.app.name)} ({first.doc.file})")
-                break
+                    self.err(culprit.doc, ("spec", "segment", "vlan"),
+                             f"VLAN {seg.vlan_id} is already used on leaf {leaf} by application {show(other.app.name)} ({other.doc.file})")
 
     def leaves_of(self, app: Application) -> Iterable[str]:
         inv = self.inventory

@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import re
+import zoneinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
@@ -107,9 +108,14 @@ _ARTICLE = {"object": "a mapping", "array": "a list", "string": "a string", "int
             "number": "a number", "boolean": "a boolean (true/false)", "null": "null"}
 
 
+def _lc(title: str) -> str:
+    """'Application name' -> 'application name'; 'IPv4 address' stays."""
+    return title[:1].lower() + title[1:] if title[1:2].islower() else title
+
+
 def _hint(schema: Mapping[str, Any]) -> str:
     desc = str(schema.get("description", ""))
-    first = desc.split(". ")[0].rstrip(".")
+    first = re.split(r"(?<!e\.g)\. ", desc)[0].rstrip(".")
     return f": {first}" if first else ""
 
 
@@ -129,7 +135,7 @@ def _convert(doc: Doc, e: SchemaError) -> list[ValidationError]:
     kw, schema, inst, val = e.validator, e.schema, e.instance, e.validator_value
     if "propertyNames" in e.absolute_schema_path and isinstance(inst, str):
         path = path + (inst,)
-        title = str(schema.get("title", "name")).lower()
+        title = _lc(str(schema.get("title", "name")))
         return [doc.error(path, f"invalid {title} {show(inst)}{_hint(schema)}")]
     if kw == "additionalProperties" and isinstance(inst, dict):
         allowed = sorted(schema.get("properties", {}))
@@ -143,7 +149,7 @@ def _convert(doc: Doc, e: SchemaError) -> list[ValidationError]:
         shown = f" {show(inst)}" if not isinstance(inst, (dict, list)) else ""
         return [doc.error(path, f"must be {want}, got {got}{shown}")]
     if kw == "pattern":
-        title = str(schema.get("title", "value")).lower()
+        title = _lc(str(schema.get("title", "value")))
         return [doc.error(path, f"invalid {title} {show(inst)}{_hint(schema)}")]
     if kw in ("minimum", "maximum"):
         lo, hi = schema.get("minimum"), schema.get("maximum")
@@ -183,11 +189,32 @@ def _load_config(src: Source, errors: list[ValidationError]) -> RepoConfig | Non
     doc = _read_doc(src, CONFIG_FILE, errors)
     if doc is None:
         return None
-    errs = schema_errors(doc, "reconciler")
+    errs = schema_errors(doc, "reconciler") or _config_semantics(doc)
     if errs:
         errors.extend(errs)
         return None
     return _model(doc, RepoConfig, doc.data, errors)
+
+
+def _config_semantics(doc: Doc) -> list[ValidationError]:
+    """Sync windows: the time zone exists and the cron schedule parses (as the daemon will)."""
+    out: list[ValidationError] = []
+    windows = (doc.data.get("sync") or {}).get("windows") or []
+    for i, w in enumerate(windows):
+        tz = w.get("timezone")
+        if tz is not None:
+            try:
+                zoneinfo.ZoneInfo(tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                out.append(doc.error(("sync", "windows", i, "timezone"), f"unknown time zone {show(tz)}"))
+                continue
+        try:
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(w["schedule"], timezone=tz or "UTC")
+        except ValueError as e:
+            out.append(doc.error(("sync", "windows", i, "schedule"), f"invalid cron schedule {show(w['schedule'])}: {show(str(e), 120)[1:-1]}"))
+    return out
 
 
 def _model(doc: Doc, cls: type, data: Any, errors: list[ValidationError]) -> Any:
@@ -267,7 +294,8 @@ def _collect_unguarded(src: Source, override: InventoryOverride, revision: str,
     for rel in _app_files(src, errors):
         current[0] = rel
         doc = _read_doc(src, rel, errors)
-        if doc is None:
+        if doc is None:  # its name is unknown: don't call references to `apps/<name>.yaml` unknown
+            broken_names.add(rel.rsplit("/", 1)[-1].rsplit(".", 1)[0])
             continue
         errs = schema_errors(doc, "application")
         if errs:
@@ -322,3 +350,10 @@ def load_tree(files: Mapping[str, Union[bytes, Symlink]], inventory_override: In
     if repo is None:
         raise RepoInvalid(errors)
     return repo
+
+
+def add_cli(subparsers: Any) -> Any:
+    """Register `reconciler validate` (implemented in reconciler.validate_cli)."""
+    from .validate_cli import add_cli as _add
+
+    return _add(subparsers)
