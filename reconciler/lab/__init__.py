@@ -3,14 +3,14 @@
 Public API:
     Lab.from_file(path, name_override=None, inventory_dir=None, mgmt_subnet=None)
     lab.up() -> bool (False = already up), lab.down() -> list of problems,
-    lab.status() -> list of per-node dicts, lab.exec(node, argv, check=True) -> CompletedProcess,
+    lab.status() -> list of per-node dicts, lab.state() -> LabState, lab.exec(node, argv, check=True) -> CompletedProcess,
     lab.inventory_path, lab.key_path, lab.netns(node), lab.mgmt_ip(node).
 Modules: topology (pure parsing), layout (pure naming), inventory (pure build + write),
 system (command wrappers), node (per-node services), teardown (down/status), lab, cli.
 """
-from .lab import Lab, LabError
+from .lab import Lab, LabError, LabState
 from .system import StepError, missing_tools
 from .topology import Topology, TopologyError, load, parse
 
-__all__ = ["Lab", "LabError", "StepError", "Topology", "TopologyError", "load", "parse",
+__all__ = ["Lab", "LabError", "LabState", "StepError", "Topology", "TopologyError", "load", "parse",
            "missing_tools"]

@@ -4,6 +4,7 @@ Contract: every subcommand takes a *.clab.yml path; `--name` overrides the lab n
 `--mgmt-subnet` the management subnet (to run a second copy side by side); `--inventory-dir`
 (default ./inventory) is where `up` writes <lab>.yml. Errors (bad topology, failed step,
 not root) print one line to stderr and exit 1 (2 for usage errors); never a traceback.
+`status` exits 0 when the lab is up, 3 when it is down or partial (state in the output).
 `exec` exits with the command's own exit code.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from .lab import Lab, LabError
+from .lab import Lab, LabError, LabState
 from .system import StepError
 from .topology import TopologyError
 
@@ -58,15 +59,17 @@ def run_cli(args: argparse.Namespace) -> int:
             return 1 if problems else 0
         if args.lab_cmd == "status":
             rows = lab.status()
+            state = lab.state()
             if args.json:
-                print(json.dumps({"lab": lab.name, "up": lab.is_up(), "nodes": rows}, indent=1))
+                print(json.dumps({"lab": lab.name, "state": state.value,
+                                  "up": state is LabState.UP, "nodes": rows}, indent=1))
             else:
-                print(f"lab {lab.name}: {'up' if lab.is_up() else 'not up'}")
+                print(f"lab {lab.name}: {state.value}")
                 for r in rows:
                     flags = " ".join(f"{k}={'ok' if v else 'DOWN'}" for k, v in r.items()
                                      if isinstance(v, bool))
                     print(f"  {r['node']:<12} {r['mgmt']:<16} {flags}")
-            return 0 if lab.is_up() else 3
+            return 0 if state is LabState.UP else 3
         if args.lab_cmd == "exec":
             cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
             if not cmd:

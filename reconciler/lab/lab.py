@@ -20,6 +20,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
 import ipaddress
 import json
@@ -38,6 +39,12 @@ from .topology import Topology, TopologyError, load
 
 DEFAULT_MTU = 9500   # containerlab's default veth MTU
 WORKERS = 4
+
+
+class LabState(str, enum.Enum):
+    UP = "up"              # every node's netns and holder present, up finished
+    DOWN = "down"          # nothing of the lab exists
+    PARTIAL = "partial"    # leftovers (crashed up, nodes killed by hand): `lab down` cleans
 
 
 class LabError(RuntimeError):
@@ -105,6 +112,11 @@ class Lab:
         have = netns_list()
         return all(self.netns(n.name) in have and alive(st.get("holders", {}).get(n.name))
                    for n in self.topo.netns_nodes())
+
+    def state(self) -> LabState:
+        if self.is_up():
+            return LabState.UP
+        return LabState.PARTIAL if self._leftovers() else LabState.DOWN
 
     def _leftovers(self) -> bool:
         have = netns_list()
@@ -280,14 +292,14 @@ class Lab:
                     lines.append(f"link set {ep.iface} master {ep.node} up")
         self._save(state)
         ip_batch(lines, "create namespaces, management bridge and links")
+        off = [w for f in nodeops.OFFLOADS_OFF for w in (f, "off")]
         for ln in topo.links:
             for ep in (ln.a, ln.b):
                 kind = topo.nodes[ep.node].kind
-                if kind == "bridge":
-                    run(["ethtool", "-K", ep.iface, "tx", "off"], f"ethtool -K {ep.iface} tx off")
-                elif kind == "ovs-bridge":
-                    run(["ip", "netns", "exec", L.ovs_netns, "ethtool", "-K", ep.iface, "tx",
-                         "off"], f"ethtool -K {ep.iface} tx off")
+                prefix = {"bridge": [], "ovs-bridge": ["ip", "netns", "exec", L.ovs_netns]}
+                if kind in prefix:
+                    run(prefix[kind] + ["ethtool", "-K", ep.iface, *off],
+                        f"{ep}: ethtool -K {ep.iface} {' '.join(off)}")
 
     def _ns_lines(self, node: str) -> list[str]:
         topo = self.topo
@@ -354,4 +366,4 @@ class Lab:
         return cp
 
 
-__all__ = ["Lab", "LabError", "TopologyError"]
+__all__ = ["Lab", "LabError", "LabState", "TopologyError"]

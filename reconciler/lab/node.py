@@ -23,6 +23,12 @@ FRR_DEFAULT_DAEMONS = "zebra=yes\nbgpd=yes\nstaticd=yes\nvtysh_enable=yes\n" \
     'zebra_options="  -A 127.0.0.1 -s 90000000"\nbgpd_options="   -A 127.0.0.1"\n' \
     'staticd_options="-A 127.0.0.1"\n'
 VTYSH_CONF = "service integrated-vtysh-config\n"
+# Platform quirks (verified on this machine, DESIGN.md "The lab"):
+# TCP through the OVS userspace datapath fails unless TX checksum offload is off on every
+# veth attached to OVS and on the far ends; the lab turns these off on every data interface.
+OFFLOADS_OFF = ("tx",)
+# Nodes route like containerlab's linux nodes (FRR transit, VXLAN underlay).
+NODE_SYSCTLS = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 
 
 def spawn_holder(layout: Layout, node: Node) -> int:
@@ -53,14 +59,15 @@ def wait_holder(node: Node, pid: int, timeout: float = 5.0) -> None:
 
 def tx_offload_off(node: Node, holder: int, ifaces: list[str]) -> None:
     for iface in ifaces:
-        run(in_node(holder, ["ethtool", "-K", iface, "tx", "off"], mount=False),
-            f"{node.name}: ethtool -K {iface} tx off")
+        argv = ["ethtool", "-K", iface]
+        for feature in OFFLOADS_OFF:
+            argv += [feature, "off"]
+        run(in_node(holder, argv, mount=False), f"{node.name}: {' '.join(argv)}")
 
 
 def sysctls(node: Node, holder: int) -> None:
-    run(in_node(holder, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
-                         "net.ipv6.conf.all.forwarding=1"], mount=False),
-        f"{node.name}: enable forwarding")
+    run(in_node(holder, ["sysctl", "-q", "-w", *NODE_SYSCTLS], mount=False),
+        f"{node.name}: sysctl {' '.join(NODE_SYSCTLS)}")
 
 
 def start_sshd(layout: Layout, node: Node, holder: int) -> None:

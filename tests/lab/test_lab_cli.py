@@ -37,7 +37,7 @@ def test_cli_up_status_exec_down(tmp_path):
         st = cli("status", topo, *opts, "--json", cwd=tmp_path)
         assert st.returncode == 0
         doc = json.loads(st.stdout)
-        assert doc["up"] is True and {r["node"] for r in doc["nodes"]} == {"a", "b", "c", "d"}
+        assert doc["up"] is True and doc["state"] == "up" and {r["node"] for r in doc["nodes"]} == {"a", "b", "c", "d"}
         ex = cli("exec", topo, *opts, "b", "--", "ip", "-4", "-o", "addr", "show", "eth1",
                  cwd=tmp_path)
         assert ex.returncode == 0 and "10.77.1.2/24" in ex.stdout
@@ -49,6 +49,6 @@ def test_cli_up_status_exec_down(tmp_path):
         assert down.returncode == 0, down.stderr
         assert_lab_gone(lab)
         st = cli("status", topo, *opts, cwd=tmp_path)
-        assert st.returncode == 3 and "not up" in st.stdout
+        assert st.returncode == 3 and "lab ni-lab-cli: down" in st.stdout
     finally:
         lab.down(quiet=True)
