@@ -4,7 +4,7 @@ Contract:
 - `Lab.from_file(path, name_override=None, inventory_dir=None)` parses the topology (errors
   are TopologyError naming file:line) and nothing else.
 - `up()` is idempotent: a healthy lab is left alone (returns False); leftovers of a broken
-  earlier run are removed first. Order: preflight (root, tools, name/subnet conflicts: nothing
+  earlier run (LabState.PARTIAL) are removed first, then the lab is built from scratch. Order: preflight (root, tools, name/subnet conflicts: nothing
   is created when it fails) -> SSH key -> root batch (netns, mgmt bridge, every veth) ->
   holders -> per-netns batches (addresses, links up, default route) -> per node in parallel:
   sysctls, tx offload off, sshd, OVS, FRR, binds, exec in order -> inventory. A failing step
@@ -178,13 +178,13 @@ class Lab:
         if self.is_up():
             self.log(f"lab {self.name} is already up")
             return False
+        if self._leftovers():
+            self.log(f"lab {self.name}: removing leftovers of an earlier run")
+            self._down_locked(quiet=True)
         self.preflight()
         summary = self.topo.ignored_summary()
         if summary:
             self.log(summary)
-        if self._leftovers():
-            self.log(f"lab {self.name}: removing leftovers of an earlier run")
-            self._down_locked(quiet=True)
         state: dict = {"lab": self.name, "topology": str(Path(self.topo.path).resolve()),
                        "phase": "creating", "holders": {}, "bridges": [], "root_ovs": False,
                        "inventory": str(self.inventory_path.resolve())}
