@@ -182,3 +182,57 @@ def test_cli_bad_topology_is_one_line_error_no_traceback(tmp_path, capsys):
                           "netns lab (supported: linux, bridge, ovs-bridge)"
     assert main(["status", str(tmp_path / "missing.clab.yml")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+# --- property: whatever valid topology we write, the parser reads back the same graph ---------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def topologies(draw):
+    n = draw(st.integers(min_value=2, max_value=8))
+    names = [f"n{i}" for i in range(n)]
+    used: dict[str, int] = {nm: 0 for nm in names}
+    links = []
+    for _ in range(draw(st.integers(min_value=0, max_value=10))):
+        a, b = draw(st.sampled_from(names)), draw(st.sampled_from(names))
+        used[a] += 1
+        ia = f"eth{used[a]}"
+        used[b] += 1
+        ib = f"eth{used[b]}"
+        mtu = draw(st.one_of(st.none(), st.integers(min_value=576, max_value=9500)))
+        extended = draw(st.booleans())
+        links.append((a, ia, b, ib, mtu, extended))
+    fixed = draw(st.lists(st.sampled_from(names), unique=True, max_size=n))
+    return names, links, fixed
+
+
+@settings(max_examples=60, deadline=None)
+@given(topologies())
+def test_parser_reads_back_any_valid_graph(t):
+    names, links, fixed = t
+    nodes = {}
+    for i, nm in enumerate(names):
+        nodes[nm] = {"kind": "linux"}
+        if nm in fixed:
+            nodes[nm]["mgmt-ipv4"] = f"10.5.0.{100 + i}"
+    ylinks = []
+    for a, ia, b, ib, mtu, ext in links:
+        if ext:
+            ln = {"type": "veth", "endpoints": [{"node": a, "interface": ia},
+                                                {"node": b, "interface": ib}]}
+        else:
+            ln = {"endpoints": [f"{a}:{ia}", f"{b}:{ib}"]}
+        if mtu:
+            ln["mtu"] = mtu
+        ylinks.append(ln)
+    doc = {"name": "p", "mgmt": {"ipv4-subnet": "10.5.0.0/24"},
+           "topology": {"nodes": nodes, "links": ylinks}}
+    topo = parse(yaml.safe_dump(doc), "p.clab.yml")
+    got = [(ln.a.node, ln.a.iface, ln.b.node, ln.b.iface, ln.mtu) for ln in topo.links]
+    assert got == [(a, ia, b, ib, mtu) for a, ia, b, ib, mtu, _ in links]
+    addrs = [topo.nodes[nm].mgmt_ipv4 for nm in names]
+    assert len(set(addrs)) == len(addrs) and "10.5.0.1" not in addrs
+    for i, nm in enumerate(names):
+        if nm in fixed:
+            assert topo.nodes[nm].mgmt_ipv4 == f"10.5.0.{100 + i}"
