@@ -133,7 +133,7 @@ class LocalActions:
         if read_model is not None and not getattr(read_model, "read_only", False):
             caps.add("self-heal")
         self.capabilities = frozenset(caps)
-        self.description = f"in-process engine on {self.repo_dir}" + ("" if write else " (read-only)")
+        self.description = f"in-process engine on {Path(self.repo_dir).name}" + ("" if write else " (read-only)")
 
     # ---- the four actions -----------------------------------------------------------------
     def sync(self, app: str, progress: Progress = _no_progress) -> ActionResult:
@@ -207,7 +207,7 @@ class LocalActions:
                             revision=self._revision(self.repo_dir), trigger=trigger, **kw)
         progress(total, total, "done")
         plan = report.initial.for_app(app) if app else report.initial
-        bad = [t for t in report.targets.values() if not t.ok and (not app or app in t.apps or not t.apps)]
+        bad = [t for t in report.targets.values() if not t.ok and (not app or app in t.apps)]
         lines: list[tuple[str, str]] = []
         if show_plan or not dry_run:
             lines = [(STYLE_OF_SIGN.get(s, ""), t) for s, t in render_lines(plan)]
@@ -218,9 +218,10 @@ class LocalActions:
             summary = (f"{n} change(s) would be made" if n else "no drift: observed state matches the intents")
             ok = not bad
         else:
-            verdict = "converged" if report.converged else "NOT converged"
-            summary = f"{verdict}: {n} change(s), {report.writes} write(s) in {report.duration_s:.1f}s"
-            ok = report.converged
+            residual = report.residual.for_app(app) if app else report.residual
+            ok = not residual.changes and not bad   # other apps' unreachable targets do not count
+            writes = sum(t.writes for t in report.targets.values())
+            summary = f"{'converged' if ok else 'NOT converged'}: {n} change(s), {writes} write(s) in {report.duration_s:.1f}s"
         if bad:
             summary += f"; {len(bad)} target(s) failed"
         return ActionResult(ok, title, summary, tuple(lines), report.run_id)

@@ -1,0 +1,70 @@
+"""Fixtures of the TUI tests: a store filled by REAL engine runs against fixtures.
+
+`demo` compiles examples/intents, runs the engine with the snapshot driver (a first sync
+from an empty network, injected drift, a drift scan, a failing self-heal; see tui/demo.py)
+and records every event in a SQLite `Store` in tmp_path. Event times are pinned by a step
+clock so screenshots are reproducible; everything else is what the engine produced.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from reconciler.store import Store, sqlite_url
+from tui.actions import LocalActions, snapshot_drivers
+from tui.app import ReconcilerApp
+from tui.data import StoreReadModel
+from tui.demo import build_demo, pinned, step_clock
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "intents"
+
+
+@dataclass
+class Demo:
+    store: Store
+    model: StoreReadModel
+    snapshot: Path
+    repo: Path
+    clock: Callable[[], float]
+    now: float
+
+    def actions(self, **kw) -> LocalActions:
+        counter = iter(range(1, 1000))
+        return LocalActions(self.repo, snapshot_drivers(self.snapshot), [pinned(self.store.observer, self.clock)],
+                            read_model=self.model, revision=lambda _d: "4f9c2e71d0a8b35c6e21f7a90d4b8c13e5f60a27",
+                            run_ids=lambda: f"tui-{next(counter):04d}", backoff_s=0.0, **kw)
+
+    def app(self, actions=None, **kw) -> ReconcilerApp:
+        kw.setdefault("poll_s", 0)
+        return ReconcilerApp(self.model, actions if actions is not None else self.actions(),
+                             clock=lambda: self.now, **kw)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Demo:
+    repo = tmp_path / "intents"
+    shutil.copytree(EXAMPLES, repo)
+    store = Store(sqlite_url(tmp_path / "state.db"))
+    clock = step_clock()
+    snap = build_demo(repo, tmp_path, [store.observer], clock=clock)
+    assert store.flush()
+    model = StoreReadModel(store, source="demo store")
+    try:
+        yield Demo(store, model, snap, repo, clock, now=1_764_000_000.0 + 600)
+    finally:
+        store.close()
+
+
+async def wait_for(pilot, cond: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Let the app run until `cond()` holds (bounded)."""
+    import time
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await pilot.pause(0.05)
