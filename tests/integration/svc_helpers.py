@@ -117,3 +117,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class LeakySnapshot(SnapshotDriver):
+    """Fails host applies with an error that quotes the target's secrets (as a careless
+    transport's command line would): the service must mask them everywhere."""
+
+    def apply(self, plans, dry_run=False):  # noqa: ANN001
+        from reconciler.drivers.base import ApplyResult
+        from reconciler.model import Layer
+        from reconciler.status import Outcome
+        if self.layer is not Layer.HOST or dry_run:
+            return super().apply(plans, dry_run)
+        return {tp.target.name: ApplyResult(tp.target.name, Outcome.FAILED,
+                                            error=f"sshpass -p {tp.target.vars.get('ansible_password')} ssh "
+                                                  f"(become {tp.target.vars.get('ansible_become_pass')}) key "
+                                                  f"{tp.target.vars.get('netintent_ssh_private_key')}: refused")
+                for tp in plans}
+
+
+def leaky_factory(layer, path, **_kw):  # noqa: ANN001
+    return LeakySnapshot(layer, path)
