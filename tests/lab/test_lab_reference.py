@@ -1,6 +1,9 @@
 """The reference lab (labs/app-fabric.clab.yml) and a topology written for real containerlab
 (FRR OSPF + BGP): sshd on every node, per-node OVS, TCP across hypervisor and leaf OVS,
-FRR sessions, inventory, and `lab down` leaving nothing. Marked `lab` (root, netns)."""
+FRR sessions, inventory, and `lab down` leaving nothing. Marked `lab` (root, netns).
+
+Tests that depend on the lab's pristine state (untagged ports, FRR config) run on a private
+copy (`ref_lab`, module scope), because drivers' tests change the shared `app_fabric_lab`."""
 from __future__ import annotations
 
 import json
@@ -21,6 +24,20 @@ pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def ref_lab(tmp_path_factory):
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = Lab.from_file(REPO / "labs/app-fabric.clab.yml", "ni-lab-ref",
+                        tmp_path_factory.mktemp("inv"), "172.31.94.0/24")
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down(quiet=True)
+
+
 def wait_for(pred, timeout: float, what: str, step: float = 0.5):
     deadline = time.monotonic() + timeout
     last = None
@@ -39,24 +56,30 @@ def test_reference_inventory_equals_the_committed_one(app_fabric_lab):
     assert app_fabric_lab.key_path.exists()
 
 
-def test_sshd_answers_on_every_node_with_its_hostname(app_fabric_lab):
-    lab = app_fabric_lab
+def test_sshd_answers_on_every_node_with_its_hostname(ref_lab):
+    lab = ref_lab
     for node in lab.topo.nodes:
         assert ssh(lab, node, "hostname").stdout.strip() == node
 
 
-def test_generated_inventory_works_with_ansible_as_is(app_fabric_lab):
+def test_shared_lab_answers_ssh_on_the_committed_addresses(app_fabric_lab):
+    assert app_fabric_lab.mgmt_ip("h1") == "172.20.20.21"
+    assert ssh(app_fabric_lab, "h1", "hostname").stdout.strip() == "h1"
+    assert ssh(app_fabric_lab, "leaf2", "hostname").stdout.strip() == "leaf2"
+
+
+def test_generated_inventory_works_with_ansible_as_is(ref_lab):
     if not shutil.which("ansible"):
         pytest.skip("ansible not installed")
-    cp = subprocess.run(["ansible", "-i", str(app_fabric_lab.inventory_path), "all", "-m", "ping",
+    cp = subprocess.run(["ansible", "-i", str(ref_lab.inventory_path), "all", "-m", "ping",
                          "-o", "-f", "11"], capture_output=True, text=True, timeout=120,
                         env={**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False"})
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert cp.stdout.count("SUCCESS") == 11
 
 
-def test_ssh_session_reaches_the_nodes_own_ovs(app_fabric_lab):
-    lab = app_fabric_lab
+def test_ssh_session_reaches_the_nodes_own_ovs(ref_lab):
+    lab = ref_lab
     seen = set()
     for node in ("leaf1", "leaf2", "hv1", "hv2", "hv3"):
         out = ssh(lab, node, "ovs-vsctl --format=json -- --columns=_uuid list Open_vSwitch "
@@ -70,8 +93,8 @@ def test_ssh_session_reaches_the_nodes_own_ovs(app_fabric_lab):
     assert lab.exec("h1", ["ovs-vsctl", "--timeout=2", "show"], check=False).returncode != 0
 
 
-def test_tcp_between_hosts_across_hypervisor_and_leaf_ovs(app_fabric_lab):
-    lab = app_fabric_lab
+def test_tcp_between_hosts_across_hypervisor_and_leaf_ovs(ref_lab):
+    lab = ref_lab
     # The lab leaves ports untagged: h1 (hv1) and h3 (hv2) share L2 through hv1, leaf1, hv2.
     added = []
     try:
@@ -85,8 +108,8 @@ def test_tcp_between_hosts_across_hypervisor_and_leaf_ovs(app_fabric_lab):
             lab.exec(node, ["ip", "addr", "del", ip, "dev", "eth1"], check=False)
 
 
-def test_frr_bgp_unnumbered_between_leaves_and_vteps_reachable(app_fabric_lab):
-    lab = app_fabric_lab
+def test_frr_bgp_unnumbered_between_leaves_and_vteps_reachable(ref_lab):
+    lab = ref_lab
 
     def established():
         out = lab.exec("leaf1", ["vtysh", "-c", "show bgp summary json"]).stdout
@@ -126,18 +149,9 @@ def test_frr_topology_written_for_containerlab_converges(lab_factory):
     assert_lab_gone(lab)
 
 
-def test_reference_lab_private_copy_up_and_down_leaves_nothing(tmp_path):
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = Lab.from_file(REPO / "labs/app-fabric.clab.yml", "ni-lab-afcopy", tmp_path,
-                        "172.31.83.0/24")
-    try:
-        assert lab.up() is True
-        assert lab.up() is False
-        assert all(all(v for v in row.values() if isinstance(v, bool)) for row in lab.status())
-        assert ssh(lab, "h6", "hostname").stdout.strip() == "h6"
-        assert lab.down() == []
-        assert_lab_gone(lab)
-    finally:
-        lab.down(quiet=True)
+def test_reference_lab_up_twice_is_noop_then_down_leaves_nothing(ref_lab):
+    lab = ref_lab
+    assert lab.up() is False
+    assert all(all(v for v in row.values() if isinstance(v, bool)) for row in lab.status())
+    assert lab.down() == []
+    assert_lab_gone(lab)
