@@ -11,6 +11,11 @@ the leaf then needs the segment to route into it.
   gateway    `gw<vlan>`       anycast gateway of the segment (same IP and MAC on every leaf);
                               `mac_guard`: the leaf admits frames with the anycast MAC as source
                               only from its own gateway port (no MAC flap over VXLAN)
+  host-route `<ip>/32`        on a leaf where the app is present, a route to each instance of the
+                              app that hangs off another leaf, via that leaf's VTEP (routed
+                              underlay): inter-app traffic routed by the anycast gateway reaches
+                              instances under other leaves without ARP across the VXLAN (the
+                              gateways' MAC never leaves its leaf)
 Fabric resources (app ''):
   bgp        `<asn>`          FRR BGP instance: router-id = VTEP, announces the VTEP /32,
                               unnumbered neighbours on `netintent_fabric_ports`
@@ -21,7 +26,7 @@ import zlib
 
 from ..intent import Application
 from ..model import Layer, Resource, ResourceKey
-from .context import CompileContext
+from .context import CompileContext, iter_instances
 
 
 def anycast_mac(vlan: int) -> str:
@@ -66,6 +71,17 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
                             {"bridge": bridge, "vlan": vlan, "address": seg.gateway_address,
                              "prefixlen": seg.network.prefixlen, "mac": anycast_mac(vlan),
                              "mac_guard": True}, app.name))
+    where: dict[str, str] = {}
+    for _s, _svc, inst in iter_instances(app):
+        hv = ctx.hypervisor_of(inst.host)
+        lf = ctx.leaf_of(hv) if hv else None
+        if lf:
+            where[inst.address] = lf
+    for leaf in leaves:
+        for addr, lf in sorted(where.items()):
+            if lf != leaf and vteps.get(lf):
+                out.append(Resource(_key(leaf, "host-route", f"{addr}/32"),
+                                    {"prefix": f"{addr}/32", "nexthop": vteps[lf]}, app.name))
     return out
 
 

@@ -12,12 +12,16 @@ They parse into compile/switch.py's kinds:
              alias is `netintent app=<app>`; flood = `00:00:00:00:00:00` fdb dsts
   gateway    `gw<vlan>`      {bridge, vlan, address, prefixlen, mac, mac_guard}; owned when the
              OVS port has external_ids:netintent_app; mac_guard = both guard flows present
+  host-route `<ip>/32`       {prefix, nexthop}: FRR static routes with tag 20041 (0x4E49, the
+             reconciler's mark; other static routes are reported owned=False); app = the app
+             of the gateway whose subnet holds the prefix
   bgp        `<asn>`         {asn, router_id, networks, neighbors} from the running config
-Renderer: ordered argv commands, `kind_order` = bgp, vlan-trunk, vxlan, gateway (deletes in
-reverse). Negation rules: a trunk VLAN is removed by rewriting the port's `trunks` to the
+Renderer: ordered argv commands, `kind_order` = bgp, vlan-trunk, vxlan, gateway, host-route
+(deletes in reverse). Negation rules: a trunk VLAN is removed by rewriting the port's `trunks` to the
 remaining union (the parking VLAN 4095 when none is left, because an empty `trunks` means
 *all* VLANs in OVS); a vxlan by deleting its OVS port and device; a gateway by deleting its
-flows (cookie) and port; BGP parts by `no ...` lines; the BGP instance by `no router bgp`.
+flows (cookie) and port; a host route by `no ip route P NH tag T`; BGP parts by `no ...`
+lines; the BGP instance by `no router bgp`.
 Anycast gateway MAC flap guard: every leaf has the same gateway MAC, so frames with that
 source MAC are admitted into the bridge only from the local gateway port (priority 301
 NORMAL, priority 300 drop, cookie 0x4e49_0001_0000_<vlan>): replies of a remote leaf's
@@ -25,6 +29,7 @@ gateway never reach this leaf's MAC table.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Any, Iterable, Mapping, Sequence
@@ -44,6 +49,7 @@ VLAN_MARK = "netintent_vlan_"
 APP_MARK = "netintent_app"
 ZERO_MAC = "00:00:00:00:00:00"
 VXLAN_MTU = "1500"
+ROUTE_TAG = 20041                  # 0x4E49: FRR static route tag marking the reconciler's routes
 
 
 # ---------------------------------------------------------------- observe: sections + parse
@@ -183,6 +189,18 @@ def parse(target: str, raw: Mapping[str, str], vars: Mapping[str, Any]) -> list[
             alias[len(ALIAS_PREFIX):] if owned else "", owned=owned))
 
     if "frr" in raw:
+        # a host route belongs to the app whose gateway subnet holds it
+        subnets = [(ipaddress.ip_network(f"{r.spec['address']}/{r.spec['prefixlen']}", strict=False), r.app)
+                   for r in out if r.key.kind == "gateway" and r.spec["address"]]
+        for line in raw["frr"].splitlines():
+            m = re.match(r"^ip route (\S+) (\d+\.\d+\.\d+\.\d+)(.*)$", line.rstrip())
+            if m:
+                tag = re.search(r"\btag (\d+)", m.group(3))
+                owned = tag is not None and int(tag.group(1)) == ROUTE_TAG
+                net = ipaddress.ip_network(m.group(1), strict=False)
+                app = next((a for sn, a in subnets if net.subnet_of(sn)), "")
+                out.append(Resource(key("host-route", m.group(1)), {"prefix": m.group(1), "nexthop": m.group(2)},
+                                    app, owned=owned))
         bgp = parse_bgp_config(raw["frr"])
         if bgp is not None:
             out.append(Resource(key("bgp", str(bgp["asn"])), bgp, ""))
@@ -366,6 +384,17 @@ def _bgp(c: Any) -> list[Command]:
     return [Command(_vtysh([f"router bgp {P.asn(d['asn'])}", *body]), k)] if body else []
 
 
+def _route(c: Any) -> list[Command]:
+    k, cmds = str(c.key), []
+    if c.observed is not None:
+        o = c.observed.spec
+        cmds.append(f"no ip route {P.prefix(o['prefix'])} {P.ipv4(o['nexthop'], 'nexthop')} tag {ROUTE_TAG}")
+    if c.action is not Action.DELETE:
+        d = c.desired.spec
+        cmds.append(f"ip route {P.prefix(d['prefix'])} {P.ipv4(d['nexthop'], 'nexthop')} tag {ROUTE_TAG}")
+    return [Command(_vtysh(cmds), k)]
+
+
 def render(changes: Sequence[Any], observed: Sequence[Resource], desired: Sequence[Resource],
            vars: Mapping[str, Any]) -> list[Command]:
     creates = [c for c in changes if c.action is not Action.DELETE]
@@ -379,6 +408,8 @@ def render(changes: Sequence[Any], observed: Sequence[Resource], desired: Sequen
             cmds += _vxlan_delete(k, c.observed.spec, name)
         elif c.key.kind == "bgp":
             cmds += _bgp(c)
+        elif c.key.kind == "host-route":
+            cmds += _route(c)
     # trunk deletes and creates share one rewrite per port
     trunk_changes = [c for c in changes if c.key.kind == "vlan-trunk"]
     for kind in KIND_ORDER:
@@ -392,6 +423,8 @@ def render(changes: Sequence[Any], observed: Sequence[Resource], desired: Sequen
             elif kind == "vxlan":
                 cmds += (_vxlan_create(k, c.desired.spec, c.app) if c.observed is None
                          else _vxlan_update(k, c.desired.spec, c.observed.spec, c.app, name))
+            elif kind == "host-route":
+                cmds += _route(c)
             elif kind == "gateway":
                 if c.observed is not None:
                     cmds += _gateway_delete(k, c.observed.spec, name)
@@ -399,10 +432,24 @@ def render(changes: Sequence[Any], observed: Sequence[Resource], desired: Sequen
     unknown = sorted({c.key.kind for c in changes} - set(KIND_ORDER))
     if unknown:
         raise P.InvalidValue(f"kind(s) {', '.join(unknown)} are not switch kinds")
-    return cmds
+    return _merge_vtysh(cmds)
 
 
-KIND_ORDER = ("bgp", "vlan-trunk", "vxlan", "gateway")
+def _merge_vtysh(cmds: list[Command]) -> list[Command]:
+    """Consecutive FRR commands become one vtysh call (one process, stops at the first error)."""
+    head = _vtysh(())
+    out: list[Command] = []
+    for c in cmds:
+        prev = out[-1] if out else None
+        if prev is not None and prev.argv[:3] == head and c.argv[:3] == head:
+            keys = prev.key.split(",") + [k for k in c.key.split(",") if k not in prev.key.split(",")]
+            out[-1] = Command(prev.argv + ("-c", "end") + c.argv[1:], ",".join(keys))
+        else:
+            out.append(c)
+    return out
+
+
+KIND_ORDER = ("bgp", "vlan-trunk", "vxlan", "gateway", "host-route")
 
 PLATFORM = Platform(
     name="linux_ovs_frr", device_type="linux", observe=SECTIONS, template_vars=template_vars,

@@ -1,0 +1,221 @@
+"""Switch driver against real leaf switches (netns + sshd + own OVS + kernel VXLAN + FRR).
+
+A private copy of the reference lab (tests/lab/switch_fabric.py) is configured end to end from
+the example intents with the switch, hypervisor and host drivers through the engine. Then:
+cross-leaf TCP inside one application, segment isolation between applications, drift on the
+switches (trunk VLAN, VXLAN device, flood entry, BGP neighbour) detected per application and
+repaired, a rejected change rolled back to the identical running config, and a dead/slow
+switch not holding up the others.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from reconciler.compile import compile_repo
+from reconciler.drivers.base import REGISTRY, TargetPlan
+from reconciler.engine import Engine, targets_from_inventory
+from reconciler.model import Layer, Resource, ResourceKey, State
+from reconciler.plan import make_plan
+from reconciler.status import Action, Outcome
+from reconciler.validate import load_repo
+
+import reconciler.drivers.host  # noqa: F401  (registers "host")
+import reconciler.drivers.hypervisor  # noqa: F401
+import reconciler.drivers.switch  # noqa: F401
+
+from switch_fabric import (EXAMPLES, fabric_lab, switch_targets, tcp_eventually, tcp_listen, tcp_ok,
+                            wait_bgp)
+
+pytestmark = pytest.mark.lab
+
+VTEPS = {"leaf1": "10.255.0.1", "leaf2": "10.255.0.2"}
+# shop: web h1 (hv1, leaf1), api h3 (hv2, leaf1) and h5 (hv3, leaf2); billing: h2 (leaf1), h6 (leaf2)
+H1, H5, H6 = "10.50.1.11", "10.50.1.22", "10.50.2.21"
+
+
+@pytest.fixture(scope="module")
+def fabric(tmp_path_factory):
+    from reconciler.lab.shared import skip_reason
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with fabric_lab(tmp_path_factory.mktemp("inv")) as lab:
+        repo = load_repo(str(EXAMPLES), inventory_override=str(lab.inventory_path))
+        desired = compile_repo(repo)
+        targets = targets_from_inventory(repo.inventory)
+        drivers = {layer: REGISTRY[layer.value](inventory_path=str(lab.inventory_path))
+                   for layer in (Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST)}
+        wait_bgp(lab, VTEPS)
+        report = Engine(drivers, attempts=3).run(desired, targets)
+        bad = {f"{l.value}/{t}": (r.outcome.value, r.error) for (l, t), r in report.targets.items() if not r.ok}
+        assert report.converged, (bad, report.residual.to_json())
+        yield {"lab": lab, "desired": desired, "targets": targets, "drivers": drivers, "repo": repo}
+
+
+def _switch_state(fabric) -> State:
+    return State.of(r for r in fabric["desired"] if r.key.layer is Layer.SWITCH)
+
+
+def _observe(fabric) -> State:
+    obs = fabric["drivers"][Layer.SWITCH].observe(switch_targets(fabric["lab"]))
+    assert all(o.ok for o in obs.values()), {n: o.error for n, o in obs.items()}
+    return State.of(r for o in obs.values() for r in o.resources)
+
+
+def test_apply_converged_and_observe_matches_compile(fabric):
+    plan = make_plan(_switch_state(fabric), _observe(fabric))
+    assert plan.empty, plan.to_json()
+
+
+def test_same_app_reaches_across_leaves_over_tcp(fabric):
+    lab = fabric["lab"]
+    srv = tcp_listen(lab, "h5", H5, 8080)        # shop api v2 under leaf2
+    try:
+        assert tcp_eventually(lab, "h1", H5, 8080), "shop web (leaf1) cannot reach shop api (leaf2)"
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def test_inter_app_routing_across_leaves_through_the_gateways(fabric):
+    """billing/invoicer (h2, leaf1) -> shop/api (h5, leaf2) is allowed: routed by the anycast
+    gateways and the leaves' host routes over the underlay; billing/ledger (h6) is not."""
+    lab = fabric["lab"]
+    srv = tcp_listen(lab, "h5", H5, 8080)
+    try:
+        assert tcp_eventually(lab, "h2", H5, 8080), "invoicer (leaf1) cannot reach shop api (leaf2)"
+        assert not tcp_ok(lab, "h6", H5, 8080), "ledger reached shop api without a policy"
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def test_other_app_is_isolated_at_the_segment(fabric):
+    """Extra addresses outside the host firewall's sets: only the segment can stop the traffic."""
+    lab = fabric["lab"]
+    lab.exec("h5", ["ip", "addr", "add", "10.50.1.98/24", "dev", "eth1"])
+    lab.exec("h6", ["ip", "addr", "add", "10.50.1.99/24", "dev", "eth1"])   # billing host, shop subnet
+    srv = tcp_listen(lab, "h5", "10.50.1.98", 9999)
+    try:
+        assert tcp_eventually(lab, "h1", "10.50.1.98", 9999), "positive control failed"
+        assert not tcp_ok(lab, "h6", "10.50.1.98", 9999), "billing host reached shop's segment"
+        assert not tcp_ok(lab, "h6", H5, 8080)
+    finally:
+        srv.kill()
+        srv.wait()
+        lab.exec("h5", ["ip", "addr", "del", "10.50.1.98/24", "dev", "eth1"], check=False)
+        lab.exec("h6", ["ip", "addr", "del", "10.50.1.99/24", "dev", "eth1"], check=False)
+
+
+def test_drift_detected_per_app_and_repaired(fabric):
+    lab, drv = fabric["lab"], fabric["drivers"][Layer.SWITCH]
+    lab.exec("leaf2", ["ovs-vsctl", "set", "port", "eth1", "trunks=102"])                      # shop VLAN gone
+    lab.exec("leaf1", ["ip", "link", "del", "vxlan5002"])                                      # billing VXLAN gone
+    lab.exec("leaf2", ["bridge", "fdb", "del", "00:00:00:00:00:00", "dev", "vxlan5001", "dst", "10.255.0.1"])
+    lab.exec("leaf2", ["vtysh", "-c", "configure terminal", "-c", "router bgp 65002", "-c", "no neighbor eth3"])
+    desired = _switch_state(fabric)
+    plan = make_plan(desired, _observe(fabric))
+    drift = {str(c.key): (c.app, c.action) for c in plan.changes}
+    assert drift == {
+        "switch/leaf2/vlan-trunk/eth1:101": ("shop", Action.CREATE),
+        "switch/leaf1/vxlan/vxlan5002": ("billing", Action.CREATE),
+        "switch/leaf2/vxlan/vxlan5001": ("shop", Action.UPDATE),
+        "switch/leaf2/bgp/65002": ("", Action.UPDATE),
+    }, drift
+    flood = next(c for c in plan.changes if c.key.name == "vxlan5001")
+    assert [(d.path, d.added) for d in flood.diffs] == [("flood", ("10.255.0.1",))]
+    assert plan.apps() == ["", "billing", "shop"]
+
+    report = Engine({Layer.SWITCH: drv}, attempts=1).run(desired, {Layer.SWITCH: switch_targets(lab)})
+    assert report.converged, report.to_json()
+    assert {t.outcome for t in report.targets.values()} == {Outcome.APPLIED}
+    assert make_plan(desired, _observe(fabric)).empty
+    wait_bgp(lab, VTEPS)
+    srv = tcp_listen(lab, "h5", H5, 8080)
+    try:
+        assert tcp_eventually(lab, "h1", H5, 8080, timeout=30), "no TCP after repair"
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+@pytest.mark.parametrize("case", ["vni-taken", "bgp-asn"])
+def test_rejected_change_rolls_back_to_identical_running_config(fabric, case):
+    lab, drv = fabric["lab"], fabric["drivers"][Layer.SWITCH]
+    [leaf1, leaf2] = switch_targets(lab)
+    observed = _observe(fabric)
+    current = [r for r in observed if r.key.target == "leaf2"]
+    k = lambda kind, name: ResourceKey(Layer.SWITCH, "leaf2", kind, name)  # noqa: E731
+    extra = [Resource(k("vlan-trunk", "eth1:109"), {"bridge": "br0", "port": "eth1", "vlan": 109}, "ghost"),
+             Resource(k("vxlan", "vxlan5009"), {"bridge": "br0", "vni": 5009, "vlan": 109, "local": "10.255.0.2",
+                                                "dstport": 4789, "flood": ["10.255.0.1"]}, "ghost")]
+    if case == "vni-taken":
+        # Someone else's VXLAN device holds VNI 5009: the kernel refuses ours (EEXIST).
+        lab.exec("leaf2", ["ip", "link", "add", "vx-squat", "type", "vxlan", "id", "5009",
+                           "local", "10.255.0.2", "dstport", "4789"])
+        expect_key = "switch/leaf2/vxlan/vxlan5009"
+    else:
+        # FRR refuses a second BGP instance in the default VRF.
+        extra.append(Resource(k("bgp", "65099"), {"asn": 65099, "router_id": "10.255.0.2",
+                                                  "networks": [], "neighbors": []}, ""))
+        expect_key = "switch/leaf2/bgp/65099"
+    try:
+        before = drv.running_config(leaf2)
+        desired = State.of(current + extra)
+        changes = make_plan(desired, State.of(current)).changes
+        assert len(changes) == len(extra)
+        res = drv.apply([TargetPlan(leaf2, changes, tuple(desired), tuple(current))])["leaf2"]
+        assert res.outcome is Outcome.ROLLED_BACK, (res.error, res.details)
+        assert res.rolled_back and "rejected" in res.error
+        assert expect_key in res.failed_keys
+        if case == "vni-taken":   # the trunk VLAN went in before the VXLAN failed: undone
+            assert any(d.startswith("rollback> ") for d in res.details), res.details
+        assert drv.running_config(leaf2) == before
+    finally:
+        lab.exec("leaf2", ["ip", "link", "del", "vx-squat"], check=False)
+    assert make_plan(_switch_state(fabric), _observe(fabric)).empty
+
+
+def test_dead_and_silent_switches_do_not_hold_up_the_others(fabric):
+    lab = fabric["lab"]
+    # A TCP server on loopback that accepts and never speaks SSH (a hung switch).
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    conns: list = []
+    stop = threading.Event()
+
+    def accept():
+        ls.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conns.append(ls.accept()[0])
+            except OSError:
+                pass
+    th = threading.Thread(target=accept, daemon=True)
+    th.start()
+    from reconciler.drivers.base import Target
+    from reconciler.drivers.switch import SwitchDriver
+    base = switch_targets(lab)
+    silent = Target("silent", Layer.SWITCH, {**base[0].vars, "ansible_host": "127.0.0.1",
+                                             "ansible_port": ls.getsockname()[1]})
+    dead = Target("dead", Layer.SWITCH, {**base[0].vars, "ansible_host": "127.0.0.1", "ansible_port": 9})
+    drv = SwitchDriver(timeout_s=2, deadline_s=6, max_parallel=4)
+    try:
+        t0 = time.monotonic()
+        obs = drv.observe([*base, silent, dead])
+        elapsed = time.monotonic() - t0
+    finally:
+        stop.set()
+        th.join(2)
+        for c in conns:
+            c.close()
+        ls.close()
+    assert obs["leaf1"].ok and obs["leaf2"].ok
+    assert obs["silent"].outcome is Outcome.UNREACHABLE and obs["dead"].outcome is Outcome.UNREACHABLE
+    assert obs["leaf1"].duration_s < 5 and obs["leaf2"].duration_s < 5
+    assert elapsed < 8, elapsed
