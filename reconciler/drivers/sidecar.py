@@ -27,7 +27,6 @@ Contract (see base.py for the Protocol):
 """
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
@@ -65,8 +64,6 @@ class SidecarDriver:
         self.parallel = max(1, parallel)
         self.adopt = adopt
         self.server_error = server_error  # why no ADS server runs here (apply cannot push)
-        self._apps: dict[ResourceKey, str] = {}
-        self._lock = threading.Lock()
 
     # ---- observe ----------------------------------------------------------------------
     def observe(self, targets: Sequence[Target]) -> Mapping[str, Observation]:
@@ -108,10 +105,12 @@ class SidecarDriver:
                 errors.append(f"unreadable {e.type_url} {e.name}: {ex}")
                 continue
             key = ResourceKey(Layer.SIDECAR, node, kind, name)
-            found.setdefault(key, Resource(key, spec, self._app_of(key)))
+            found.setdefault(key, (e.type_url, name, spec))
         if found and self.adopt and not self.cache.has(node):
             self._adopt(node, found)
-        for type_url, items in self.cache.resources(node).items():
+        served = self.cache.resources(node)
+        owners = self.cache.owners(node)
+        for type_url, items in served.items():
             for name, a in items.items():
                 if (type_url, name) in asked:
                     continue
@@ -119,27 +118,33 @@ class SidecarDriver:
                 if kind == "server-listener":
                     continue  # an xDS server asks at start: never asked = not xDS-enabled
                 key = ResourceKey(Layer.SIDECAR, node, kind, rname)
-                found.setdefault(key, Resource(key, spec, self._app_of(key)))
+                found.setdefault(key, (type_url, name, spec))
+
+        def resource(key: ResourceKey, t: str, name: str, spec: dict) -> Resource:
+            if (t, name) in owners:
+                return Resource(key, spec, owners[(t, name)])
+            # served but not set by the reconciler (a hand edit): not owned, never touched
+            mine = not (name in served.get(t, {}))
+            return Resource(key, spec, "", owned=mine)
         for t, st in self.cache.status(node).items():
             if st.state is AckState.NACKED:
                 errors.append(f"ADS: {_SHORT.get(t, t)} version {st.version} NACKed: {st.error}")
-        problems = R.lint((k.kind, k.name, thaw(r.spec)) for k, r in found.items())
+        problems = R.lint((k.kind, k.name, spec) for k, (_, _, spec) in found.items())
         errors += [f"lint: {p}" for p in problems]
-        return Observation(node, Outcome.NOOP, tuple(found[k] for k in sorted(found)),
+        return Observation(node, Outcome.NOOP, tuple(resource(k, *found[k]) for k in sorted(found)),
                            error="; ".join(dict.fromkeys(errors)),
                            duration_s=time.monotonic() - t0)
 
-    def _adopt(self, node: str, found: Mapping[ResourceKey, Resource]) -> None:
+    def _adopt(self, node: str, found: Mapping[ResourceKey, tuple]) -> None:
         """Serve what the node already holds (after a restart of the ADS server), so a
-        reconnecting client is answered with its own config until the next apply."""
+        reconnecting client is answered with its own config until the next apply. Adopted
+        resources count as owned (they came from this control plane), app unknown."""
         snap: dict[str, dict[str, Any]] = {t: {} for t in R.TYPE_URLS}
-        for k, r in found.items():
-            snap[R.KIND_TYPE[k.kind]][k.name] = R.to_proto(k.kind, k.name, thaw(r.spec))
-        self.cache.set_node(node, snap)
-
-    def _app_of(self, key: ResourceKey) -> str:
-        with self._lock:
-            return self._apps.get(key, "")
+        owners: dict[tuple[str, str], str] = {}
+        for k, (t, name, spec) in found.items():
+            snap[t][name] = R.to_proto(k.kind, k.name, spec)
+            owners[(t, name)] = ""
+        self.cache.set_node(node, snap, owners)
 
     # ---- apply ------------------------------------------------------------------------
     def apply(self, plans: Sequence[TargetPlan], dry_run: bool = False) -> Mapping[str, ApplyResult]:
@@ -154,11 +159,13 @@ class SidecarDriver:
                 results[node] = ApplyResult(node, Outcome.UNREACHABLE, error=self.server_error)
                 continue
             try:
-                snap, kinds = self._snapshot(plan)
+                snap, owners, kinds = self._snapshot(plan)
             except R.SpecError as e:
                 results[node] = ApplyResult(node, Outcome.FAILED, error=str(e))
                 continue
-            problems = R.lint((k, n, s) for (k, n), s in kinds.items())
+            mine = {(k, n) for (k, n) in kinds if (R.KIND_TYPE[k], n) in owners}
+            problems = [p for p in R.lint((k, n, s) for (k, n), s in kinds.items())
+                        if any(p.startswith(f"{k}/{n}:") for k, n in mine)]
             if problems:
                 results[node] = ApplyResult(
                     node, Outcome.FAILED, error="refused, would fail silently: " + "; ".join(problems),
@@ -169,12 +176,9 @@ class SidecarDriver:
             if dry_run:
                 results[node] = ApplyResult(node, Outcome.DRY_RUN, writes=len(plan.changes))
                 continue
-            with self._lock:
-                for r in plan.desired:
-                    self._apps[r.key] = r.app
             old_snaps[node] = self.cache.resources(node)
             old_versions = self.cache.versions(node)
-            versions = self.cache.set_node(node, snap)
+            versions = self.cache.set_node(node, snap, owners)
             new_snaps[node] = self.cache.resources(node)
             changed = {t: v for t, v in versions.items() if old_versions.get(t) != v}
             if changed:
@@ -200,21 +204,37 @@ class SidecarDriver:
                                              time.monotonic() - t0)
         return results
 
-    def _snapshot(self, plan: TargetPlan) -> tuple[dict, dict]:
-        """(type_url -> name -> proto, (kind, name) -> spec) for one node."""
-        chosen: dict[tuple[str, str], Any] = {}
+    def _snapshot(self, plan: TargetPlan) -> tuple[dict, dict, dict]:
+        """(type_url -> name -> proto|Any, (type_url, name) -> app of owned ones,
+        (kind, name) -> spec of everything) for one node. Desired resources, plus (without
+        prune) owned observed ones the plan does not want, plus whatever the server serves
+        for the node that the reconciler does not own (kept byte for byte)."""
+        node = plan.target.name
+        chosen: dict[tuple[str, str], tuple[Any, str]] = {}
         for r in plan.desired:
-            chosen[(r.key.kind, r.key.name)] = thaw(r.spec)
+            chosen[(r.key.kind, r.key.name)] = (thaw(r.spec), r.app)
         if not plan.prune:
             for r in plan.observed:
                 if r.owned and (r.key.kind, r.key.name) not in chosen:
-                    chosen[(r.key.kind, r.key.name)] = thaw(r.spec)
+                    chosen[(r.key.kind, r.key.name)] = (thaw(r.spec), r.app)
         snap: dict[str, dict[str, Any]] = {t: {} for t in R.TYPE_URLS}
-        for (kind, name), spec in chosen.items():
+        owners: dict[tuple[str, str], str] = {}
+        kinds: dict[tuple[str, str], Any] = {}
+        for (kind, name), (spec, app) in chosen.items():
             if kind not in R.KIND_TYPE:
-                raise R.SpecError(f"{plan.target.name}: unknown sidecar kind {kind!r} ({name})")
-            snap[R.KIND_TYPE[kind]][name] = R.to_proto(kind, name, spec)
-        return snap, chosen
+                raise R.SpecError(f"{node}: unknown sidecar kind {kind!r} ({name})")
+            t = R.KIND_TYPE[kind]
+            snap[t][name] = R.to_proto(kind, name, spec)
+            owners[(t, name)] = app
+            kinds[(kind, name)] = spec
+        current_owners = self.cache.owners(node)
+        for t, items in self.cache.resources(node).items():
+            for name, a in items.items():
+                if (t, name) not in current_owners and name not in snap.setdefault(t, {}):
+                    snap[t][name] = a
+                    kind, _, spec = R.from_any(a)
+                    kinds.setdefault((kind, name), spec)
+        return snap, owners, kinds
 
     def _result(self, node: str, types: Mapping[str, Any], old: Mapping, new: Mapping,
                 duration: float) -> ApplyResult:

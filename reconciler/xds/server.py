@@ -108,20 +108,33 @@ class SnapshotCache:
         self._snap: dict[str, dict[str, dict[str, any_pb2.Any]]] = {}
         self._ver: dict[str, dict[str, str]] = {}
         self._streams: dict[str, set[_Stream]] = {}
+        self._owners: dict[str, dict[tuple[str, str], str]] = {}
 
     # ---- writer side (reconciler) -------------------------------------------------------
-    def set_node(self, node: str, resources: Mapping[str, Mapping[str, Message]]) -> dict[str, str]:
-        """Replace the node's resources; return the versions per type. Pushes changed types."""
+    def set_node(self, node: str, resources: Mapping[str, Mapping[str, Message]],
+                 owners: Mapping[tuple[str, str], str] | None = None) -> dict[str, str]:
+        """Replace the node's resources; return the versions per type. Pushes changed types.
+
+        Values may be messages or already packed `Any`s. `owners` maps (type_url, name) of
+        the resources the reconciler owns to their application; None keeps the ownership
+        of names still present (a hand edit), and new names are then not owned."""
         packed: dict[str, dict[str, any_pb2.Any]] = {}
         for type_url, items in resources.items():
             out = packed.setdefault(type_url, {})
             for name, msg in items.items():
+                if isinstance(msg, any_pb2.Any):
+                    out[name] = msg
+                    continue
                 a = any_pb2.Any()
                 a.Pack(msg, deterministic=True)
                 out[name] = a
         versions = {t: _version(v) for t, v in packed.items()}
+        present = {(t, n) for t, items in packed.items() for n in items}
         with self._cond:
             old = self._ver.get(node)
+            if owners is None:
+                owners = {k: v for k, v in self._owners.get(node, {}).items() if k in present}
+            self._owners[node] = {k: v for k, v in owners.items() if k in present}
             self._snap[node] = packed
             self._ver[node] = versions
             changed = old is None or old != versions
@@ -131,10 +144,16 @@ class SnapshotCache:
             st.wake()
         return dict(versions)
 
+    def owners(self, node: str) -> dict[tuple[str, str], str]:
+        """(type_url, name) -> app of the resources of `node` the reconciler owns."""
+        with self._cond:
+            return dict(self._owners.get(node, {}))
+
     def remove_node(self, node: str) -> None:
         with self._cond:
             self._snap.pop(node, None)
             self._ver.pop(node, None)
+            self._owners.pop(node, None)
             self._cond.notify_all()
 
     def has(self, node: str) -> bool:
