@@ -18,8 +18,10 @@ Every loop is over the input once (plus a sort), so 10,000 apps check in well un
 """
 from __future__ import annotations
 
+import re
+import socket
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from .intent import Application, Inventory, RepoConfig
 from .loader import Doc, ValidationError, show
@@ -33,8 +35,7 @@ class AppDoc:
     app: Application
 
 
-@dataclass(frozen=True)
-class _Where:
+class _Where(NamedTuple):
     doc: Doc
     path: tuple
 
@@ -42,20 +43,15 @@ class _Where:
         return f"{self.doc.file}:{self.doc.line_of(self.path)}"
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
+
+
 def _ip(text: str) -> int | None:
     """Dotted-quad IPv4 address -> int; None unless canonical (no leading zeros, octets <= 255)."""
-    parts = text.split(".")
-    if len(parts) != 4:
+    if not _IPV4.match(text):
         return None
-    value = 0
-    for part in parts:
-        if not part.isdigit() or not part.isascii() or (len(part) > 1 and part[0] == "0") or len(part) > 3:
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        value = value << 8 | octet
-    return value
+    return int.from_bytes(socket.inet_aton(text), "big")
 
 
 def _dotted(value: int) -> str:
@@ -107,6 +103,9 @@ class _Checker:
         self.identities: dict[str, _Where] = {}
         self.ifaces: dict[tuple[str, str], tuple[str, _Where]] = {}
         self.networks: list[tuple[_Net, AppDoc]] = []
+        # members of group `hosts` -> their default segment interface
+        self.host_iface: dict[str, str] = {} if inventory is None else {
+            n: str(h.var("netintent_interface", DEFAULT_INTERFACE)) for n, h in inventory.hosts.items() if "hosts" in h.groups}
 
     def err(self, doc: Doc, path: tuple, message: str) -> None:
         self.errors.append(doc.error(path, message))
@@ -150,6 +149,7 @@ class _Checker:
         gateway = (_ip(seg.gateway) if seg.gateway is not None else net.start + 1) if net is not None else None
         td = self.config.trust_domain if self.config is not None else None
         hosts_known = self.inventory is not None
+        name = app.name
         for sname, svc in app.spec.services.items():
             base = ("spec", "services", sname)
             ident = app.identity_of(sname, td or "netintent.local")
@@ -182,20 +182,26 @@ class _Checker:
                     elif addr == gateway:
                         self.err(doc, ip_ + ("address",), f"address {inst.address} is the segment's gateway")
                 if addr is not None:
-                    w = self.addresses.setdefault(addr, _Where(doc, ip_ + ("address",)))
-                    if w.path != ip_ + ("address",) or w.doc is not doc:
+                    w = self.addresses.get(addr)
+                    if w is None:
+                        self.addresses[addr] = _Where(doc, ip_ + ("address",))
+                    elif w.doc is not doc or w.path != ip_ + ("address",):
                         self.err(doc, ip_ + ("address",), f"address {inst.address} is already used at {w.ref()}")
-                if hosts_known and not self.inventory.in_group(inst.host, "hosts"):  # type: ignore[union-attr]
+                if not hosts_known:
+                    continue
+                iface = self.host_iface.get(inst.host)
+                if iface is None:
                     where = "is not in the inventory" if inst.host not in self.inventory.hosts else "is in the inventory but not in group hosts"  # type: ignore[union-attr]
                     self.err(doc, ip_ + ("host",), f"unknown host {show(inst.host)}: {where}")
-                elif hosts_known:
-                    iface = inst.interface or self.inventory.hosts[inst.host].var("netintent_interface", DEFAULT_INTERFACE)  # type: ignore[union-attr]
-                    key = (inst.host, str(iface))
-                    owner, w = self.ifaces.setdefault(key, (app.name, _Where(doc, ip_ + ("host",))))
-                    if owner != app.name:
-                        self.err(doc, ip_ + ("host",),
-                                 f"interface {key[1]} of host {inst.host} already carries application {show(owner)} ({w.ref()}); "
-                                 "one host interface belongs to one application segment")
+                    continue
+                key = (inst.host, inst.interface or iface)
+                seen = self.ifaces.get(key)
+                if seen is None:
+                    self.ifaces[key] = (name, _Where(doc, ip_ + ("host",)))
+                elif seen[0] != name:
+                    self.err(doc, ip_ + ("host",),
+                             f"interface {key[1]} of host {inst.host} already carries application {show(seen[0])} ({seen[1].ref()}); "
+                             "one host interface belongs to one application segment")
 
     def identity(self, doc: Doc, path: tuple, ident: str, td: str | None) -> None:
         rest = ident[len("spiffe://"):]

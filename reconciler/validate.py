@@ -19,10 +19,12 @@ Contract:
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 import re
 import zoneinfo
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
@@ -281,6 +283,49 @@ def _collect(src: Source, override: InventoryOverride, revision: str) -> tuple[I
             gc.enable()
 
 
+@dataclass(frozen=True)
+class _LoadedApp:
+    errors: tuple[ValidationError, ...]
+    app: Any  # semantics.AppDoc | None
+    broken_name: str | None  # name to treat as existing-but-broken in references
+
+
+_APP_CACHE: dict[tuple[str, bytes], _LoadedApp] = {}
+APP_CACHE_SIZE = 50_000
+
+
+def _load_app(rel: str, raw: bytes) -> _LoadedApp:
+    """Parse + schema + model of one app file, memoised by (path, content digest).
+
+    Everything here depends only on the file itself, so re-validating a repo where few
+    files changed (the daemon on each commit, `plan --from/--to`) parses only those."""
+    key = (rel, hashlib.blake2b(raw, digest_size=20).digest())
+    hit = _APP_CACHE.get(key)
+    if hit is None:
+        hit = _load_app_uncached(rel, raw)
+        if len(_APP_CACHE) >= APP_CACHE_SIZE:
+            _APP_CACHE.pop(next(iter(_APP_CACHE)), None)
+        _APP_CACHE[key] = hit
+    return hit
+
+
+def _load_app_uncached(rel: str, raw: bytes) -> _LoadedApp:
+    from .semantics import AppDoc
+
+    try:
+        doc = parse_yaml(rel, raw)
+    except LoadFailed as e:  # its name is unknown: don't call references to `apps/<name>.yaml` unknown
+        return _LoadedApp((e.error,), None, rel.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    errs = schema_errors(doc, "application")
+    if errs:
+        meta = doc.data.get("metadata") if isinstance(doc.data, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
+        return _LoadedApp(tuple(errs), None, name)
+    model_errors: list[ValidationError] = []
+    app = _model(doc, Application, {**doc.data, "source": rel}, model_errors)
+    return _LoadedApp(tuple(model_errors), AppDoc(doc, app) if app is not None else None, None)
+
+
 def _collect_unguarded(src: Source, override: InventoryOverride, revision: str,
                        current: list[str]) -> tuple[IntentRepo | None, list[ValidationError]]:
     from .semantics import AppDoc, check_semantics
@@ -293,20 +338,18 @@ def _collect_unguarded(src: Source, override: InventoryOverride, revision: str,
     broken_names: set[str] = set()
     for rel in _app_files(src, errors):
         current[0] = rel
-        doc = _read_doc(src, rel, errors)
-        if doc is None:  # its name is unknown: don't call references to `apps/<name>.yaml` unknown
+        try:
+            raw = src.read(rel)
+        except LoadFailed as e:
+            errors.append(e.error)
             broken_names.add(rel.rsplit("/", 1)[-1].rsplit(".", 1)[0])
             continue
-        errs = schema_errors(doc, "application")
-        if errs:
-            errors.extend(errs)
-            meta = doc.data.get("metadata") if isinstance(doc.data, dict) else None
-            if isinstance(meta, dict) and isinstance(meta.get("name"), str):
-                broken_names.add(meta["name"])
-            continue
-        app = _model(doc, Application, {**doc.data, "source": rel}, errors)
-        if app is not None:
-            app_docs.append(AppDoc(doc, app))
+        loaded = _load_app(rel, raw)
+        errors.extend(loaded.errors)
+        if loaded.broken_name is not None:
+            broken_names.add(loaded.broken_name)
+        if loaded.app is not None:
+            app_docs.append(loaded.app)
     current[0] = "(cross-application checks)"
     errors.extend(check_semantics(config, inventory, app_docs, broken_names))
     if errors or config is None or inventory is None:
