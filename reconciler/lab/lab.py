@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import inventory, node as nodeops, teardown
-from .layout import Layout
+from .layout import FRR_SHARED_FILES, Layout
 from .system import StepError, alive, in_node, ip_batch, missing_tools, netns_list, run
 from .topology import Topology, TopologyError, load
 
@@ -187,6 +187,7 @@ class Lab:
             self.log(summary)
         state: dict = {"lab": self.name, "topology": str(Path(self.topo.path).resolve()),
                        "phase": "creating", "holders": {}, "bridges": [], "root_ovs": False,
+                       "frr_shared_files": [f for f in FRR_SHARED_FILES if not os.path.exists(f)],
                        "inventory": str(self.inventory_path.resolve())}
         self._save(state)
         try:

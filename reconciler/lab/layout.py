@@ -27,6 +27,10 @@ STATE_ROOT = Path("/var/lib/netintent/lab")
 FRR_ETC = Path("/etc/frr")
 FRR_RUN = Path("/run/frr")
 OVS_ROLES = ("switch", "hypervisor")
+# FRR quirk: files some daemons write outside their pathspace (FRR 8.4: ospfd's graceful
+# restart state). The lab removes them on down if they did not exist before its up and no
+# other such daemon still runs.
+FRR_SHARED_FILES = {"/run/frr/ospfd-gr.json": "ospfd"}
 TRUE = ("true", "yes", "1", "on")
 
 

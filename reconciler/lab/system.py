@@ -153,3 +153,16 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def process_running(comm: str) -> bool:
+    """Is a live process with this command name running anywhere on the machine?"""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and alive(int(pid)):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == comm:
+                        return True
+            except OSError:
+                continue
+    return False

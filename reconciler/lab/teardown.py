@@ -5,7 +5,8 @@ Contract:
   every process in each node netns (found with `ip netns pids`, so background processes of
   `exec:` and SSH sessions go too) and in the lab's OVS netns (<lab>--ovs), the netns (which
   destroys their veths), the management bridge and the bridges the lab created, FRR's
-  /etc/frr/<ns> and /run/frr/<ns>, the inventory file and the state dir. Names come from the
+  /etc/frr/<ns> and /run/frr/<ns>, FRR files outside the pathspace that this lab caused
+  (layout.FRR_SHARED_FILES), the inventory file and the state dir. Names come from the
   Layout, so it works without a state file. Returns a list of problems (empty = clean).
 - `status(layout, state)` returns one dict per node: netns, holder, sshd, ovs, frr booleans.
 """
@@ -16,9 +17,9 @@ import os
 import shutil
 from pathlib import Path
 
-from .layout import Layout
+from .layout import FRR_SHARED_FILES, Layout
 from .system import (OVS_SCHEMA, StepError, alive, ip_batch, kill_all, netns_list, netns_pids,
-                     read_pid, run)
+                     process_running, read_pid, run)
 
 
 def _ovs_pids(d: Path) -> list[int]:
@@ -85,6 +86,10 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
             shutil.rmtree(d, ignore_errors=True)
             if d.exists():
                 problems.append(f"could not remove {d}")
+    for f in state.get("frr_shared_files", []):
+        daemon = FRR_SHARED_FILES.get(f)
+        if daemon and os.path.exists(f) and not process_running(daemon):
+            os.unlink(f)
     inv = Path(state.get("inventory") or inventory_path or "")
     if inventory_path is not None and inv.name and inv.is_file():
         inv.unlink()

@@ -19,6 +19,7 @@ import yaml
 from labcheck import TOPOLOGIES, assert_lab_gone, ssh, tcp_roundtrip
 from reconciler.lab import Lab
 from reconciler.lab.shared import skip_reason
+from reconciler.lab.system import process_running
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]
@@ -129,6 +130,8 @@ def test_frr_bgp_unnumbered_between_leaves_and_vteps_reachable(ref_lab):
 
 
 def test_frr_topology_written_for_containerlab_converges(lab_factory):
+    gr = Path("/run/frr/ospfd-gr.json")
+    gr_before = gr.exists()
     lab = lab_factory(TOPOLOGIES / "frr-ospf.clab.yml", mgmt_subnet="172.31.82.0/24",
                       features=("base", "ssh", "frr"))
 
@@ -147,6 +150,10 @@ def test_frr_topology_written_for_containerlab_converges(lab_factory):
     assert lab.exec("r2", ["hostname"]).stdout.strip() == "r2"
     assert lab.down() == []
     assert_lab_gone(lab)
+    # ospfd writes its GR state outside the pathspace; down removes it if the lab made it
+    # (unless another ospfd on the machine is running and may own it)
+    if not gr_before and not process_running("ospfd"):
+        assert not gr.exists()
 
 
 def test_reference_lab_up_twice_is_noop_then_down_leaves_nothing(ref_lab):
