@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         servers.append(srv)
 
     client = Client()
-    for t in args.warm:
-        client.channel(t)
+    for t in args.warm:  # connect now: the xDS watches start before the first call
+        client.channel(t).subscribe(lambda _state: None, try_to_connect=True)
     admin = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     grpc_csds.add_csds_servicer(admin)
     admin.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(

@@ -13,7 +13,9 @@ Contract (see base.py for the Protocol):
   listener when it starts, so one never asked for is missing (e.g. a bootstrap without
   `server_listener_resource_name_template` makes grpcio run a plain server, silently). NACKs (from CSDS and from the ADS server's ACK/NACK records)
   and silent-failure findings (resources.lint) are listed in Observation.error; a workload
-  whose CSDS cannot be reached is UNREACHABLE. When the ADS server holds no snapshot for a
+  whose CSDS cannot be reached is UNREACHABLE. Routes and endpoints a client still caches
+  after the listener/cluster using them was removed (SotW never deletes them) are not
+  reported when nothing references them and the server no longer serves them. When the ADS server holds no snapshot for a
   node (it was restarted) and the node holds resources, observe adopts them as the node's
   snapshot, so reconnecting clients are answered with their own config (`adopt=False`
   turns this off).
@@ -119,6 +121,17 @@ class SidecarDriver:
                     continue  # an xDS server asks at start: never asked = not xDS-enabled
                 key = ResourceKey(Layer.SIDECAR, node, kind, rname)
                 found.setdefault(key, (type_url, name, spec))
+
+        # SotW never deletes routes/endpoints (absence is not deletion): grpc keeps the last
+        # ones after their listener/cluster is gone. Unreferenced and no longer served,
+        # they cannot carry traffic: not state.
+        routes = {spec.get("route") for k, (_, _, spec) in found.items() if k.kind == "listener"}
+        eds = {spec.get("eds") for k, (_, _, spec) in found.items() if k.kind == "cluster"}
+        for k in [k for k, (t, name, _) in found.items()
+                  if name not in served.get(t, {}) and
+                  ((k.kind == "route" and k.name not in routes) or
+                   (k.kind == "endpoints" and k.name not in eds))]:
+            del found[k]
 
         def resource(key: ResourceKey, t: str, name: str, spec: dict) -> Resource:
             if (t, name) in owners:
