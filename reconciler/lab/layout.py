@@ -31,6 +31,9 @@ OVS_ROLES = ("switch", "hypervisor")
 # restart state). The lab removes them on down if they did not exist before its up and no
 # other such daemon still runs.
 FRR_SHARED_FILES = {"/run/frr/ospfd-gr.json": "ospfd"}
+# FRR daemons keep a temp dir /var/tmp/frr/<daemon>.<pid before daemonizing>/ (held open) that
+# only a clean exit removes; the lab kills its daemons, so down removes the dirs they held.
+FRR_TMP = Path("/var/tmp/frr")
 TRUE = ("true", "yes", "1", "on")
 
 

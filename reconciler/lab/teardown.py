@@ -6,7 +6,7 @@ Contract:
   `exec:` and SSH sessions go too) and in the lab's OVS netns (<lab>--ovs), the netns (which
   destroys their veths), the management bridge and the bridges the lab created, FRR's
   /etc/frr/<ns> and /run/frr/<ns>, FRR files outside the pathspace that this lab caused
-  (layout.FRR_SHARED_FILES), the inventory file and the state dir. Names come from the
+  (layout.FRR_SHARED_FILES) and the daemons' /var/tmp/frr/<daemon>.<pid>, the inventory file and the state dir. Names come from the
   Layout, so it works without a state file. Returns a list of problems (empty = clean).
 - `status(layout, state)` returns one dict per node: netns, holder, sshd, ovs, frr booleans.
 """
@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .layout import FRR_SHARED_FILES, Layout
+from .layout import FRR_SHARED_FILES, FRR_TMP, Layout
 from .system import (OVS_SCHEMA, StepError, alive, ip_batch, kill_all, netns_list, netns_pids,
                      process_running, read_pid, run)
 
@@ -25,6 +25,22 @@ from .system import (OVS_SCHEMA, StepError, alive, ip_batch, kill_all, netns_lis
 def _ovs_pids(d: Path) -> list[int]:
     return [p for p in (read_pid(str(d / f)) for f in ("ovsdb-server.pid", "ovs-vswitchd.pid"))
             if p]
+
+
+def _frr_tmp_dirs(pid: int) -> set[Path]:
+    """The /var/tmp/frr/<daemon>.<pid-before-fork>/ dir a daemon holds open (fd to the dir)."""
+    out = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = Path(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+            if target.parent == FRR_TMP:
+                out.add(target)
+    except OSError:
+        pass
+    return out
 
 
 def _frr_pids(layout: Layout, node: str) -> list[int]:
@@ -50,7 +66,10 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
     pids += [p for p in _ovs_pids(layout.root_ovs_dir) if alive(p)]
     if layout.ovs_netns in have:
         pids += netns_pids(layout.ovs_netns)
+    frr_tmp = {d for p in pids for d in _frr_tmp_dirs(p)}
     kill_all(pids)
+    for d in frr_tmp:
+        shutil.rmtree(d, ignore_errors=True)
     left = [p for p in pids if alive(p)]
     if left:
         problems.append(f"processes still alive: {left}")

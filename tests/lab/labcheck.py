@@ -72,6 +72,13 @@ def _lab_processes(lab: Lab) -> list[str]:
     return out
 
 
+def frr_tmp_dirs() -> set[str]:
+    try:
+        return set(os.listdir("/var/tmp/frr"))
+    except FileNotFoundError:
+        return set()
+
+
 def assert_lab_gone(lab: Lab) -> None:
     have = netns_list()
     assert not [lab.netns(n) for n in lab.topo.nodes if lab.netns(n) in have]

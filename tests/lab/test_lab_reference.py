@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labcheck import TOPOLOGIES, assert_lab_gone, ssh, tcp_roundtrip
+from labcheck import TOPOLOGIES, assert_lab_gone, frr_tmp_dirs, ssh, tcp_roundtrip
 from reconciler.lab import Lab
 from reconciler.lab.shared import skip_reason
-from reconciler.lab.system import process_running
+from reconciler.lab.system import netns_pids, process_running
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]
@@ -134,6 +134,18 @@ def test_frr_topology_written_for_containerlab_converges(lab_factory):
     gr_before = gr.exists()
     lab = lab_factory(TOPOLOGIES / "frr-ospf.clab.yml", mgmt_subnet="172.31.82.0/24",
                       features=("base", "ssh", "frr"))
+    # FRR's per-daemon temp dirs of this lab (each daemon holds its dir open)
+    ours = set()
+    for n in lab.topo.nodes:
+        for p in netns_pids(lab.netns(n)):
+            for fd in Path(f"/proc/{p}/fd").glob("*"):
+                try:
+                    t = os.readlink(fd)
+                except OSError:
+                    continue
+                if t.startswith("/var/tmp/frr/"):
+                    ours.add(t.rsplit("/", 1)[-1])
+    assert len(ours) >= 9, ours          # zebra, ospfd, bgpd (+staticd) on three routers
 
     def ospf_full():
         rt = json.loads(lab.exec("r1", ["vtysh", "-c", "show ip route ospf json"]).stdout)
@@ -154,6 +166,7 @@ def test_frr_topology_written_for_containerlab_converges(lab_factory):
     # (unless another ospfd on the machine is running and may own it)
     if not gr_before and not process_running("ospfd"):
         assert not gr.exists()
+    assert not ours & frr_tmp_dirs(), "down removes the killed daemons' /var/tmp/frr dirs"
 
 
 def test_reference_lab_up_twice_is_noop_then_down_leaves_nothing(ref_lab):
