@@ -2,7 +2,8 @@
 
 Contract: `fabric_lab()` is a context manager that brings labs/app-fabric.clab.yml up under a
 unique name (`ni-sw-<hex>`) and a free management /24 (so it runs beside the shared
-reference lab), yields the `Lab`, and always takes it down. Probes:
+reference lab), yields the `Lab`, and always takes it down (with `bare_frr=True` the leaves'
+FRR starts without BGP). Probes:
 - `tcp_listen(lab, node, addr, port, seconds)` starts a bounded TCP server in the node
   (exits after `seconds`); `tcp_ok(lab, node, addr, port)` connects from a node with a 3 s
   timeout and returns True when the server answered.
@@ -16,6 +17,7 @@ import contextlib
 import ipaddress
 import json
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -44,10 +46,34 @@ def _free_subnet() -> str:
     raise RuntimeError("no free management /24 found")
 
 
+BARE_FRR = """frr version 8.4
+frr defaults datacenter
+hostname {leaf}
+service integrated-vtysh-config
+!
+interface eth3
+ ipv6 nd ra-interval 3
+ no ipv6 nd suppress-ra
+exit
+!
+"""
+
+
+def _bare_copy(workdir: Path) -> Path:
+    """The reference topology with FRR configs that have no BGP (the reconciler creates it)."""
+    shutil.copytree(TOPOLOGY.parent / "app-fabric", workdir / "app-fabric", dirs_exist_ok=True)
+    for leaf in ("leaf1", "leaf2"):
+        (workdir / "app-fabric" / leaf / "frr.conf").write_text(BARE_FRR.format(leaf=leaf))
+    shutil.copy(TOPOLOGY, workdir / TOPOLOGY.name)
+    return workdir / TOPOLOGY.name
+
+
 @contextlib.contextmanager
-def fabric_lab(inventory_dir: Path, prefix: str = "ni-sw-") -> Iterator[Lab]:
+def fabric_lab(inventory_dir: Path, prefix: str = "ni-sw-", bare_frr: bool = False) -> Iterator[Lab]:
+    """`bare_frr`: leaves start without BGP (fresh switches for the conformance suite)."""
     name = f"{prefix}{random.randrange(16**4):04x}"
-    lab = Lab.from_file(TOPOLOGY, name, inventory_dir, _free_subnet(), log=lambda m: None)
+    topo = _bare_copy(Path(inventory_dir)) if bare_frr else TOPOLOGY
+    lab = Lab.from_file(topo, name, inventory_dir, _free_subnet(), log=lambda m: None)
     try:
         lab.up()
         yield lab

@@ -95,20 +95,26 @@ def test_inter_app_routing_across_leaves_through_the_gateways(fabric):
 
 
 def test_other_app_is_isolated_at_the_segment(fabric):
-    """Extra addresses outside the host firewall's sets: only the segment can stop the traffic."""
+    """invoicer (h2, billing VLAN) may call shop api (its firewall admits h2), but only routed
+    through the gateways: sent straight onto the wire (on-link route, ARP on billing's VLAN)
+    it must not reach shop's segment, at either leaf."""
     lab = fabric["lab"]
-    lab.exec("h5", ["ip", "addr", "add", "10.50.1.98/24", "dev", "eth1"])
-    lab.exec("h6", ["ip", "addr", "add", "10.50.1.99/24", "dev", "eth1"])   # billing host, shop subnet
-    srv = tcp_listen(lab, "h5", "10.50.1.98", 9999)
+    srv = tcp_listen(lab, "h5", H5, 8080)
+    srv3 = tcp_listen(lab, "h3", "10.50.1.21", 8080)
     try:
-        assert tcp_eventually(lab, "h1", "10.50.1.98", 9999), "positive control failed"
-        assert not tcp_ok(lab, "h6", "10.50.1.98", 9999), "billing host reached shop's segment"
-        assert not tcp_ok(lab, "h6", H5, 8080)
+        assert tcp_eventually(lab, "h2", H5, 8080), "positive control (routed) failed"
+        for addr in (H5, "10.50.1.21"):    # under leaf2, and under leaf1 (same leaf as h2)
+            lab.exec("h2", ["ip", "route", "replace", f"{addr}/32", "dev", "eth1"])
+            try:
+                assert not tcp_ok(lab, "h2", addr, 8080), f"billing's VLAN reached shop's {addr} at layer 2"
+            finally:
+                lab.exec("h2", ["ip", "route", "del", f"{addr}/32", "dev", "eth1"], check=False)
+                lab.exec("h2", ["ip", "neigh", "flush", "dev", "eth1"], check=False)
+        assert tcp_eventually(lab, "h2", H5, 8080), "routed path broken after the probe"
     finally:
-        srv.kill()
-        srv.wait()
-        lab.exec("h5", ["ip", "addr", "del", "10.50.1.98/24", "dev", "eth1"], check=False)
-        lab.exec("h6", ["ip", "addr", "del", "10.50.1.99/24", "dev", "eth1"], check=False)
+        for p in (srv, srv3):
+            p.kill()
+            p.wait()
 
 
 def test_drift_detected_per_app_and_repaired(fabric):
