@@ -37,7 +37,7 @@ DENIED = [
 # Drift introduced by hand: (node, argv, what it breaks)
 DRIFT = [
     ("h3", ["nft", "flush", "set", "inet", "netintent_shop", "allow_api_grpc"], "host h3: callers of shop/api removed"),
-    ("hv1", ["ovs-ofctl", "--strict", "del-flows", "br0", "priority=200,in_port=eth2,ip,nw_src=10.50.1.11"],
+    ("hv1", ["ovs-ofctl", "--strict", "del-flows", "br0", "priority=200,ip,in_port=eth2,nw_src=10.50.1.11"],
      "hypervisor hv1: shop/web's anti-spoofing allow flow deleted"),
 ]
 
@@ -108,7 +108,7 @@ def run_demo(args: argparse.Namespace) -> int:
         found = {str(c.key) for c in seen.initial.drift}
         step("drift detected per application",
              "host/h3/nft-set/netintent_shop/allow_api_grpc" in found
-             and "hypervisor/hv1/ovs-flow/priority=200,in_port=eth2,ip,nw_src=10.50.1.11" in found, t0)
+             and "hypervisor/hv1/ovs-flow/priority=200,ip,in_port=eth2,nw_src=10.50.1.11" in found, t0)
 
         t0 = time.monotonic()
         repair = engine.run(desired, targets, ignore=repo.config.ignore, trigger="demo-repair")

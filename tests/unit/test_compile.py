@@ -34,7 +34,7 @@ EXPECTED = [
     ("hypervisor/hv1/ovs-port/eth3", {"tag": 102}),
     ("hypervisor/hv1/trunk-vlan/eth1:101", {"vlan": 101}),
     ("hypervisor/hv1/trunk-vlan/eth1:102", {"vlan": 102}),
-    ("hypervisor/hv1/ovs-flow/priority=200,in_port=eth2,ip,nw_src=10.50.1.11", {"actions": "NORMAL", "cookie": app_cookie("shop")}),
+    ("hypervisor/hv1/ovs-flow/priority=200,ip,in_port=eth2,nw_src=10.50.1.11", {"actions": "NORMAL", "cookie": app_cookie("shop")}),
     ("hypervisor/hv1/ovs-flow/priority=100,in_port=eth2", {"actions": "drop"}),
     ("switch/leaf1/vlan-trunk/eth1:101", {"vlan": 101}),
     ("switch/leaf1/vlan-trunk/eth2:103", {"vlan": 103}),
