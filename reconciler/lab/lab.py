@@ -3,6 +3,8 @@
 Contract:
 - `Lab.from_file(path, name_override=None, inventory_dir=None)` parses the topology (errors
   are TopologyError naming file:line) and nothing else.
+- `preflight()` refuses (LabError) before anything is created: not root, missing tools, mgmt
+  subnet overlapping a route, root-side interface names taken, labels the inventory needs.
 - `up()` is idempotent: a healthy lab is left alone (returns False); leftovers of a broken
   earlier run (LabState.PARTIAL) are removed first, then the lab is built from scratch. Order: preflight (root, tools, name/subnet conflicts: nothing
   is created when it fails) -> SSH key -> root batch (netns, mgmt bridge, every veth) ->
@@ -148,6 +150,10 @@ class Lab:
             if net.overlaps(self.topo.mgmt_subnet):
                 raise LabError(f"lab {self.name}: mgmt subnet {self.topo.mgmt_subnet} overlaps "
                                f"{dst} on {r.get('dev')} (another lab? set mgmt.ipv4-subnet)")
+        try:   # pure: a bad role/label setup is refused before anything is created
+            inventory.build(self.topo, str(self.key_path))
+        except inventory.InventoryError as e:
+            raise LabError(str(e)) from None
         for ln in self.topo.links:
             for ep in (ln.a, ln.b):
                 if self.topo.nodes[ep.node].kind == "bridge" and \

@@ -126,3 +126,18 @@ def test_second_lab_on_the_same_mgmt_subnet_is_refused_before_creating(lab_facto
         other.up()
     assert not [ns for ns in netns_list() if ns.startswith("ni-lab-ov2-")]
     assert not other.layout.state_dir.exists()
+
+
+def test_switch_without_its_inventory_labels_is_refused_before_creating(tmp_path):
+    p = tmp_path / "nolabel.clab.yml"
+    p.write_text(textwrap.dedent("""
+        name: ni-lab-nolbl
+        mgmt: {ipv4-subnet: 172.31.95.0/24}
+        topology:
+          nodes:
+            sw: {kind: linux, labels: {netintent.role: switch}}
+    """))
+    lab = Lab.from_file(p, inventory_dir=tmp_path / "inv")
+    with pytest.raises(LabError, match="node sw: label netintent.vtep is required"):
+        lab.up()
+    assert "ni-lab-nolbl-sw" not in netns_list() and not lab.layout.state_dir.exists()
