@@ -102,15 +102,68 @@ def build_demo(repo_dir: str | Path, workdir: str | Path, observers: Iterable[Ca
     return snap
 
 
-def main() -> None:  # python -m tui.demo REPO WORKDIR DB  (fills a SQLite store)
-    import sys
+def screenshot(out: str | Path, app_name: str | None = "shop", size: tuple[int, int] = (130, 36),
+               press: tuple[str, ...] = ("n",), repo_dir: str | Path | None = None) -> Path:
+    """Save an SVG screenshot of the TUI on the demo data (for the README)."""
+    import asyncio
+    import tempfile
     from reconciler.store import Store, sqlite_url
-    repo, work, db = sys.argv[1:4]
-    store = Store(sqlite_url(db))
-    build_demo(repo, work, [store.observer])
-    store.flush()
-    print(json.dumps({"store": db, "snapshot": str(Path(work) / "observed.json")}))
+    from .app import ReconcilerApp
+    from .data import StoreReadModel
+    from .actions import LocalActions, snapshot_drivers
+
+    repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parent.parent / "examples" / "intents"
+    with tempfile.TemporaryDirectory(prefix="tui-shot-") as work:
+        store = Store(sqlite_url(Path(work) / "demo.db"))
+        clock = step_clock()
+        snap = build_demo(repo, work, [store.observer], clock=clock)
+        store.flush()
+        model = StoreReadModel(store, source="demo store")
+        actions = LocalActions(repo, snapshot_drivers(snap), [store.observer], read_model=model)
+        app = ReconcilerApp(model, actions, poll_s=0, clock=lambda: 1_764_000_000.0 + 600, open_app=app_name)
+        out = Path(out)
+
+        async def shoot() -> None:
+            async with app.run_test(size=size) as pilot:
+                await pilot.pause()
+                if press:
+                    await pilot.press(*press)
+                for _ in range(3):
+                    await pilot.pause()
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(app.export_screenshot(title="reconciler tui"), encoding="utf-8")
+        asyncio.run(shoot())
+        store.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m tui.demo store REPO WORKDIR DB | screenshot OUT.svg [--app NAME] [--size WxH]"""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m tui.demo")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    st = sub.add_parser("store", help="fill a SQLite store with the demo runs")
+    st.add_argument("repo")
+    st.add_argument("workdir")
+    st.add_argument("db")
+    sh = sub.add_parser("screenshot", help="SVG screenshot of the TUI on the demo data")
+    sh.add_argument("out")
+    sh.add_argument("--app", default="shop", help="application to open ('' = the list)")
+    sh.add_argument("--size", default="130x36")
+    sh.add_argument("--press", default="n", help="keys to press first, comma separated")
+    args = p.parse_args(argv)
+    if args.cmd == "store":
+        from reconciler.store import Store, sqlite_url
+        store = Store(sqlite_url(args.db))
+        build_demo(args.repo, args.workdir, [store.observer])
+        store.flush()
+        print(json.dumps({"store": args.db, "snapshot": str(Path(args.workdir) / "observed.json")}))
+    else:
+        w, h = (int(x) for x in args.size.lower().split("x"))
+        keys = tuple(k for k in args.press.split(",") if k)
+        print(screenshot(args.out, args.app or None, (w, h), keys))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -12,7 +12,7 @@ from reconciler.status import Health, Phase, Sync
 from .data import HEALTH_STYLES, PHASE_STYLES, SYNC_STYLES, AppRow, ResState
 
 SYNC_ICONS = {Sync.SYNCED: "✔", Sync.OUT_OF_SYNC: "✘", Sync.UNKNOWN: "?"}
-HEALTH_ICONS = {Health.HEALTHY: "♥", Health.PROGRESSING: "◌", Health.DEGRADED: "✚", Health.UNKNOWN: "?"}
+HEALTH_ICONS = {Health.HEALTHY: "♥", Health.PROGRESSING: "◌", Health.DEGRADED: "!", Health.UNKNOWN: "?"}
 
 
 def age(ts: float | None, now: float) -> str:

@@ -8,6 +8,9 @@ the app about once a second and re-renders only what changed (cursor and expansi
 """
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -68,7 +71,7 @@ class AppDetailScreen(Screen):
             row = next((a for a in model.apps() if a.name == self.app_name), None)
             resources = model.resources(self.app_name)
             runs = model.runs(self.app_name, 50)
-            drift = model.drift_events(self.app_name, 200)
+            drift = model.drift_events(self.app_name, 1000)
         except Exception as exc:
             self.query_one("#summary", Static).update(Text(f"cannot read {model.source}: {exc}", style="bold red"))
             return
@@ -78,6 +81,8 @@ class AppDetailScreen(Screen):
         tree = self.query_one(ResourceTree)
         tree.show(resources, self.only_drift)
         self._show_diff(tree.highlighted_key)
+        per_run = Counter(d.run_id for d in drift)
+        runs = [r if r.drift or not per_run.get(r.run_id) else replace(r, drift=per_run[r.run_id]) for r in runs]
         self.query_one(RunsTable).show(runs, now)
         self.query_one(DriftTable).show(drift, now)
 

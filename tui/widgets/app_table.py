@@ -15,6 +15,9 @@ from ..data import AppRow
 from ..format import age, drift_text, heal_text, health_text, short_rev, sync_text
 
 
+MESSAGE_COLUMN_AT = 92   # cells left of the message column with the widest usual values
+
+
 class AppTable(DataTable):
     def __init__(self, **kw) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
@@ -59,7 +62,9 @@ class AppTable(DataTable):
                 cells.append(short_rev(r.revision))
             cells += [age(r.last_sync, now), drift_text(r.drift_count)]
             if not compact:
-                cells += [heal_text(r.self_heal), Text(r.message[:60], style="red" if r.message else "")]
+                room = max(12, self.size.width - MESSAGE_COLUMN_AT) if self.size.width else 60
+                msg = r.message if len(r.message) <= room else r.message[:room - 1] + "…"
+                cells += [heal_text(r.self_heal), Text(msg, style="red" if r.message else "")]
             self.add_row(*cells, key=r.name)
         if keep is not None:
             for i, r in enumerate(rows):

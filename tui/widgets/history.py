@@ -14,6 +14,7 @@ from textual.widgets import DataTable
 from ..data import DriftRow, RunRow
 from ..format import age, duration, phase_text, short_rev
 
+MAX_DRIFT_ROWS = 200
 ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red"}
 
 
@@ -53,6 +54,6 @@ class DriftTable(DataTable):
             return
         self._last = snap
         self.clear()
-        for i, d in enumerate(rows):
+        for i, d in enumerate(rows[:MAX_DRIFT_ROWS]):
             self.add_row(age(d.ts, now), d.run_id[:12], Text(d.action, style=ACTION_STYLES.get(d.action, "")),
                          d.key, "planned" if d.executed else "reported (kept)", key=f"{i}")
