@@ -77,3 +77,22 @@ def test_rbac_by_identity_with_mtls(mesh):
     assert res["a1"].outcome is Outcome.APPLIED and res["a2"].outcome is Outcome.APPLIED, res
     allowed = wait_until(lambda: (t := b1.run(target, n=20, timeout_s=3)) and not t["errors"] and t, 5)
     assert allowed and sum(allowed["servers"].values()) == 20, allowed
+
+
+def test_rbac_by_source_address_in_plaintext(mesh):
+    """mtls: disable -> RBAC allows the callers' instance addresses. On loopback every call
+    comes from 127.0.0.1: denied while web's address is another one, allowed once the
+    intent gives web 127.0.0.1."""
+    net = loopback_net()
+    port = free_port(net + "21")
+    mesh.push(compile_nodes({"shop": shop_app(net, port, mtls="disable")}, HOSTS))
+    target = f"xds:///api.shop:{port}"
+    mesh.start("a1", serve=[("v1", net + "21", port)])
+    mesh.start("a2", serve=[("v2", net + "22", port)])
+    w1 = mesh.start("w1", warm=[target])
+    denied = wait_until(lambda: (t := w1.run(target, n=10, timeout_s=3))["errors"].get("PERMISSION_DENIED") == 10 and t, 15)
+    assert denied and denied["servers"] == {}, denied
+
+    mesh.push(compile_nodes({"shop": shop_app(net, port, mtls="disable", web_address="127.0.0.1")}, HOSTS))
+    ok = wait_until(lambda: (t := w1.run(target, n=10, timeout_s=3)) and not t["errors"] and t, 5)
+    assert ok and sum(ok["servers"].values()) == 10, ok
