@@ -18,7 +18,8 @@ from reconciler.model import Layer, ResourceKey, State
 from reconciler.validate import load_repo
 from switch_fabric import EXAMPLES, fabric_lab, switch_targets
 
-BLOCK = "table inet ni_sw_block { chain input { type filter hook input priority -300; tcp dport 22 drop; } }"
+BLOCK = ("table inet ni_sw_block {\n chain input {\n  type filter hook input priority -300; policy accept;\n"
+         "  tcp dport 22 drop\n }\n}")
 
 
 class SwitchAdapter:
