@@ -2,29 +2,25 @@
 
 Contract:
 - `parse_yaml(file, raw)` turns the bytes of one file into a `Doc`: plain JSON-like data
-  (dict/list/str/int/float/bool/None) plus the YAML node tree, so that `doc.line_of(path)`
-  gives the 1-based line of any JSON path. Line lookup is lazy: it walks the node tree only
-  when an error is reported, so loading stays fast. Anything wrong raises `LoadFailed` with
-  one `ValidationError(file, line, path, message)`; never another exception for bad input.
-  Refused: files over `MAX_FILE_BYTES`, invalid UTF-8, YAML syntax errors, empty files,
-  several documents in one file, duplicate keys, non-string keys, merge keys (`<<`), custom
-  tags, nesting deeper than `MAX_DEPTH` and alias bombs (more than `MAX_NODES` nodes once
-  aliases are expanded). libyaml's composer recurses in C and crashes on absurd nesting, so
-  nesting is bounded cheaply before it runs.
-- `DirSource(root)` and `TreeSource(files)` give the same read interface over a checkout or
-  over `{relative path: bytes | Symlink}` (e.g. blobs read out of git objects). Both refuse
-  symlinks that leave the repo, directories where a file is expected and oversized files
-  (checked before reading, so a 10 MB file costs a stat, not a parse).
+  (dict/list/str/int/float/bool/None, YAML 1.1 scalars as PyYAML's SafeLoader reads them,
+  dates kept as text) and the text, so that `doc.line_of(path)` gives the 1-based line of any
+  JSON path. Data is built iteratively from libyaml's event stream; the node tree (for line
+  numbers) is composed only when an error is reported, so loading stays fast and small.
+  Anything wrong raises `LoadFailed` with one `ValidationError(file, line, path, message)`;
+  never another exception for bad input. Refused: files over `MAX_FILE_BYTES`, invalid UTF-8,
+  YAML syntax errors, empty files, several documents in one file, duplicate keys, non-string
+  keys, merge keys (`<<`), tags other than the core schema's, nesting deeper than
+  `MAX_DEPTH` (libyaml's composer recurses in C and crashes on absurd nesting: it never sees
+  such a file) and alias bombs (more than `MAX_NODES` values once aliases are expanded).
+- `DirSource`, `TreeSource` and `Symlink` (reconciler.sources, re-exported here) read a
+  checkout or an in-memory tree `{relative path: bytes | Symlink}` with the same limits.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, Sequence, Union
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -209,6 +205,7 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
+_INT = "tag:yaml.org,2002:int"
 _NUMBERS = {
     "tag:yaml.org,2002:int": SafeConstructor.construct_yaml_int,
     "tag:yaml.org,2002:float": SafeConstructor.construct_yaml_float,
@@ -218,12 +215,25 @@ _NO_KEY = object()
 
 
 class _Frame:
-    __slots__ = ("value", "path", "anchor", "count", "key", "is_map")
+    __slots__ = ("value", "anchor", "count", "key", "is_map")
 
-    def __init__(self, value: Any, path: PathT, anchor: str | None, is_map: bool):
-        self.value, self.path, self.anchor, self.is_map = value, path, anchor, is_map
+    def __init__(self, value: Any, anchor: str | None, is_map: bool):
+        self.value, self.anchor, self.is_map = value, anchor, is_map
         self.count = 1
         self.key: Any = _NO_KEY
+
+
+def _stack_path(stack: list[_Frame]) -> PathT:
+    """JSON path of the node being built: one component per open collection (computed on error only)."""
+    out: list[str | int] = []
+    for f in stack:
+        if f.is_map:
+            if f.key is _NO_KEY:
+                break
+            out.append(f.key)
+        else:
+            out.append(len(f.value))
+    return tuple(out)
 
 
 class _EventBuilder:
@@ -231,7 +241,7 @@ class _EventBuilder:
 
     Refuses what intents have no use for (see module doc). Anchors are registered when their
     node is complete, so a node cannot contain itself; every alias adds the size of what it
-    copies to the node budget."""
+    copies to the node budget. Paths are computed only for errors."""
 
     def __init__(self, file: str, text: str):
         self.file, self.text = file, text
@@ -248,95 +258,92 @@ class _EventBuilder:
         finally:
             loader.dispose()
 
-    def _scalar(self, ev: Any, path: PathT) -> Any:
-        tag = ev.tag
-        if tag is None or tag == "!":
-            tag = loader_resolve(ev.value, ev.implicit)
-        if tag == _STR or tag == _TIMESTAMP:
-            return ev.value  # dates stay text: no field of ours is a date
+    def _scalar(self, ev: Any, tag: str, stack: list[_Frame]) -> Any:
+        """Non-string scalars (the string case is inlined in _run)."""
         if tag == _NULL:
             return None
         if tag == _BOOL:
             v = _CTOR.bool_values.get(ev.value.lower())
             if v is None:
-                raise self._err(ev, f"invalid boolean {show(ev.value)}", path)
+                raise self._err(ev, f"invalid boolean {show(ev.value)}", _stack_path(stack))
             return v
+        if tag == _INT and ev.value.isdigit() and ev.value.isascii() and (ev.value[0] != "0" or ev.value == "0"):
+            return int(ev.value)  # plain decimal: the common case
         fn = _NUMBERS.get(tag)
         if fn is None:
             if tag == _MERGE:
-                raise self._err(ev, "YAML merge keys (<<) are not supported; write the fields out", path)
-            raise self._err(ev, f"unsupported YAML tag {show(tag)}", path)
+                raise self._err(ev, "YAML merge keys (<<) are not supported; write the fields out", _stack_path(stack))
+            raise self._err(ev, f"unsupported YAML tag {show(tag)}", _stack_path(stack))
         try:
             return fn(_CTOR, ScalarNode(tag, ev.value))
         except (ValueError, yaml.YAMLError):
-            raise self._err(ev, f"invalid value {show(ev.value)} for tag {show(tag)}", path) from None
+            raise self._err(ev, f"invalid value {show(ev.value)} for tag {show(tag)}", _stack_path(stack)) from None
 
     def _run(self, loader: Any) -> Any:
+        Scalar, Alias = yaml.ScalarEvent, yaml.AliasEvent
+        MapStart, SeqStart = yaml.MappingStartEvent, yaml.SequenceStartEvent
+        MapEnd, SeqEnd, DocEnd = yaml.MappingEndEvent, yaml.SequenceEndEvent, yaml.DocumentEndEvent
+        memo = _MemoResolver._memo
+        resolve = _RESOLVER.resolve
         anchors: dict[str, tuple[Any, int]] = {}
         stack: list[_Frame] = []
         total = 0
         root: Any = _NO_KEY
         get = loader.get_event
-        ev = get()  # StreamStart
-        ev = get()
-        if isinstance(ev, yaml.StreamEndEvent):
+        get()  # StreamStart
+        if isinstance(get(), yaml.StreamEndEvent):
             raise _fail(self.file, 1, "file is empty (no YAML document)")
-        # ev is DocumentStart
+        top: _Frame | None = None
         while True:
             ev = get()
             cls = type(ev)
-            if cls is yaml.DocumentEndEvent:
-                break
-            top = stack[-1] if stack else None
-            if top is not None and top.is_map and top.key is _NO_KEY:
-                # expecting a key
-                if cls is yaml.ScalarEvent:
-                    key = self._scalar(ev, top.path)
-                    if not isinstance(key, str):
-                        raise self._err(ev, f"key {show(ev.value)} is not a string (quote it)", top.path)
-                    if key in top.value:
-                        raise self._err(ev, f"duplicate key {show(key)}", top.path + (key,))
-                    top.key = key
+            if cls is Scalar:
+                tag = ev.tag
+                if tag is None or tag == "!":
+                    tag = memo.get((ev.value, ev.implicit)) or resolve(ScalarNode, ev.value, ev.implicit)
+                value = ev.value if (tag == _STR or tag == _TIMESTAMP) else self._scalar(ev, tag, stack)
+                if top is not None and top.is_map and top.key is _NO_KEY:
+                    if type(value) is not str:
+                        raise self._err(ev, f"key {show(ev.value)} is not a string (quote it)", _stack_path(stack))
+                    if value in top.value:
+                        raise self._err(ev, f"duplicate key {show(value)}", _stack_path(stack) + (value,))
+                    top.key = value
                     continue
-                if cls is yaml.MappingEndEvent:
-                    pass  # handled below
-                else:
-                    raise self._err(ev, "keys must be plain strings", top.path)
-            if top is None:
-                path: PathT = ()
-            elif top.is_map:
-                path = top.path + (top.key,)
-            else:
-                path = top.path + (len(top.value),)
-            if cls is yaml.ScalarEvent:
-                value, size = self._scalar(ev, path), 1
+                size = 1
                 total += 1
                 if ev.anchor is not None:
                     anchors[ev.anchor] = (value, 1)
-            elif cls is yaml.AliasEvent:
-                if ev.anchor not in anchors:
-                    raise self._err(ev, f"undefined (or self-referencing) alias {show(ev.anchor)}", path)
-                value, size = anchors[ev.anchor]
-                total += size
-                if total > MAX_NODES:
-                    raise self._err(ev, f"more than {MAX_NODES} values after expanding aliases", path)
-            elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
+            elif cls is MapStart or cls is SeqStart:
+                if top is not None and top.is_map and top.key is _NO_KEY:
+                    raise self._err(ev, "keys must be plain strings", _stack_path(stack))
                 total += 1
-                is_map = cls is yaml.MappingStartEvent
+                is_map = cls is MapStart
                 if ev.tag is not None and ev.tag != "!" and ev.tag != (_MAP if is_map else _SEQ):
-                    raise self._err(ev, f"unsupported YAML tag {show(ev.tag)}", path)
+                    raise self._err(ev, f"unsupported YAML tag {show(ev.tag)}", _stack_path(stack))
                 if len(stack) >= MAX_DEPTH:
-                    raise self._err(ev, f"nesting deeper than {MAX_DEPTH} levels", path[:MAX_DEPTH])
-                stack.append(_Frame({} if is_map else [], path, ev.anchor, is_map))
+                    raise self._err(ev, f"nesting deeper than {MAX_DEPTH} levels", _stack_path(stack))
+                top = _Frame({} if is_map else [], ev.anchor, is_map)
+                stack.append(top)
                 continue
-            elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
+            elif cls is MapEnd or cls is SeqEnd:
                 done = stack.pop()
                 value, size = done.value, done.count
                 if done.anchor is not None:
                     anchors[done.anchor] = (value, size)
                 top = stack[-1] if stack else None
+            elif cls is Alias:
+                if top is not None and top.is_map and top.key is _NO_KEY:
+                    raise self._err(ev, "keys must be plain strings", _stack_path(stack))
+                if ev.anchor not in anchors:
+                    raise self._err(ev, f"undefined (or self-referencing) alias {show(ev.anchor)}", _stack_path(stack))
+                value, size = anchors[ev.anchor]
+                total += size
+                if total > MAX_NODES:
+                    raise self._err(ev, f"more than {MAX_NODES} values after expanding aliases", _stack_path(stack))
+            elif cls is DocEnd:
+                break
             else:
-                raise self._err(ev, "unexpected YAML event", path)  # pragma: no cover
+                raise self._err(ev, "unexpected YAML event", _stack_path(stack))  # pragma: no cover
             if top is None:
                 root = value
                 continue
@@ -356,176 +363,5 @@ def loader_resolve(value: str, implicit: Any) -> str:
     return _RESOLVER.resolve(ScalarNode, value, implicit)
 
 
-# ---------------------------------------------------------------------------------------
-# Sources: a checkout on disk or a tree in memory
-
-
-@dataclass(frozen=True)
-class Symlink:
-    """A symbolic link inside an in-memory tree (git mode 120000); `target` as stored."""
-
-    target: str
-
-
-def _norm(rel: str) -> str | None:
-    """Normalise a repo-relative posix path; None if it leaves the repo."""
-    parts: list[str] = []
-    for part in PurePosixPath(rel).parts:
-        if part in ("", "."):
-            continue
-        if part == "/":
-            return None
-        if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-        else:
-            parts.append(part)
-    return "/".join(parts)
-
-
-class DirSource:
-    """Files of an intents repo checked out at `root`."""
-
-    def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root).resolve()
-        self._dirs: dict[str, Path] = {}
-
-    def describe(self) -> str:
-        return str(self.root)
-
-    def _resolve(self, rel: str) -> Path:
-        p = (self.root / rel)
-        try:
-            real = p.resolve(strict=True)
-        except FileNotFoundError:
-            raise _fail(rel, 1, "file not found") from None
-        except (OSError, RuntimeError) as e:  # symlink loops
-            raise _fail(rel, 1, f"cannot resolve path: {e.__class__.__name__}") from None
-        if real != self.root and self.root not in real.parents:
-            raise _fail(rel, 1, "symlink points outside the repo; refusing to read it")
-        return real
-
-    def exists(self, rel: str) -> bool:
-        return os.path.lexists(self.root / rel)
-
-    def read(self, rel: str) -> bytes:
-        # Fast path: the parent directory is resolved (and checked) once and cached; only an
-        # entry that is itself a symlink needs a full resolve.
-        parent, _, name = rel.rpartition("/")
-        real_parent = self._dirs.get(parent)
-        if real_parent is None:
-            real_parent = self._dirs[parent] = self._resolve(parent) if parent else self.root
-        path = real_parent / name
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            raise _fail(rel, 1, "file not found") from None
-        except OSError as e:
-            raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
-        if stat.S_ISLNK(st.st_mode):
-            path = self._resolve(rel)
-            try:
-                st = os.stat(path)
-            except OSError as e:
-                raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise _fail(rel, 1, "not a regular file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise _fail(rel, 1, f"file is {st.st_size} bytes, more than the limit of {MAX_FILE_BYTES} bytes")
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))  # path is resolved: no link left
-        except OSError as e:
-            raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
-        try:
-            chunks, size = [], 0
-            while size <= MAX_FILE_BYTES:
-                chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        finally:
-            os.close(fd)
-        data = b"".join(chunks)
-        if len(data) > MAX_FILE_BYTES:  # grew after the stat
-            raise _fail(rel, 1, f"file is larger than the limit of {MAX_FILE_BYTES} bytes")
-        return data
-
-    def list_dir(self, rel: str) -> list[str]:
-        """Names (not paths) of entries in directory `rel`; [] when it does not exist."""
-        if not self.exists(rel):
-            return []
-        real = self._resolve(rel)
-        if not real.is_dir():
-            raise _fail(rel, 1, "expected a directory")
-        return sorted(os.listdir(real))
-
-
-class TreeSource:
-    """Files of an intents repo given as `{relative posix path: bytes | Symlink}`."""
-
-    def __init__(self, files: Mapping[str, Union[bytes, Symlink]], label: str = "<tree>"):
-        self.files: dict[str, Union[bytes, Symlink]] = {}
-        for k, v in files.items():
-            n = _norm(k)
-            if n:
-                self.files[n] = v
-        self.label = label
-        self.dirs = {str(p) for k in self.files for p in PurePosixPath(k).parents if str(p) != "."}
-
-    def describe(self) -> str:
-        return self.label
-
-    def _resolve(self, rel: str) -> str:
-        cur = _norm(rel)
-        if cur is None:
-            raise _fail(rel, 1, "path leaves the repo")
-        for _ in range(40):  # bounded: symlink loops end here
-            # resolve symlinks on each prefix, like the OS would
-            parts = cur.split("/") if cur else []
-            for i in range(1, len(parts) + 1):
-                prefix = "/".join(parts[:i])
-                entry = self.files.get(prefix)
-                if isinstance(entry, Symlink):
-                    if entry.target.startswith("/"):
-                        raise _fail(rel, 1, "symlink points outside the repo; refusing to read it")
-                    base = "/".join(parts[: i - 1])
-                    nxt = _norm(f"{base}/{entry.target}" if base else entry.target)
-                    if nxt is None:
-                        raise _fail(rel, 1, "symlink points outside the repo; refusing to read it")
-                    rest = "/".join(parts[i:])
-                    cur = f"{nxt}/{rest}" if rest and nxt else (rest or nxt)
-                    break
-            else:
-                return cur
-        raise _fail(rel, 1, "too many levels of symbolic links")
-
-    def exists(self, rel: str) -> bool:
-        n = _norm(rel)
-        return n is not None and (n in self.files or n in self.dirs)
-
-    def read(self, rel: str) -> bytes:
-        real = self._resolve(rel)
-        data = self.files.get(real)
-        if data is None:
-            if real in self.dirs:
-                raise _fail(rel, 1, "not a regular file")
-            raise _fail(rel, 1, "file not found")
-        assert isinstance(data, (bytes, bytearray))
-        if len(data) > MAX_FILE_BYTES:
-            raise _fail(rel, 1, f"file is {len(data)} bytes, more than the limit of {MAX_FILE_BYTES} bytes")
-        return bytes(data)
-
-    def list_dir(self, rel: str) -> list[str]:
-        if not self.exists(rel):
-            return []
-        real = self._resolve(rel)
-        if real in self.files:
-            raise _fail(rel, 1, "expected a directory")
-        prefix = real + "/" if real else ""
-        names = {k[len(prefix):].split("/", 1)[0] for k in self.files if k.startswith(prefix)}
-        return sorted(names)
-
-
-Source = Union[DirSource, TreeSource]
+# Sources live in reconciler.sources; re-exported here for callers that import them from the loader.
+from .sources import DirSource, Source, Symlink, TreeSource  # noqa: E402,F401

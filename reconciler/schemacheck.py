@@ -46,6 +46,9 @@ _TYPES: dict[str, Check] = {
 }
 
 
+_EXACT = {"object": dict, "array": list, "string": str, "boolean": bool}
+
+
 def _strict_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b and type(a) in (str, int, float, bool, type(None))
 
@@ -84,8 +87,12 @@ class _Compiler:
             checks.append(self.ref(schema["$ref"]))
         if "type" in schema:
             ts = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-            tfs = [_TYPES[t] for t in ts]
-            checks.append(lambda x, tfs=tfs: any(f(x) for f in tfs))
+            if len(ts) == 1 and ts[0] in _EXACT:
+                exact = _EXACT[ts[0]]
+                checks.append(lambda x, t=exact: type(x) is t)
+            else:
+                tfs = [_TYPES[t] for t in ts]
+                checks.append(lambda x, tfs=tfs: any(f(x) for f in tfs))
         if "const" in schema:
             c = schema["const"]
             checks.append(lambda x, c=c: _strict_equal(x, c))
@@ -99,7 +106,18 @@ class _Compiler:
             return lambda x: True
         if len(checks) == 1:
             return checks[0]
-        return lambda x, cs=tuple(checks): all(c(x) for c in cs)
+        if len(checks) == 2:
+            a, b = checks
+            return lambda x: a(x) and b(x)
+        cs = tuple(checks)
+
+        def chain(x: Any) -> bool:
+            for c in cs:
+                if not c(x):
+                    return False
+            return True
+
+        return chain
 
     def _object(self, s: Mapping[str, Any]) -> list[Check]:
         out: list[Check] = []
@@ -150,7 +168,11 @@ class _Compiler:
                     return False
                 if len({(type(i), i) for i in x}) != len(x):
                     return False
-            return items is None or all(items(i) for i in x)
+            if items is not None:
+                for i in x:
+                    if not items(i):
+                        return False
+            return True
 
         return [arr]
 

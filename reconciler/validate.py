@@ -10,9 +10,10 @@ Contract:
 - Layout: `reconciler.yaml` (schemas/reconciler.schema.json), the inventory it names
   (default `inventory.yml`; `inventory_override` replaces it and may live anywhere), and
   `apps/*.yaml|*.yml`, one Application each (schemas/application.schema.json).
-- JSON Schema validators are compiled once per process. The schema's `pattern` keyword is
-  applied with `$` meaning end of string (Python's `$` would also accept a trailing newline).
-  Line numbers are looked up only for errors. Semantic checks: `reconciler.semantics`.
+- Schema checks: `reconciler.schema` (compiled once per process); semantic checks across
+  the repo: `reconciler.semantics`; the inventory: `reconciler.inventory_loader`. Line
+  numbers are looked up only for errors. App files are memoised by content digest, so
+  re-validating a repo parses only the files that changed.
 - The returned models are frozen (`reconciler.intent`); `Application.source` is the file's
   repo-relative path. No error escapes as an exception other than these two.
 """
@@ -20,29 +21,23 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import os
-import re
 import zoneinfo
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
 import pydantic
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError as SchemaError
 
 from .intent import Application, IntentRepo, Inventory, RepoConfig
 from .inventory_loader import parse_inventory
-from .schemacheck import compile_schema, ecma_pattern
+from .schema import SCHEMA_DIR, fast_check, load_schema, schema_errors, schema_validator  # noqa: F401
 from .loader import (MAX_FILE_BYTES, DirSource, Doc, LoadFailed, Source, Symlink, TreeSource,
                      ValidationError, display, parse_yaml, show)
 
 __all__ = ["ValidationError", "RepoInvalid", "UsageError", "InternalError", "load_repo", "load_tree", "check_repo",
            "check_tree", "Symlink", "SCHEMA_DIR"]
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 CONFIG_FILE = "reconciler.yaml"
 APPS_DIR = "apps"
 
@@ -65,111 +60,6 @@ class InternalError(Exception):
     def __init__(self, file: str, cause: BaseException):
         self.file, self.cause = file, cause
         super().__init__(f"internal error while validating {file}: {type(cause).__name__}: {cause}")
-
-
-# ---------------------------------------------------------------------------- schema
-_RX_CACHE: dict[str, re.Pattern[str]] = {}
-
-
-def _pattern(validator: Any, patrn: str, instance: Any, schema: Mapping[str, Any]) -> Any:
-    if not validator.is_type(instance, "string"):
-        return
-    rx = _RX_CACHE.get(patrn)
-    if rx is None:
-        rx = _RX_CACHE[patrn] = ecma_pattern(patrn)
-    if not rx.search(instance):
-        yield SchemaError(f"{instance!r} does not match {patrn!r}")
-
-
-_Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
-
-
-@lru_cache(maxsize=None)
-def load_schema(name: str) -> dict[str, Any]:
-    with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as f:
-        schema = json.load(f)
-    Draft202012Validator.check_schema(schema)
-    return schema
-
-
-@lru_cache(maxsize=None)
-def schema_validator(name: str) -> Any:
-    """jsonschema validator for schemas/<name>.schema.json (cached): the reference, and the error writer."""
-    return _Validator(load_schema(name))
-
-
-@lru_cache(maxsize=None)
-def fast_check(name: str) -> Any:
-    """Compiled yes/no check (reconciler.schemacheck), sound for "valid"; cached."""
-    return compile_schema(load_schema(name))
-
-
-_JSON_TYPES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-               float: "a number", type(None): "null"}
-_ARTICLE = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
-            "number": "a number", "boolean": "a boolean (true/false)", "null": "null"}
-
-
-def _lc(title: str) -> str:
-    """'Application name' -> 'application name'; 'IPv4 address' stays."""
-    return title[:1].lower() + title[1:] if title[1:2].islower() else title
-
-
-def _hint(schema: Mapping[str, Any]) -> str:
-    desc = str(schema.get("description", ""))
-    first = re.split(r"(?<!e\.g)\. ", desc)[0].rstrip(".")
-    return f": {first}" if first else ""
-
-
-def schema_errors(doc: Doc, name: str) -> list[ValidationError]:
-    """All schema violations of `doc.data` against schema `name`, located in the file."""
-    if fast_check(name)(doc.data):
-        return []
-    v = schema_validator(name)
-    out: list[ValidationError] = []
-    for e in v.iter_errors(doc.data):
-        out.extend(_convert(doc, e))
-    return out
-
-
-def _convert(doc: Doc, e: SchemaError) -> list[ValidationError]:
-    path = tuple(e.absolute_path)
-    kw, schema, inst, val = e.validator, e.schema, e.instance, e.validator_value
-    if "propertyNames" in e.absolute_schema_path and isinstance(inst, str):
-        path = path + (inst,)
-        title = _lc(str(schema.get("title", "name")))
-        return [doc.error(path, f"invalid {title} {show(inst)}{_hint(schema)}")]
-    if kw == "additionalProperties" and isinstance(inst, dict):
-        allowed = sorted(schema.get("properties", {}))
-        extra = [k for k in inst if k not in schema.get("properties", {})]
-        return [doc.error(path + (k,), f"unknown field {show(k)} (allowed: {', '.join(allowed)})") for k in extra]
-    if kw == "required" and isinstance(inst, dict):
-        return [doc.error(path, f"missing required field {show(r)}") for r in val if r not in inst]
-    if kw == "type":
-        want = " or ".join(_ARTICLE.get(t, t) for t in ([val] if isinstance(val, str) else val))
-        got = _JSON_TYPES.get(type(inst), type(inst).__name__)
-        shown = f" {show(inst)}" if not isinstance(inst, (dict, list)) else ""
-        return [doc.error(path, f"must be {want}, got {got}{shown}")]
-    if kw == "pattern":
-        title = _lc(str(schema.get("title", "value")))
-        return [doc.error(path, f"invalid {title} {show(inst)}{_hint(schema)}")]
-    if kw in ("minimum", "maximum"):
-        lo, hi = schema.get("minimum"), schema.get("maximum")
-        rng = f"{lo}..{hi}" if lo is not None and hi is not None else (f">= {lo}" if lo is not None else f"<= {hi}")
-        return [doc.error(path, f"{show(inst)} is out of range {rng}")]
-    if kw == "const":
-        return [doc.error(path, f"must be {show(val)}, got {show(inst)}")]
-    if kw == "enum":
-        return [doc.error(path, f"must be one of {', '.join(show(x) for x in val)}; got {show(inst)}")]
-    if kw == "uniqueItems":
-        return [doc.error(path, "contains duplicate items")]
-    if kw in ("minItems", "maxItems"):
-        return [doc.error(path, f"must have {'at least' if kw == 'minItems' else 'at most'} {val} item(s)")]
-    if kw in ("minProperties", "maxProperties"):
-        return [doc.error(path, f"must have {'at least' if kw == 'minProperties' else 'at most'} {val} entr{'y' if val == 1 else 'ies'}")]
-    if kw in ("minLength", "maxLength"):
-        return [doc.error(path, f"must be {'at least' if kw == 'minLength' else 'at most'} {val} characters long")]
-    return [doc.error(path, show(e.message, 200).strip('"'))]
 
 
 # ---------------------------------------------------------------------------- loading
