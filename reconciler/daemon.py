@@ -69,6 +69,7 @@ class DaemonConfig:
     attempts: int = 1
     timeout_s: float = 60.0
     keyring: str | None = None            # signed-commit policy: allowed public keys
+    layers: tuple[str, ...] = ()          # only these layers (default: every layer with a driver)
     retry_base_s: float = 2.0
     retry_max_s: float = 120.0
     instance: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
@@ -316,18 +317,22 @@ class Daemon:
         return self._engine
 
     def _drivers(self, inventory_path: str) -> dict:
+        wanted = set(self.cfg.layers) or {l.value for l in Layer}
+        return {l: d for l, d in self._all_drivers(inventory_path, wanted).items() if l.value in wanted}
+
+    def _all_drivers(self, inventory_path: str, wanted: set[str]) -> dict:
         kw = {"inventory_path": inventory_path, "publish": self.bus.publish, "timeout_s": self.cfg.timeout_s}
         if self.cfg.driver_factory:
             mod, _, fn = self.cfg.driver_factory.partition(":")
             factory = getattr(importlib.import_module(mod), fn)
-            out = {layer: factory(layer=layer, path=self.cfg.observed, **kw) for layer in Layer}
+            out = {layer: factory(layer=layer, path=self.cfg.observed, **kw) for layer in Layer if layer.value in wanted}
             return {k: v for k, v in out.items() if v is not None}
         if self.cfg.observed:
             from .drivers.snapshot import SnapshotDriver
             return {layer: SnapshotDriver(layer, self.cfg.observed) for layer in Layer}
         from .drivers import REGISTRY
         drivers = {}
-        for layer in Layer:
+        for layer in (l for l in Layer if l.value in wanted):
             if layer.value not in REGISTRY:
                 try:
                     importlib.import_module(f"reconciler.drivers.{layer.value}")

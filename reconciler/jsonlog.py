@@ -43,5 +43,5 @@ def setup_json_logging(target: str | IO[str] | None = None, level: int = logging
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: max instances" is by design
     return handler

@@ -70,7 +70,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        state_dir=str(base / "state"), inventory=args.inventory, listen=args.listen or None,
                        webhook_secret=_secret(args.webhook_secret_file), interval_s=args.interval,
                        drift_interval_s=args.drift_interval, observed=args.observed, driver_factory=args.driver_factory,
-                       attempts=args.attempts, timeout_s=args.timeout, keyring=args.keyring)
+                       attempts=args.attempts, timeout_s=args.timeout, keyring=args.keyring,
+                       layers=tuple(args.layer or ()))
     stop = {"now": False}
 
     def _sig(_s, _f):  # noqa: ANN001
@@ -235,6 +236,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--observed", metavar="SNAPSHOT.json", help="offline: snapshot drivers on this file")
     p.add_argument("--driver-factory", metavar="MODULE:FUNC", help="build drivers with this factory (tests)")
     p.add_argument("--keyring", help="only apply commits signed by a key in this keyring (needs gpg)")
+    p.add_argument("--layer", action="append", choices=["switch", "hypervisor", "host", "sidecar"],
+                   help="only reconcile this layer (repeatable; default every layer with a driver)")
     p.add_argument("--attempts", type=int, default=1, help="engine attempts per run (the daemon retries apps itself)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-target timeout in seconds")
     p.add_argument("--log-file", help="JSON log lines go here (default stderr)")
