@@ -125,3 +125,66 @@ def _convert(doc: Doc, e: SchemaError) -> list[ValidationError]:
     if kw in ("minLength", "maxLength"):
         return [doc.error(path, f"must be {'at least' if kw == 'minLength' else 'at most'} {val} characters long")]
     return [doc.error(path, show(e.message, 200).strip('"'))]
+
+
+def render_markdown(name: str) -> str:
+    """A field reference of schema `name` from its titles and descriptions (docs/ is built from it)."""
+    schema = load_schema(name)
+    rows: list[str] = []
+
+    def resolve(node: Mapping[str, Any]) -> Mapping[str, Any]:
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            merged = dict(schema["$defs"][ref.rsplit("/", 1)[1]])
+            merged.update({k: v for k, v in node.items() if k != "$ref"})
+            return merged
+        return node
+
+    def kind(node: Mapping[str, Any]) -> str:
+        if "const" in node:
+            return f"`{node['const']}`"
+        if "enum" in node:
+            return " \\| ".join(f"`{v}`" for v in node["enum"])
+        t = node.get("type", "")
+        bounds = [f"{node[k]}" for k in ("minimum", "maximum") if k in node]
+        return f"{t} {'..'.join(bounds)}".strip() if len(bounds) == 2 else str(t)
+
+    def walk(node: Mapping[str, Any], path: str, seen: frozenset[str]) -> None:
+        node = resolve(node)
+        for key, sub in node.get("properties", {}).items():
+            r = resolve(sub)
+            required = key in node.get("required", ())
+            desc = str(r.get("description", "")).replace("\n", " ").replace("|", "\\|")
+            rows.append(f"| `{path}{key}` | {kind(r)}{' (required)' if required else ''} | {desc} |")
+            ref = sub.get("$ref")
+            if ref is None or ref not in seen:  # recursive $defs are shown once
+                walk(sub, f"{path}{key}.", seen | ({ref} if ref else set()))
+        addl = node.get("additionalProperties")
+        if isinstance(addl, dict):
+            r = resolve(addl)
+            label = str(resolve(node.get("propertyNames", {})).get("title", "name")).lower().replace(" ", "-")
+            if r.get("properties"):
+                walk(addl, f"{path}<{label}>.", seen)
+            else:
+                rows.append(f"| `{path}<{label}>` | {kind(r)} | {r.get('description', '')} |")
+        items = node.get("items")
+        if isinstance(items, dict) and resolve(items).get("properties"):
+            walk(items, f"{path.rstrip('.')}[].", seen)
+
+    walk(schema, "", frozenset())
+    head = [f"# {schema.get('title', name)}", "", str(schema.get("description", "")), "",
+            "| field | type | meaning |", "|---|---|---|"]
+    return "\n".join(head + rows) + "\n"
+
+
+def reference() -> str:
+    """docs/intent-reference.md: both schemas as field tables."""
+    note = ("<!-- Generated from schemas/*.schema.json by `python -m reconciler.schema > docs/intent-reference.md`;"
+            " do not edit by hand. -->\n\n")
+    return note + render_markdown("reconciler") + "\n" + render_markdown("application")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(reference() if len(sys.argv) < 2 else render_markdown(sys.argv[1]))

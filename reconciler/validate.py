@@ -165,8 +165,7 @@ def _collect(src: Source, override: InventoryOverride, revision: str) -> tuple[I
     gc.disable()  # loading allocates ~1M small acyclic objects: generational GC turns quadratic
     try:
         return _collect_unguarded(src, override, revision, current)
-    except (RecursionError, MemoryError, ValueError, TypeError, KeyError, AttributeError, AssertionError,
-            IndexError, OSError, pydantic.ValidationError) as e:
+    except Exception as e:  # a bug, not bad input: one located line at the CLI, never a traceback
         raise InternalError(display(current[0]), e) from e
     finally:
         if gc_was_on:

@@ -115,3 +115,11 @@ def test_every_property_is_documented():
                     assert node.get("additionalProperties") is False, f"{name}: {where} is not strict"
 
         walk(schema, "$")
+
+
+def test_intent_reference_doc_is_generated_from_the_schemas():
+    from reconciler.schema import reference
+
+    doc = (ROOT / "docs" / "intent-reference.md").read_text(encoding="utf-8")
+    assert doc == reference(), "regenerate: python -m reconciler.schema > docs/intent-reference.md"
+    assert "| `spec.services.<service-name>.instances[].address` | string (required) |" in doc
