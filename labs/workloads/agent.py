@@ -12,7 +12,8 @@ arguments; nothing here imports the reconciler, so the file runs on any lab node
   server sends) answering `/netintent.lab.Echo/Call` with JSON
   {"server": NAME, "peer": ..., "peer_ids": [URI SANs of the caller's certificate]};
 - the admin port (plaintext, loopback or management network) serves CSDS (grpc_csds) and
-  `/netintent.lab.Admin/Run`: JSON {"target", "n", "timeout_s", "concurrency", "sleep_ms"}
+  `/netintent.lab.Admin/Run`: JSON {"target", "n", "timeout_s", "concurrency", "sleep_ms",
+  "fail_every" (servers fail every k-th call they get with UNAVAILABLE)}
   -> {"servers": {NAME: count}, "errors": {CODE: count}, "first_error": str, "elapsed_s"}.
   Clients dial `xds:///` targets with `xds_channel_credentials` (mTLS from the Cluster),
   channels are kept per target so their xDS watches (and CSDS entries) stay alive;
@@ -22,6 +23,7 @@ The process exits on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -50,12 +52,25 @@ def _peer_ids(context) -> list[str]:
     return [v for v in out if v.startswith("spiffe://")]
 
 
-def echo_handler(name: str) -> grpc.GenericRpcHandler:
+def echo_handler(name: str, plain: bool = False) -> grpc.GenericRpcHandler:
+    calls = itertools.count(1)
+
     def call(request: bytes, context) -> bytes:
         try:
             req = json.loads(request or b"{}")
         except ValueError:
             req = {}
+        n = next(calls)
+        fail_every = int(req.get("fail_every") or 0)
+        if fail_every > 0 and n % fail_every == 0:
+            # abort() (trailers-only, retryable) crashes grpcio 1.85's xDS server
+            # (pipe.h:85 Check failed); set_code works there but sends headers first, which
+            # commits the call: clients do not retry it.
+            if plain:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"{name}: injected failure")
+            context.set_code(grpc.StatusCode.UNAVAILABLE)
+            context.set_details(f"{name}: injected failure")
+            return b""
         sleep_ms = int(req.get("sleep_ms") or 0)
         if 0 < sleep_ms <= 60_000:
             time.sleep(sleep_ms / 1000)
@@ -88,7 +103,8 @@ class Client:
         n = max(0, min(int(req.get("n", 1)), 100_000))
         timeout = float(req.get("timeout_s", 2.0))
         conc = max(1, min(int(req.get("concurrency", 20)), 200))
-        payload = json.dumps({"sleep_ms": int(req.get("sleep_ms", 0))}).encode()
+        payload = json.dumps({"sleep_ms": int(req.get("sleep_ms", 0)),
+                              "fail_every": int(req.get("fail_every", 0))}).encode()
         call = self.channel(target).unary_unary(ECHO)
         servers: Counter = Counter()
         errors: Counter = Counter()
@@ -116,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--admin", default="127.0.0.1:0")
     ap.add_argument("--ready-file", required=True)
     ap.add_argument("--serve", action="append", default=[], metavar="NAME@IP:PORT")
+    ap.add_argument("--serve-plain", action="append", default=[], metavar="NAME@IP:PORT",
+                    help="a plain (not xDS) gRPC server: no TLS/RBAC from the control plane")
     ap.add_argument("--warm", action="append", default=[], metavar="TARGET")
     args = ap.parse_args(argv)
     if not os.environ.get("GRPC_XDS_BOOTSTRAP") and not os.environ.get("GRPC_XDS_BOOTSTRAP_CONFIG"):
@@ -123,14 +141,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     servers = []
-    for spec in args.serve:
+    for spec, plain in [(s, False) for s in args.serve] + [(s, True) for s in args.serve_plain]:
         name, _, addr = spec.partition("@")
         if not name or ":" not in addr:
             print(f"agent: bad --serve {spec!r} (want NAME@IP:PORT)", file=sys.stderr)
             return 2
-        srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8), xds=True)
-        srv.add_generic_rpc_handlers((echo_handler(name),))
-        srv.add_secure_port(addr, grpc.xds_server_credentials(grpc.insecure_server_credentials()))
+        srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8), xds=not plain)
+        srv.add_generic_rpc_handlers((echo_handler(name, plain),))
+        if plain:
+            srv.add_insecure_port(addr)
+        else:
+            srv.add_secure_port(addr, grpc.xds_server_credentials(grpc.insecure_server_credentials()))
         srv.start()
         servers.append(srv)
 

@@ -32,11 +32,13 @@ class Workload:
     def __init__(self, node: str, workdir: str | os.PathLike, bootstrap: str | os.PathLike,
                  serve: Sequence[tuple[str, str, int]] = (), warm: Sequence[str] = (),
                  admin: str = "127.0.0.1:0", netns: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 serve_plain: Sequence[tuple[str, str, int]] = ()) -> None:
         self.node = node
         self.workdir = Path(workdir)
         self.bootstrap = str(bootstrap)
         self.serve = list(serve)
+        self.serve_plain = list(serve_plain)
         self.warm = list(warm)
         self.admin_bind = admin
         self.netns = netns
@@ -51,6 +53,8 @@ class Workload:
         argv = [sys.executable, str(AGENT), "--admin", self.admin_bind, "--ready-file", str(ready)]
         for name, ip, port in self.serve:
             argv += ["--serve", f"{name}@{ip}:{port}"]
+        for name, ip, port in self.serve_plain:
+            argv += ["--serve-plain", f"{name}@{ip}:{port}"]
         for t in self.warm:
             argv += ["--warm", t]
         if self.netns:
@@ -82,9 +86,10 @@ class Workload:
         return p.read_text(errors="replace")[-n:] if p.exists() else ""
 
     def run(self, target: str, n: int = 100, timeout_s: float = 2.0, concurrency: int = 20,
-            sleep_ms: int = 0) -> dict:
+            sleep_ms: int = 0, fail_every: int = 0) -> dict:
         req = json.dumps({"target": target, "n": n, "timeout_s": timeout_s,
-                          "concurrency": concurrency, "sleep_ms": sleep_ms}).encode()
+                          "concurrency": concurrency, "sleep_ms": sleep_ms,
+                          "fail_every": fail_every}).encode()
         bound = 5.0 + n * timeout_s / max(1, concurrency) + timeout_s
         with grpc.insecure_channel(self.admin_address) as ch:
             return json.loads(ch.unary_unary("/netintent.lab.Admin/Run")(req, timeout=bound))

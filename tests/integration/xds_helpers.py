@@ -122,12 +122,12 @@ class Mesh:
         self.driver = SidecarDriver(self.server, ack_timeout=self.driver.ack_timeout)
 
     def start(self, node: str, identities: Mapping[str, str] = (), serve=(), warm=(),
-              bootstrap_hook: Callable[[Path], None] | None = None) -> Workload:
+              bootstrap_hook: Callable[[Path], None] | None = None, serve_plain=()) -> Workload:
         d = self.tmp / node
         boot = write_workload_files(d, node, self.ads_uri, self.ca, dict(identities))
         if bootstrap_hook:
             bootstrap_hook(boot)
-        w = Workload(node, d, boot, serve=serve, warm=warm)
+        w = Workload(node, d, boot, serve=serve, warm=warm, serve_plain=serve_plain)
         self.workloads[node] = w
         w.start()
         return w
