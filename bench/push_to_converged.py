@@ -6,8 +6,11 @@ and wait until the daemon reports the pushed revision applied and converged (its
 succeeded in the store). Prints p50/p95/max of push start -> converged, and of the push
 itself (which includes the pre-receive validation).
 
-  python bench/push_to_converged.py                     # offline snapshot drivers
-  python bench/push_to_converged.py --inventory INV.yml # real drivers of the lab (needs a lab up)
+  python bench/push_to_converged.py             # offline snapshot drivers (example intents)
+  python bench/push_to_converged.py --minilab   # real host + hypervisor drivers on a netns mini
+                                                # lab this script brings up and down (root)
+Each push changes the shop api's grpc port, which the policy allows: every push changes
+nftables rules on the api hosts (and the desired state of every layer that names the port).
 """
 from __future__ import annotations
 
@@ -53,8 +56,28 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--intents", default=str(EXAMPLE), help="intents repo to seed from")
     ap.add_argument("--inventory", help="real lab inventory (default: offline snapshot drivers)")
+    ap.add_argument("--layer", action="append", help="only these layers (passed to serve)")
+    ap.add_argument("--minilab", action="store_true", help="bring up the netns mini lab (host+hypervisor)")
     ap.add_argument("--timeout", type=float, default=120.0, help="per push")
     args = ap.parse_args()
+    lab = None
+    if args.minilab:
+        sys.path.insert(0, str(ROOT / "tests" / "lab"))
+        from hd_setup import MINI, MINI_APPS, write_repo
+        from minilab import MiniLab
+        lab = MiniLab("ni-svc-b")
+        lab.up(MINI)
+        args.intents = str(write_repo(lab.dir / "repo", MINI_APPS, lab.inventory_path))
+        args.inventory = str(lab.inventory_path)
+        args.layer = args.layer or ["host", "hypervisor"]
+    try:
+        return run(args)
+    finally:
+        if lab is not None:
+            lab.down()
+
+
+def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ni-svc-bench-"))
     port = free_port()
     secret = tmp / "secret"
@@ -75,9 +98,11 @@ def main() -> int:
     cmd = [sys.executable, "-m", "reconciler.cli", "serve", "--repo", str(bare), "--store", str(tmp / "db.sqlite"),
            "--state-dir", str(tmp / "state"), "--listen", f"127.0.0.1:{port}", "--webhook-secret-file", str(secret),
            "--interval", "3600", "--drift-interval", "3600", "--log-file", str(tmp / "serve.log")]
+    for layer in args.layer or ():
+        cmd += ["--layer", layer]
     if args.inventory:
         cmd += ["--inventory", args.inventory]
-        mode = "real lab drivers"
+        mode = f"real drivers: {', '.join(args.layer or ['all layers'])}"
     else:
         snap = tmp / "snap.json"
         snap.write_text('{"resources": []}')
@@ -110,7 +135,7 @@ def main() -> int:
         for i in range(args.iterations):
             app = work / "apps" / "shop.yaml"
             data = yaml.safe_load(app.read_text())
-            data["spec"]["services"]["web"]["ports"][0]["port"] = 8000 + i
+            data["spec"]["services"]["api"]["ports"][0]["port"] = 8100 + i
             app.write_text(yaml.safe_dump(data, sort_keys=False))
             git(work, "commit", "-qam", f"bench {i}")
             sha = git(work, "rev-parse", "HEAD").strip()

@@ -119,6 +119,7 @@ class Daemon:
         self._retry: dict[str, tuple[int, float]] = {}
         self._intervals: tuple[float, float] | None = None
         self._stop = threading.Event()
+        self._next_prune = 0.0
         self.scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(8)},
                                              job_defaults={"coalesce": True, "max_instances": 1,
                                                            "misfire_grace_time": None})
@@ -425,6 +426,10 @@ class Daemon:
     def _flush_job(self) -> None:
         self.store.flush()
         self.metrics.pending.set(self.store.pending)
+        now = time.monotonic()
+        if self.is_leader and self.store.available and now >= self._next_prune:
+            self._next_prune = now + 600
+            _safe(self.store.prune_history, 0)
 
     def _wanted_intervals(self, loaded: Loaded | None) -> tuple[float, float]:
         pol = loaded.repo.config.sync if loaded else None

@@ -12,7 +12,7 @@ Contract:
 - Read API (stable, used by the TUI and the CLI): `apps() -> list[AppStatus]`,
   `runs(app=None, limit=50)`, `drift_events(app=None, limit=100)`, `resources(app=None)`,
   `set_self_heal(app, bool|None)`, plus `run(run_id)`, `results(run_id)`,
-  `target_revisions()`, `hold()`.
+  `target_revisions()`, `hold()`. `prune_history()` drops old drift scans that found nothing.
 - Every text that goes in is passed through `redact.REDACTOR` (no secret in the store).
 """
 from __future__ import annotations
@@ -390,11 +390,22 @@ class Store:
         except (OperationalError, DBAPIError):
             return False
 
-    def purge_run_details(self, run_id: str) -> None:
-        """Forget per-resource rows of one run (used by tests of retention)."""
+    def prune_history(self, keep_quiet_scans: int = 500) -> int:
+        """Forget drift scans that found nothing, beyond the newest `keep_quiet_scans` of
+        them (a scan every 30 s would otherwise add ~2900 rows a day). Runs that applied,
+        failed or found drift are always kept."""
         with Session(self.engine) as s:
-            s.exec(delete(ResourceResultRow).where(ResourceResultRow.run_id == run_id))  # type: ignore[call-overload]
+            old = s.exec(select(RunRow.run_id).where(RunRow.dry_run == True)  # noqa: E712
+                         .where(RunRow.phase == Phase.SUCCEEDED.value)
+                         .order_by(RunRow.started.desc()).offset(keep_quiet_scans)).all()  # type: ignore[attr-defined]
+            if not old:
+                return 0
+            noisy = set(s.exec(select(DriftEventRow.run_id).where(DriftEventRow.run_id.in_(old))).all())  # type: ignore[attr-defined]
+            quiet = [r for r in old if r not in noisy]
+            for i in range(0, len(quiet), 500):
+                s.exec(delete(RunRow).where(RunRow.run_id.in_(quiet[i:i + 500])))  # type: ignore[call-overload,attr-defined]
             s.commit()
+            return len(quiet)
 
 
 _OK = {o.value for o in Outcome if o.ok}

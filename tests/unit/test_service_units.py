@@ -84,6 +84,19 @@ def test_interrupted_runs_are_marked(tmp_path):
     assert store.mark_interrupted() == []
 
 
+def test_quiet_drift_scans_are_pruned_but_not_runs_with_drift(run_env):
+    eng, desired, targets, store, metrics, snap = run_env
+    applied = eng.run(desired, targets, revision="r", trigger="commit")
+    quiet = [eng.run(desired, targets, revision="r", dry_run=True, trigger="drift-scan").run_id for _ in range(4)]
+    data = json.loads(snap.read_text())
+    data["resources"] = data["resources"][1:]
+    snap.write_text(json.dumps(data))
+    noisy = eng.run(desired, targets, revision="r", dry_run=True, trigger="drift-scan").run_id
+    assert store.prune_history(keep_quiet_scans=2) == 3
+    left = {r.run_id for r in store.runs(limit=100)}
+    assert applied.run_id in left and noisy in left and quiet[-1] in left and quiet[0] not in left
+
+
 def test_schema_version_is_checked(tmp_path):
     db = tmp_path / "db.sqlite"
     Store(str(db)).close()
