@@ -17,8 +17,8 @@ Contract (registered as "switch"; batched Protocol of base.py):
        (rolled_back=False) naming both failures. `details` lists commands and both steps.
   A plan with no changes does not contact the switch. dry_run renders without connecting.
 - Concurrency: targets run on a ThreadPoolExecutor bounded by `max_parallel`. Each target
-  has a deadline (`deadline_s`); netmiko's connect/auth/banner/read timeouts are derived
-  from `timeout_s`. A target past its deadline is reported UNREACHABLE/FAILED while the others
+  has a deadline (`deadline_s`, default the engine's `timeout_s`, 30 s); netmiko's
+  connect/auth/banner/read timeouts are `io_timeout_s` (default min(10, deadline/3)). A target past its deadline is reported UNREACHABLE/FAILED while the others
   finish; the batch never waits for it.
 - Secrets: the key file path and password are given to netmiko only; nothing is logged or put
   in results except host names, commands (built from validated values) and device messages.
@@ -209,13 +209,16 @@ class SwitchDriver:
     layer = Layer.SWITCH
 
     def __init__(self, inventory_path: str | None = None, publish: Callable[[Event], None] | None = None,
-                 timeout_s: float = 10.0, max_parallel: int = 16, deadline_s: float | None = None,
-                 connect: Callable[..., Any] | None = None, run_id: str = "", **_: Any) -> None:
+                 timeout_s: float = 30.0, max_parallel: int = 16, deadline_s: float | None = None,
+                 io_timeout_s: float | None = None, connect: Callable[..., Any] | None = None,
+                 run_id: str = "", **_: Any) -> None:
         self.inventory_path = inventory_path
         self.publish = publish
-        self.timeout_s = float(timeout_s)
+        # timeout_s (the engine-wide setting) bounds one switch's whole observe or apply;
+        # io_timeout_s bounds each SSH step (connect, auth, banner, one command's answer).
+        self.deadline_s = float(deadline_s or timeout_s)
+        self.timeout_s = float(io_timeout_s or min(10.0, max(1.0, self.deadline_s / 3)))
         self.max_parallel = max(1, int(max_parallel))
-        self.deadline_s = float(deadline_s) if deadline_s else self.timeout_s * 6
         self.connect = connect
         self.run_id = run_id
         self.verified: dict[str, tuple[Resource, ...]] = {}

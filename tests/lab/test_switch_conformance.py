@@ -31,7 +31,7 @@ class SwitchAdapter:
         self._desired = State.of(r for r in compile_repo(repo) if r.key.layer is Layer.SWITCH)
 
     def driver(self) -> SwitchDriver:
-        return SwitchDriver(timeout_s=4, deadline_s=30)
+        return SwitchDriver(io_timeout_s=4, deadline_s=30)
 
     def targets(self):
         return switch_targets(self.lab)

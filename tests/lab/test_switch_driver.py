@@ -149,7 +149,7 @@ def test_drift_detected_per_app_and_repaired(fabric):
         srv.wait()
 
 
-@pytest.mark.parametrize("case", ["vni-taken", "bgp-asn"])
+@pytest.mark.parametrize("case", ["vni-taken", "bgp-asn", "verify"])
 def test_rejected_change_rolls_back_to_identical_running_config(fabric, case):
     lab, drv = fabric["lab"], fabric["drivers"][Layer.SWITCH]
     [leaf1, leaf2] = switch_targets(lab)
@@ -159,7 +159,12 @@ def test_rejected_change_rolls_back_to_identical_running_config(fabric, case):
     extra = [Resource(k("vlan-trunk", "eth1:109"), {"bridge": "br0", "port": "eth1", "vlan": 109}, "ghost"),
              Resource(k("vxlan", "vxlan5009"), {"bridge": "br0", "vni": 5009, "vlan": 109, "local": "10.255.0.2",
                                                 "dstport": 4789, "flood": ["10.255.0.1"]}, "ghost")]
-    if case == "vni-taken":
+    if case == "verify":
+        # Accepted by the switch but not what was asked: the port is on br0, not br9.
+        extra[0] = Resource(extra[0].key, {"bridge": "br9", "port": "eth1", "vlan": 109}, "ghost")
+        extra = extra[:1]
+        expect_key = "switch/leaf2/vlan-trunk/eth1:109"
+    elif case == "vni-taken":
         # Someone else's VXLAN device holds VNI 5009: the kernel refuses ours (EEXIST).
         lab.exec("leaf2", ["ip", "link", "add", "vx-squat", "type", "vxlan", "id", "5009",
                            "local", "10.255.0.2", "dstport", "4789"])
@@ -176,9 +181,9 @@ def test_rejected_change_rolls_back_to_identical_running_config(fabric, case):
         assert len(changes) == len(extra)
         res = drv.apply([TargetPlan(leaf2, changes, tuple(desired), tuple(current))])["leaf2"]
         assert res.outcome is Outcome.ROLLED_BACK, (res.error, res.details)
-        assert res.rolled_back and "rejected" in res.error
+        assert res.rolled_back and ("verification failed" if case == "verify" else "rejected") in res.error
         assert expect_key in res.failed_keys
-        if case == "vni-taken":   # the trunk VLAN went in before the VXLAN failed: undone
+        if case != "bgp-asn":   # the trunk VLAN went in before the failure: undone
             assert any(d.startswith("rollback> ") for d in res.details), res.details
         assert drv.running_config(leaf2) == before
     finally:
@@ -210,7 +215,7 @@ def test_dead_and_silent_switches_do_not_hold_up_the_others(fabric):
     silent = Target("silent", Layer.SWITCH, {**base[0].vars, "ansible_host": "127.0.0.1",
                                              "ansible_port": ls.getsockname()[1]})
     dead = Target("dead", Layer.SWITCH, {**base[0].vars, "ansible_host": "127.0.0.1", "ansible_port": 9})
-    drv = SwitchDriver(timeout_s=2, deadline_s=6, max_parallel=4)
+    drv = SwitchDriver(io_timeout_s=2, deadline_s=6, max_parallel=4)
     try:
         t0 = time.monotonic()
         obs = drv.observe([*base, silent, dead])
