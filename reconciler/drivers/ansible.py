@@ -196,6 +196,9 @@ class AnsibleDriver:
     layer: Layer
     observe_playbook: str
     apply_playbook: str
+    # tasks allowed to fail (`failed_when: false` in the playbook): their rc/stderr become details,
+    # and the verify observation decides the outcome
+    soft_tasks: tuple[str, ...] = ()
 
     def __init__(self, inventory_path: str, publish: Publish | None = None, timeout_s: float = 60.0,
                  task_timeout_s: int = 30, connect_timeout_s: int = 5, forks: int = 50, run_id: str = "",
@@ -270,15 +273,19 @@ class AnsibleDriver:
                 results[n] = ApplyResult(n, Outcome.FAILED, r.writes, error=f"{hr.failed_task}: {hr.error}",
                                          details=tuple(r.details), duration_s=dur)
                 continue
+            soft = [f"{t}: rc={hr.results[t].get('rc')} {_short(hr.results[t].get('stderr', ''), 200)}"
+                    for t in self.soft_tasks if t in hr.results and hr.results[t].get("rc")]
             obs = self._observation(hr, "observe", dur)
             self.verified[n] = obs
             bad = self.verify(by_name[n], obs.resources) if obs.ok else ["(verify observe failed)"]
             if bad:
                 results[n] = ApplyResult(n, Outcome.FAILED, r.writes, error="not converged after apply: "
-                                         + ", ".join(map(str, bad[:10])), details=tuple(r.details),
+                                         + ", ".join(map(str, bad[:10])) + "".join(f"; {x}" for x in soft),
+                                         details=tuple(r.details + soft),
                                          duration_s=dur, failed_keys=tuple(map(str, bad)))
             else:
-                results[n] = ApplyResult(n, Outcome.APPLIED, r.writes, details=tuple(r.details), duration_s=dur)
+                results[n] = ApplyResult(n, Outcome.APPLIED, r.writes, details=tuple(r.details + soft),
+                                         duration_s=dur)
         return results
 
     def verify(self, plan: Any, observed: Sequence[Any]) -> list:

@@ -126,7 +126,7 @@ def render_ip(desired: Iterable[Resource], observed: Iterable[Resource], prune: 
         else:
             radd.append(_route_line("replace", want.spec))
         details.append(f"{'update' if have is not None else 'create'} {key.kind} {key.name}")
-    for key in sorted(o):
+    for key in reversed(list(o)):  # observed order is the kernel's: secondaries after primaries
         have = o[key]
         if not have.owned or key in d:
             continue
@@ -136,13 +136,14 @@ def render_ip(desired: Iterable[Resource], observed: Iterable[Resource], prune: 
         (adel if key.kind == "address" else rdel).append(
             _addr_line("del", have.spec) if key.kind == "address" else _route_line("del", have.spec))
         details.append(f"delete {key.kind} {key.name} (prune)")
-    return rdel + adel + aadd + radd, details
+    return sorted(rdel) + adel + aadd + radd, details
 
 
 class HostDriver(AnsibleDriver):
     layer = Layer.HOST
     observe_playbook = "observe_host.yml"
     apply_playbook = "apply_host.yml"
+    soft_tasks = ("ip",)
 
     def parse(self, target: str, stdout: str) -> list[Resource]:
         return parse_host(target, stdout)

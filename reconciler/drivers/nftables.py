@@ -169,8 +169,17 @@ def render_rule(rule: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+_DOTTED = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$")
+
+
 def _elements(elems: Iterable[Any]) -> str:
-    return ", ".join(_addr(e) for e in elems)
+    elems = list(elems)
+    ok = _DOTTED.match
+    for e in elems:  # fast path: a strict dotted quad regex; anything else gets the full check
+        if not (isinstance(e, str) and ok(e)):
+            _addr(e)
+            raise NftError(f"address {e!r} is not in canonical dotted form")
+    return ", ".join(elems)
 
 
 def render_set(s: Mapping[str, Any], app: str) -> str:

@@ -200,23 +200,19 @@ class MiniLab:
                     time.sleep(0.05)
 
     # ------------------------------------------------------------------ helpers
-    def tcp_connects(self, src: str, dst_ip: str, port: int, timeout_s: float = 1.5) -> bool:
-        """TCP connect from inside `src`'s netns (python one-liner, argv only)."""
-        code = ("import socket,sys\ns=socket.socket();s.settimeout(float(sys.argv[3]))\n"
-                "try:\n s.connect((sys.argv[1],int(sys.argv[2])));print('ok')\nexcept Exception as e:\n print('fail',e)")
-        p = sh("python3", "-c", code, dst_ip, str(port), str(timeout_s), ns=self.nodes[src].ns, check=False,
-               timeout=timeout_s + 5)
-        return p.stdout.startswith("ok")
+    def tcp_connects(self, src: str, dst_ip: str, port: int, timeout_s: float = 1.5, bind: str = "") -> bool:
+        """TCP connect from inside `src`'s netns (python one-liner, argv only), optionally from
+        source address `bind`."""
+        return tcp_connects(self.nodes[src].ns, dst_ip, port, timeout_s, bind)
 
     def listen(self, node: str, port: int) -> subprocess.Popen:
         """A TCP listener on all addresses of `node` (killed by down())."""
-        code = ("import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-                "s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(64)\n"
-                "while True:\n c,_=s.accept();c.close()")
-        p = subprocess.Popen(["ip", "netns", "exec", self.nodes[node].ns, "python3", "-c", code, str(port)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._by_port = getattr(self, "_by_port", {})
+        if (node, port) in self._by_port and self._by_port[(node, port)].poll() is None:
+            return self._by_port[(node, port)]
+        p = listen(self.nodes[node].ns, port)
         self._listeners = getattr(self, "_listeners", []) + [p]
-        time.sleep(0.2)
+        self._by_port[(node, port)] = p
         return p
 
     # ------------------------------------------------------------------ tear down
@@ -239,6 +235,27 @@ class MiniLab:
             sh("ip", "link", "del", link, check=False)
         sh("ip", "link", "del", self.bridge, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TCP_CODE = ("import socket,sys\ns=socket.socket();s.settimeout(float(sys.argv[3]))\n"
+            "if sys.argv[4]: s.bind((sys.argv[4],0))\n"
+            "try:\n s.connect((sys.argv[1],int(sys.argv[2])));print('ok')\nexcept Exception as e:\n print('fail',e)")
+
+
+def tcp_connects(ns: str, dst_ip: str, port: int, timeout_s: float = 1.5, bind: str = "") -> bool:
+    p = sh("python3", "-c", TCP_CODE, dst_ip, str(port), str(timeout_s), bind, ns=ns, check=False,
+           timeout=timeout_s + 5)
+    return p.stdout.startswith("ok")
+
+
+def listen(ns: str, port: int) -> subprocess.Popen:
+    code = ("import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+            "s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(64)\n"
+            "while True:\n c,_=s.accept();c.close()")
+    p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", code, str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return p
 
 
 def _read_pid(path: Path) -> int | None:

@@ -1,0 +1,107 @@
+"""Host driver against real sshd + nftables hosts in netns (mini lab), through ansible-runner:
+the conformance suite, policy checked with TCP (allowed connects, denied does not), element-only
+set changes, and prune. Marked `lab`."""
+from __future__ import annotations
+
+import pytest
+
+from conformance import CHECKS, converge, mismatches, observe, owned, plans, without_app
+from hd_fixtures import HostAdapter, HypervisorAdapter, mini_lab  # noqa: F401 (fixture)
+from reconciler.model import Layer, Resource, State
+from reconciler.status import Outcome
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def host_adapter(mini_lab):
+    return HostAdapter(mini_lab)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_host_conformance(host_adapter, check):
+    check(host_adapter)
+
+
+def _converge_all(lab):
+    for a in (HypervisorAdapter(lab), HostAdapter(lab)):     # underlay first
+        res = converge(a, a.desired())
+        assert all(r.outcome.ok for r in res.values()), {n: (r.outcome, r.error) for n, r in res.items()}
+        assert mismatches(a, a.desired(), observe(a)) == []
+
+
+def test_policy_allowed_flows_connect_denied_do_not(mini_lab):
+    _converge_all(mini_lab)
+    lab = mini_lab
+    lab.listen("h1", 80)
+    lab.listen("h2", 8080)
+    lab.listen("h2", 9000)
+    lab.listen("h4", 8080)
+    lab.listen("h3", 5432)
+    lab.listen("h3", 8000)
+    # allowed: shop web -> api on grpc (same hypervisor, and across hv1 -> leaf1 -> hv2)
+    assert lab.tcp_connects("h1", "10.61.1.21", 8080)
+    assert lab.tcp_connects("h1", "10.61.1.22", 8080)
+    # allowed: billing invoicer -> ledger on pg (two instances on one host)
+    assert lab.tcp_connects("h3", "10.61.2.12", 5432, bind="10.61.2.11")
+    # denied: reverse directions, undeclared ports, and across applications
+    assert not lab.tcp_connects("h2", "10.61.1.11", 80)
+    assert not lab.tcp_connects("h1", "10.61.1.21", 9000)
+    assert not lab.tcp_connects("h4", "10.61.1.21", 8080)           # api -> api is not allowed
+    assert not lab.tcp_connects("h3", "10.61.2.11", 8000, bind="10.61.2.12")
+    assert not lab.tcp_connects("h1", "10.61.2.12", 5432)
+
+
+def test_drift_on_one_rule_is_named_and_repaired(mini_lab):
+    a = HostAdapter(mini_lab)
+    converge(a, a.desired())
+    key = a.drift("h2")
+    obs = observe(a)
+    got = owned(obs["h2"].resources)[key]
+    assert got.spec != a.desired().get(key).spec
+    ps = plans(a, a.desired(), obs, prune=False)
+    assert [str(c.key) for p in ps for c in p.changes] == [str(key)]
+    mini_lab.listen("h2", 8080)
+    res = a.driver().apply([p for p in ps if p.changes])
+    assert res["h2"].outcome is Outcome.APPLIED and res["h2"].writes == 1, res["h2"]
+    assert mismatches(a, a.desired(), observe(a)) == []
+    assert mini_lab.tcp_connects("h1", "10.61.1.21", 8080)
+
+
+def test_element_only_change_sends_element_statements(mini_lab):
+    a = HostAdapter(mini_lab)
+    converge(a, a.desired())
+    # grow one allow set by 300 addresses: only `add element` must be sent, then shrink it back
+    key = next(r.key for r in a.desired().for_target(Layer.HOST, "h2")
+               if r.key.kind == "nft-set" and r.key.name.endswith("allow_api_grpc"))
+    base = a.desired().get(key)
+    extra = [f"10.99.{i // 250}.{i % 250 + 1}" for i in range(300)]
+    grown = State.of([r for r in a.desired() if r.key != key]
+                     + [Resource(key, {**base.spec, "elements": sorted(set(base.spec["elements"]) | set(extra))},
+                                 base.app)])
+    d = a.driver()
+    ps = [p for p in plans(a, grown, observe(a, d), prune=True) if p.changes]
+    assert [p.target.name for p in ps] == ["h2"]
+    res = d.apply(ps)
+    assert res["h2"].outcome is Outcome.APPLIED, res["h2"].error
+    assert res["h2"].details == ("nft netintent_shop/allow_api_grpc: add 300 element(s)",)
+    assert mismatches(a, grown, observe(a, d)) == []
+    ps = [p for p in plans(a, a.desired(), observe(a, d), prune=True) if p.changes]
+    res = d.apply(ps)
+    assert res["h2"].details == ("nft netintent_shop/allow_api_grpc: delete 300 element(s)",)
+    assert mismatches(a, a.desired(), observe(a, d)) == []
+
+
+def test_pruned_app_table_addresses_go_only_with_prune(mini_lab):
+    a = HostAdapter(mini_lab)
+    converge(a, a.desired())
+    gone = without_app(a.desired(), "billing")
+    converge(a, gone, prune=False)
+    h3 = mini_lab.nodes["h3"]
+    assert h3.run("nft", "list", "table", "inet", "netintent_billing", check=False).returncode == 0
+    assert "10.61.2.11/24" in h3.run("ip", "-4", "addr", "show", "dev", "eth1").stdout
+    converge(a, gone, prune=True)
+    assert h3.run("nft", "list", "table", "inet", "netintent_billing", check=False).returncode != 0
+    assert "10.61.2.11" not in h3.run("ip", "-4", "addr", "show", "dev", "eth1").stdout
+    assert mismatches(a, gone, observe(a)) == []
+    converge(a, a.desired())
