@@ -263,3 +263,28 @@ def test_repo_invalid_carries_all_errors(tmp_path: Path):
         load_repo(repo)
     files = {e.file for e in exc.value.errors}
     assert files == {"apps/billing.yaml", "apps/shop.yaml", "inventory.yml"}
+
+
+# ---- fuzz: whatever bytes an app file holds, validation answers with located errors -----------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_BASE_TREE = {str(p.relative_to(BASE)): p.read_bytes() for p in BASE.rglob("*") if p.is_file()}
+_SHOP = _BASE_TREE["apps/shop.yaml"]
+_TOKENS = [b"[", b"]", b"{", b"}", b": ", b"- ", b"\n", b"  ", b"\t", b"&a ", b"*a", b"!!", b"<<: ", b"---\n",
+           b"'", b'"', b"#", b"\xff", b"\x00", b"%YAML 1.1\n", b"? ", b"|", b">", b"~", b"0x1", b"1e3", b"yes", b"\xe2\x80\xae"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(_SHOP)), st.integers(0, 8),
+                          st.one_of(st.sampled_from(_TOKENS), st.binary(max_size=6))), max_size=4))
+def test_fuzzed_app_file_never_raises(edits):
+    data = bytearray(_SHOP)
+    for pos, cut, ins in edits:
+        pos = min(pos, len(data))
+        data[pos:pos + cut] = ins
+    files = dict(_BASE_TREE, **{"apps/shop.yaml": bytes(data)})
+    repo, errors = check_tree(files)
+    assert (repo is None) == bool(errors)
+    for e in errors:
+        assert e.line >= 1 and e.path.startswith("$") and e.message and "\n" not in str(e)
