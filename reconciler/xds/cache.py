@@ -58,6 +58,10 @@ class _Sub:
     dirty: bool = True
     acked: str | None = None          # version last acked on this stream
     nacked: tuple[str, str] | None = None  # (version, message) last nacked
+    # incremental (delta) streams only: what the client holds, name -> resource version
+    known: dict[str, str] | None = None
+    prev_known: dict[str, str] | None = None
+    wildcard: bool = False
 
 
 @dataclass(eq=False)
@@ -252,3 +256,42 @@ class SnapshotCache:
             return discovery_pb2.DiscoveryResponse(
                 version_info=version, type_url=type_url, nonce=nonce,
                 resources=[items[n] for n in names])
+
+    def _delta_response(self, st: _Stream, type_url: str, sub: _Sub, nonce: str):
+        """Incremental xDS: only resources whose version the client does not hold, plus
+        the names it holds that are gone. Nothing to send for a new version = the stream is
+        up to date with it (counted as acked when nothing else is outstanding)."""
+        with self._cond:
+            if st.node not in self._snap:
+                return None
+            version = self._ver[st.node].get(type_url, _version({}))
+            if not sub.dirty and sub.sent_version == version:
+                return None
+            items = self._snap[st.node].get(type_url, {})
+            known = sub.known if sub.known is not None else {}
+            wanted = set(items) if sub.wildcard else {n for n in sub.names if n in items}
+            changed = [n for n in sorted(wanted) if known.get(n) != _resource_version(items[n])]
+            removed = sorted(n for n in known if n not in items)
+            sub.dirty = False
+            if not changed and not removed:
+                if sub.acked == sub.sent_version:
+                    sub.acked = version
+                    self._cond.notify_all()
+                sub.sent_version = version
+                return None
+            sub.prev_known = dict(known)
+            for n in changed:
+                known[n] = _resource_version(items[n])
+            for n in removed:
+                del known[n]
+            sub.known = known
+            sub.sent_version, sub.nonce = version, nonce
+            return discovery_pb2.DeltaDiscoveryResponse(
+                system_version_info=version, type_url=type_url, nonce=nonce,
+                removed_resources=removed,
+                resources=[discovery_pb2.Resource(name=n, version=known[n], resource=items[n])
+                           for n in changed])
+
+
+def _resource_version(a: any_pb2.Any) -> str:
+    return hashlib.sha256(a.value).hexdigest()[:12]

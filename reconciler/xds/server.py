@@ -14,6 +14,10 @@ Contract:
   server, clients keep the configuration they hold until the reconciler sets snapshots).
 - LDS/CDS responses carry every subscribed resource that exists (an empty subscription is
   a wildcard); RDS/EDS responses carry the subscribed ones that exist.
+- Incremental xDS (DeltaAggregatedResources) is served too: per-resource versions (content
+  hashes), only changed resources and removed names are sent, `initial_resource_versions`
+  on reconnect avoid resending what the client holds; same nonce and ACK/NACK rules (a NACK
+  rolls back what the server assumes the client holds). grpcio's clients speak SotW.
 - `cache.status(node)` and `cache.wait_for({node: {type: version}}, timeout)` report the
   ACK/NACK state per type (see cache.py). Waits are bounded.
 - `tls_credentials(cert, key, client_ca)` gives TLS (optionally mTLS) for the ADS port.
@@ -30,7 +34,7 @@ import grpc
 
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from .cache import AckState, SnapshotCache, TypeStatus, _Stream, _Sub  # noqa: F401 (re-export)
+from .cache import WILDCARD_TYPES, AckState, SnapshotCache, TypeStatus, _Stream, _Sub  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,12 @@ class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.streams = 0
 
     async def StreamAggregatedResources(self, request_iterator, context):
+        await self._run(request_iterator, context, delta=False)
+
+    async def DeltaAggregatedResources(self, request_iterator, context):
+        await self._run(request_iterator, context, delta=True)
+
+    async def _run(self, request_iterator, context, delta: bool) -> None:
         loop = asyncio.get_running_loop()
         st = _Stream(next(self._ids), loop, asyncio.Event())
         self.streams += 1
@@ -64,13 +74,15 @@ class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 await st.event.wait()
                 st.event.clear()
                 while st.inbox:
-                    self._on_request(st, st.inbox.popleft())
+                    req = st.inbox.popleft()
+                    self._on_delta(st, req) if delta else self._on_request(st, req)
                 if st.closed:
                     break
                 if st.node is None:
                     continue
                 for type_url, sub in list(st.subs.items()):
-                    resp = self.cache._response(st, type_url, sub, str(next(self._nonces)))
+                    make = self.cache._delta_response if delta else self.cache._response
+                    resp = make(st, type_url, sub, str(next(self._nonces)))
                     if resp is not None:
                         await context.write(resp)
         except (asyncio.CancelledError, grpc.RpcError, RuntimeError):
@@ -81,22 +93,53 @@ class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             if st.node is not None:
                 self.cache._detach(st)
 
-    def _on_request(self, st: _Stream, req: discovery_pb2.DiscoveryRequest) -> None:
+    def _ack(self, st: _Stream, req) -> tuple[bool, _Sub | None]:
+        """Node registration and ACK/NACK bookkeeping shared by SotW and delta.
+        Returns (go on with the request, the stream's subscription for its type)."""
         if st.node is None:
             if not req.node.id:
-                return
+                return False, None
             st.node = req.node.id
             self.cache._attach(st)
         t = req.type_url
         sub = st.subs.get(t)
         if req.response_nonce:
             if sub is None or req.response_nonce != sub.nonce:
-                return  # stale nonce: the client will send a current one
+                return False, sub  # stale nonce: the client will send a current one
             nack = req.error_detail.message if req.HasField("error_detail") and \
                 req.error_detail.code != 0 else None
             self.cache._record(st, sub, nack)
             if nack is not None:
                 log.warning("node %s NACKed %s version %s: %s", st.node, t, sub.sent_version, nack)
+                if sub.known is not None and sub.prev_known is not None:
+                    sub.known = dict(sub.prev_known)  # the client kept what it had
+        return True, sub
+
+    def _on_delta(self, st: _Stream, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        go, sub = self._ack(st, req)
+        if not go:
+            return
+        t = req.type_url
+        add, drop = set(req.resource_names_subscribe), set(req.resource_names_unsubscribe)
+        if sub is None:
+            sub = _Sub(frozenset(), known=dict(req.initial_resource_versions))
+            sub.wildcard = (t in WILDCARD_TYPES and not add) or "*" in add
+            st.subs[t] = sub
+        elif "*" in add:
+            sub.wildcard, sub.dirty = True, True
+        if "*" in drop:
+            sub.wildcard, sub.dirty = False, True
+        for n in drop:
+            (sub.known or {}).pop(n, None)
+        names = frozenset((set(sub.names) | add) - drop - {"*"})
+        if names != sub.names:
+            sub.names, sub.dirty = names, True
+
+    def _on_request(self, st: _Stream, req: discovery_pb2.DiscoveryRequest) -> None:
+        go, sub = self._ack(st, req)
+        if not go:
+            return
+        t = req.type_url
         names = frozenset(req.resource_names)
         if sub is None:
             st.subs[t] = _Sub(names)
