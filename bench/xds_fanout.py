@@ -7,7 +7,7 @@ child process so the server's CPU and memory are its own. Measured and printed:
   - time from a change of every node's resources to the ACK of every node (target <= 1 s)
   - time from a change of one node to its ACK, and that no other stream got a push
   - resident memory of the server process before and with the N streams
-Usage: python bench/xds_fanout.py [--streams 1000] [--rounds 5] [--per-conn 50]
+Usage: python bench/xds_fanout.py [--streams 1000] [--rounds 5] [--per-conn 50] [--delta]
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 # ---- client side (child process) ------------------------------------------------------------
-async def _client_main(target: str, n: int, per_conn: int, counts_file: str) -> None:
+async def _client_main(target: str, n: int, per_conn: int, counts_file: str, delta: bool = False) -> None:
     import grpc
     from envoy.config.core.v3 import base_pb2
     from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -42,7 +42,26 @@ async def _client_main(target: str, n: int, per_conn: int, counts_file: str) -> 
     cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
     received = [0] * n
 
+    async def delta_stream(stub, i: int) -> None:
+        q: asyncio.Queue = asyncio.Queue()
+        node = base_pb2.Node(id=f"bench-{i}")
+        await q.put(discovery_pb2.DeltaDiscoveryRequest(node=node, type_url=lds,
+                                                        resource_names_subscribe=["svc:80"]))
+        await q.put(discovery_pb2.DeltaDiscoveryRequest(
+            type_url=cds, resource_names_subscribe=["svc:80/v1", "svc:80/v2"]))
+
+        async def requests():
+            while True:
+                yield await q.get()
+
+        async for resp in stub.DeltaAggregatedResources(requests()):
+            received[i] += 1
+            await q.put(discovery_pb2.DeltaDiscoveryRequest(type_url=resp.type_url,
+                                                            response_nonce=resp.nonce))
+
     async def stream(stub, i: int) -> None:
+        if delta:
+            return await delta_stream(stub, i)
         q: asyncio.Queue = asyncio.Queue()
         node = base_pb2.Node(id=f"bench-{i}")
         await q.put(discovery_pb2.DiscoveryRequest(node=node, type_url=lds, resource_names=["svc:80"]))
@@ -94,11 +113,12 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per-conn", type=int, default=50, help="ADS streams per HTTP/2 connection")
+    ap.add_argument("--delta", action="store_true", help="clients use incremental (delta) xDS")
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--counts", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.client:
-        asyncio.run(_client_main(args.client, args.streams, args.per_conn, args.counts))
+        asyncio.run(_client_main(args.client, args.streams, args.per_conn, args.counts, args.delta))
         return 0
 
     sys.path.append(os.path.dirname(_HERE))
@@ -115,7 +135,8 @@ def main() -> int:
         server.cache.set_node(node, snapshot(0))
     rss_idle = rss_mb()
     child = subprocess.Popen([sys.executable, __file__, "--client", server.target, "--streams", str(n),
-                              "--per-conn", str(args.per_conn), "--counts", counts],
+                              "--per-conn", str(args.per_conn), "--counts", counts]
+                             + (["--delta"] if args.delta else []),
                              stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         t0 = time.monotonic()
@@ -123,7 +144,7 @@ def main() -> int:
         want = {node: {t: v[t] for t in (R.LISTENER, R.CLUSTER)} for node, v in want.items()}
         st = server.cache.wait_for(want, 60)
         acked = sum(all(s.state is AckState.ACKED for s in v.values()) for v in st.values())
-        print(f"{n} ADS streams ({args.per_conn} per connection) connected and ACKed the initial "
+        print(f"{n} {'delta' if args.delta else 'SotW'} ADS streams ({args.per_conn} per connection) connected and ACKed the initial "
               f"config: {acked}/{n} in {time.monotonic() - t0:.2f} s")
         if acked < n:
             return 1
