@@ -288,3 +288,11 @@ def test_fuzzed_app_file_never_raises(edits):
     assert (repo is None) == bool(errors)
     for e in errors:
         assert e.line >= 1 and e.path.startswith("$") and e.message and "\n" not in str(e)
+
+
+def test_apps_must_be_a_directory(tmp_path: Path):
+    repo = _base_copy(tmp_path)
+    shutil.rmtree(repo / "apps")
+    (repo / "apps").write_text("shop\n")
+    rc, out, err = run_cli(str(repo))
+    assert assert_clean_failure(rc, out, err) == ["apps:1: $: expected a directory"]
