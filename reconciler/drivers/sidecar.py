@@ -61,6 +61,48 @@ def csds_address(target: Target) -> str:
     return f"{host}:{target.vars.get('netintent_csds_port') or DEFAULT_CSDS_PORT}"
 
 
+# (type_url, name, spec) per key: what a node holds, before ownership is attached
+_Held = dict[ResourceKey, tuple[str, str, dict]]
+
+
+def _from_csds(node: str, entries) -> tuple[_Held, set[tuple[str, str]], list[str]]:
+    """Resources a workload holds (last accepted versions), what it asked for, and its
+    NACKs / unserved subscriptions as messages."""
+    found: _Held = {}
+    asked: set[tuple[str, str]] = set()
+    errors: list[str] = []
+    for e in entries:
+        asked.add((e.type_url, e.name))
+        short = _SHORT.get(e.type_url, e.type_url)
+        if e.status == "NACKED" or e.error:
+            errors.append(f"NACKED {short} {e.name} version {e.rejected_version}: {e.error}")
+        if e.config is None:
+            if e.status in ("REQUESTED", "DOES_NOT_EXIST"):
+                errors.append(f"{short} {e.name} is asked for but not served ({e.status}; its "
+                              "RPCs hang until grpc's does-not-exist timer, then fail)")
+            continue
+        try:
+            kind, name, spec = R.from_any(e.config)
+        except Exception as ex:  # a resource we cannot read is reported, not fatal
+            errors.append(f"unreadable {e.type_url} {e.name}: {ex}")
+            continue
+        found.setdefault(ResourceKey(Layer.SIDECAR, node, kind, name), (e.type_url, name, spec))
+    return found, asked, errors
+
+
+def _drop_stale(found: _Held, served: Mapping[str, Mapping[str, Any]]) -> None:
+    """SotW never deletes routes/endpoints (absence is not deletion): grpc keeps the last
+    ones after the listener/cluster using them is gone. Unreferenced and no longer served,
+    they cannot carry traffic: not state."""
+    routes = {spec.get("route") for k, (_, _, spec) in found.items() if k.kind == "listener"}
+    eds = {spec.get("eds") for k, (_, _, spec) in found.items() if k.kind == "cluster"}
+    for k in [k for k, (t, name, _) in found.items()
+              if name not in served.get(t, {}) and
+              ((k.kind == "route" and k.name not in routes) or
+               (k.kind == "endpoints" and k.name not in eds))]:
+        del found[k]
+
+
 class SidecarDriver:
     layer = Layer.SIDECAR
 
@@ -97,27 +139,7 @@ class SidecarDriver:
                                error=f"CSDS of {node} at {csds_address(target)}: "
                                      f"{getattr(code, 'name', '') or type(e).__name__}",
                                duration_s=time.monotonic() - t0)
-        found: dict[ResourceKey, Resource] = {}
-        asked: set[tuple[str, str]] = set()
-        errors: list[str] = []
-        for e in entries:
-            asked.add((e.type_url, e.name))
-            if e.status == "NACKED" or e.error:
-                errors.append(f"NACKED {_SHORT.get(e.type_url, e.type_url)} {e.name} "
-                              f"version {e.rejected_version}: {e.error}")
-            if e.config is None:
-                if e.status in ("REQUESTED", "DOES_NOT_EXIST"):
-                    errors.append(f"{_SHORT.get(e.type_url, e.type_url)} {e.name} is asked for "
-                                  f"but not served ({e.status}; its RPCs hang until grpc's "
-                                  "does-not-exist timer, then fail)")
-                continue
-            try:
-                kind, name, spec = R.from_any(e.config)
-            except Exception as ex:  # a resource we cannot read is reported, not fatal
-                errors.append(f"unreadable {e.type_url} {e.name}: {ex}")
-                continue
-            key = ResourceKey(Layer.SIDECAR, node, kind, name)
-            found.setdefault(key, (e.type_url, name, spec))
+        found, asked, errors = _from_csds(node, entries)
         if found and self.adopt and not self.cache.has(node):
             self._adopt(node, found)
         served = self.cache.resources(node)
@@ -129,26 +151,16 @@ class SidecarDriver:
                 kind, rname, spec = R.from_any(a)
                 if kind == "server-listener":
                     continue  # an xDS server asks at start: never asked = not xDS-enabled
-                key = ResourceKey(Layer.SIDECAR, node, kind, rname)
-                found.setdefault(key, (type_url, name, spec))
-
-        # SotW never deletes routes/endpoints (absence is not deletion): grpc keeps the last
-        # ones after their listener/cluster is gone. Unreferenced and no longer served,
-        # they cannot carry traffic: not state.
-        routes = {spec.get("route") for k, (_, _, spec) in found.items() if k.kind == "listener"}
-        eds = {spec.get("eds") for k, (_, _, spec) in found.items() if k.kind == "cluster"}
-        for k in [k for k, (t, name, _) in found.items()
-                  if name not in served.get(t, {}) and
-                  ((k.kind == "route" and k.name not in routes) or
-                   (k.kind == "endpoints" and k.name not in eds))]:
-            del found[k]
+                found.setdefault(ResourceKey(Layer.SIDECAR, node, kind, rname), (type_url, name, spec))
+        _drop_stale(found, served)
 
         def resource(key: ResourceKey, t: str, name: str, spec: dict) -> Resource:
             if (t, name) in owners:
                 return Resource(key, spec, owners[(t, name)])
-            # served but not set by the reconciler (a hand edit): not owned, never touched
-            mine = not (name in served.get(t, {}))
-            return Resource(key, spec, "", owned=mine)
+            # served but not set by the reconciler (a hand edit): not owned, never touched;
+            # held but no longer served: it came from this control plane, app unknown
+            return Resource(key, spec, "", owned=name not in served.get(t, {}))
+
         for t, st in self.cache.status(node).items():
             if st.state is AckState.NACKED:
                 errors.append(f"ADS: {_SHORT.get(t, t)} version {st.version} NACKed: {st.error}")
@@ -158,7 +170,7 @@ class SidecarDriver:
                            error="; ".join(dict.fromkeys(errors)),
                            duration_s=time.monotonic() - t0)
 
-    def _adopt(self, node: str, found: Mapping[ResourceKey, tuple]) -> None:
+    def _adopt(self, node: str, found: _Held) -> None:
         """Serve what the node already holds (after a restart of the ADS server), so a
         reconnecting client is answered with its own config until the next apply. Adopted
         resources count as owned (they came from this control plane), app unknown."""
