@@ -69,13 +69,16 @@ class RunSettings:
 
 
 def _env(s: RunSettings) -> dict[str, str]:
-    CONTROL_PATH_DIR.mkdir(mode=0o700, exist_ok=True)
+    # One control dir per inventory: two labs that reuse an address never share a master.
+    import hashlib
+    cp = CONTROL_PATH_DIR / hashlib.blake2b(os.path.abspath(s.inventory_path).encode(), digest_size=4).hexdigest()
+    cp.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s "
                             "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                             "-o ServerAliveInterval=5 -o ServerAliveCountMax=2",
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(CONTROL_PATH_DIR),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp),
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_TIMEOUT": str(s.connect_timeout_s),
         "ANSIBLE_SSH_RETRIES": "0",
