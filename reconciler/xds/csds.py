@@ -5,7 +5,7 @@ Contract: `dump(address, timeout)` asks one workload's CSDS service and returns 
 (`config`: the last accepted version, also when a newer one was NACKed), the client's status
 (ACKED, NACKED, REQUESTED, DOES_NOT_EXIST, ...), the version it accepted, and for a NACK
 the error detail and the rejected version. Raises grpc.RpcError when the workload cannot be
-reached within `timeout`; the caller turns that into data.
+reached within `timeout`; the caller turns that into data. `parse(response)` is the pure part.
 """
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ def dump(address: str, timeout: float = 3.0) -> list[CsdsEntry]:
     with grpc.insecure_channel(address) as ch:
         stub = csds_pb2_grpc.ClientStatusDiscoveryServiceStub(ch)
         resp = stub.FetchClientStatus(csds_pb2.ClientStatusRequest(), timeout=timeout)
+    return parse(resp)
+
+
+def parse(resp: csds_pb2.ClientStatusResponse) -> list[CsdsEntry]:
+    """Entries of one CSDS response (pure; fixtures are stored as its JSON form)."""
     out: list[CsdsEntry] = []
     for cfg in resp.config:
         for g in cfg.generic_xds_configs:
