@@ -96,3 +96,30 @@ def test_rbac_by_source_address_in_plaintext(mesh):
     mesh.push(compile_nodes({"shop": shop_app(net, port, mtls="disable", web_address="127.0.0.1")}, HOSTS))
     ok = wait_until(lambda: (t := w1.run(target, n=10, timeout_s=3)) and not t["errors"] and t, 5)
     assert ok and sum(ok["servers"].values()) == 10, ok
+
+
+def test_permissive_is_tls_with_identity_or_address(mesh):
+    """mtls: permissive -> TLS server, client certificate optional; RBAC allows the
+    callers by identity or by address. web (cert, not calling from its address) gets in by
+    identity; batch (cert of an identity the policy does not name) is refused; plaintext
+    is refused by the handshake."""
+    net = loopback_net()
+    port = free_port(net + "21")
+    nodes = compile_nodes({"shop": shop_app(net, port, mtls="permissive")}, HOSTS)
+    sl = thaw(next(r for r in nodes["a1"] if r.key.kind == "server-listener").spec)
+    assert sl["tls"]["require_client_cert"] is False
+    assert sl["rbac"] == {"principals": ["spiffe://test.example/shop/web"], "source_ips": [net + "11/32"]}
+    nodes["b1"] = _as_batch(nodes["w1"])
+    mesh.push(nodes)
+    target = f"xds:///api.shop:{port}"
+    mesh.start("a1", {"api.shop": API_ID}, serve=[("v1", net + "21", port)])
+    mesh.start("a2", {"api.shop": API_ID}, serve=[("v2", net + "22", port)])
+    w1 = mesh.start("w1", {"web.shop": "spiffe://test.example/shop/web"}, warm=[target])
+    b1 = mesh.start("b1", {"batch.shop": "spiffe://test.example/shop/batch"}, warm=[target])
+    ok = wait_until(lambda: (t := w1.run(target, n=10, timeout_s=3)) and not t["errors"] and t, 15)
+    assert ok and sum(ok["servers"].values()) == 10, ok
+    assert b1.run(target, n=10, timeout_s=3)["errors"] == {"PERMISSION_DENIED": 10}
+    with grpc.insecure_channel(f"{net}21:{port}") as ch:
+        with pytest.raises(grpc.RpcError) as exc:
+            ch.unary_unary("/netintent.lab.Echo/Call")(b"{}", timeout=3)
+    assert exc.value.code() is grpc.StatusCode.UNAVAILABLE
