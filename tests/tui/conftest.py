@@ -45,17 +45,32 @@ class Demo:
                              clock=lambda: self.now, **kw)
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Demo:
-    repo = tmp_path / "intents"
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> tuple[Path, float]:
+    """The demo runs, once per session: the store file, the snapshot and the intents repo."""
+    base = tmp_path_factory.mktemp("tui-demo")
+    repo = base / "intents"
     shutil.copytree(EXAMPLES, repo)
-    store = Store(sqlite_url(tmp_path / "state.db"))
+    store = Store(sqlite_url(base / "state.db"))
     clock = step_clock()
-    snap = build_demo(repo, tmp_path, [store.observer], clock=clock)
+    build_demo(repo, base, [store.observer], clock=clock)
     assert store.flush()
+    store.close()
+    return base, clock()
+
+
+@pytest.fixture
+def demo(demo_template, tmp_path: Path) -> Demo:
+    """A private copy of the demo store (each test may change it)."""
+    base, clock_end = demo_template
+    for name in ("state.db", "observed.json"):
+        shutil.copy2(base / name, tmp_path / name)
+    shutil.copytree(base / "intents", tmp_path / "intents")
+    store = Store(sqlite_url(tmp_path / "state.db"))
     model = StoreReadModel(store, source="demo store")
     try:
-        yield Demo(store, model, snap, repo, clock, now=1_764_000_000.0 + 600)
+        yield Demo(store, model, tmp_path / "observed.json", tmp_path / "intents", step_clock(clock_end),
+                   now=1_764_000_000.0 + 600)
     finally:
         store.close()
 

@@ -56,6 +56,7 @@ class AppListScreen(Screen):
     ]
 
     def __init__(self) -> None:
+        self._ready = False
         super().__init__(id="apps-screen")
         self.status_filter = StatusFilter.ALL
         self._rows: list[AppRow] = []
@@ -70,6 +71,7 @@ class AppListScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._ready = True
         self.query_one(AppTable).focus()
         self.refresh_data()
 
@@ -87,6 +89,8 @@ class AppListScreen(Screen):
         return [r for r in self._rows if self.status_filter.keep(r) and app_matches(r, q)]
 
     def refresh_data(self) -> None:
+        if not self._ready:   # the poll timer may fire before the widgets are mounted
+            return
         try:
             self._rows = self.app.model.apps()
             error = ""

@@ -37,6 +37,7 @@ class AppDetailScreen(Screen):
     ]
 
     def __init__(self, app_name: str) -> None:
+        self._ready = False
         super().__init__(id="detail-screen")
         self.app_name = app_name
         self.only_drift = False
@@ -60,12 +61,15 @@ class AppDetailScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._ready = True
         self.sub_title = self.app_name
         self.refresh_data()
         self.query_one(ResourceTree).focus()
 
     # ---- data -------------------------------------------------------------------------------
     def refresh_data(self) -> None:
+        if not self._ready:   # the poll timer may fire before the widgets are mounted
+            return
         model, now = self.app.model, self.app.now()
         try:
             row = next((a for a in model.apps() if a.name == self.app_name), None)
