@@ -51,7 +51,7 @@ class HypervisorDriver(AnsibleDriver):
             desired = [r for r in desired if keep(r)]
             observed = [r for r in observed if keep(r)]
         bridge = str(plan.target.vars.get("netintent_bridge", "br0"))
-        ovs = render_ovs(desired, observed, plan.prune, bridge)
+        ovs = render_ovs(desired, observed, plan.prune, bridge, scope)
         out = Rendered(details=ovs.details, writes=ovs.writes)
         if ovs.vsctl:
             out.hostvars["vsctl"] = ovs.vsctl

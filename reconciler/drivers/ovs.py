@@ -174,7 +174,10 @@ class OvsPlan:
     details: list[str] = field(default_factory=list)
 
 
-def render_ovs(desired: Iterable[Resource], observed: Iterable[Resource], prune: bool, bridge: str) -> OvsPlan:
+def render_ovs(desired: Iterable[Resource], observed: Iterable[Resource], prune: bool, bridge: str,
+               scope: set | None = None) -> OvsPlan:
+    """`scope`: the keys the plan changes (None: all). A trunk port is rewritten as a whole, so
+    owned VLANs of other apps on it are dropped only when their own key is in scope."""
     plan = OvsPlan()
     d = {r.key: r for r in desired}
     o = {r.key: r for r in observed}
@@ -205,7 +208,8 @@ def render_ovs(desired: Iterable[Resource], observed: Iterable[Resource], prune:
     for port in ports:
         want = {r.spec["vlan"]: r for r in d.values() if r.key.kind == "trunk-vlan" and r.spec["port"] == port}
         have = {r.spec["vlan"]: r for r in o.values() if r.key.kind == "trunk-vlan" and r.spec["port"] == port}
-        keep = {v for v, r in have.items() if not r.owned or v in want or not prune}
+        keep = {v for v, r in have.items()
+                if not r.owned or v in want or not prune or (scope is not None and r.key not in scope)}
         new = keep | set(want)
         changed = [v for v in want if v not in have or not have[v].owned or have[v].app != want[v].app]
         dropped = [v for v in have if v not in new]

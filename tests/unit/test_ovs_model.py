@@ -89,3 +89,15 @@ def test_unsafe_port_names_are_refused():
     with pytest.raises(OvsError):
         render_ovs([Resource(k("ovs-port", "x"), {"bridge": "br0", "port": "eth2 -- del-br br0", "tag": 5}, "a")],
                    [], False, "br0")
+
+
+def test_scoped_trunk_change_keeps_other_apps_vlans_even_when_pruning():
+    observed = parse_ovs(VSCTL, FLOWS, "hv1")
+    other = Resource(k("trunk-vlan", "eth1:101"), {"bridge": "br0", "port": "eth1", "vlan": 101}, "shop")
+    mine = Resource(k("trunk-vlan", "eth1:102"), {"bridge": "br0", "port": "eth1", "vlan": 102}, "billing")
+    # `--app billing`: desired holds billing only; shop's owned VLAN 101 is not in scope
+    plan = render_ovs([mine], [r for r in observed if r.key.kind == "trunk-vlan"], True, "br0", scope={mine.key})
+    assert "trunks=[101,102,999]" in plan.vsctl
+    plan = render_ovs([mine], [r for r in observed if r.key.kind == "trunk-vlan"], True, "br0",
+                      scope={mine.key, other.key})
+    assert "trunks=[102,999]" in plan.vsctl
