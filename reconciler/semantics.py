@@ -27,6 +27,7 @@ from .intent import Application, Inventory, RepoConfig
 from .loader import Doc, ValidationError, show
 
 DEFAULT_INTERFACE = "eth1"
+_BAD_SEGMENTS = frozenset(("", ".", ".."))
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ _FORBIDDEN = [(_ip(a), _ip(b)) for a, b in (("0.0.0.0", "0.255.255.255"), ("127.
                                               ("169.254.0.0", "169.254.255.255"), ("224.0.0.0", "255.255.255.255"))]
 
 
+def _touches_forbidden(start: int, end: int) -> bool:
+    for lo, hi in _FORBIDDEN:
+        if start <= hi and lo <= end:  # type: ignore[operator]
+            return True
+    return False
+
+
 def _net(text: str) -> tuple[_Net | None, str]:
     addr_s, _, plen_s = text.partition("/")
     addr = _ip(addr_s)
@@ -88,7 +96,7 @@ def _net(text: str) -> tuple[_Net | None, str]:
         return None, f"subnet {show(text)} has host bits set; did you mean {net}?"
     if plen > 30:
         return None, f"subnet {show(text)} is too small: at most /30 (room for a gateway and instances)"
-    if plen < 8 or any(net.start <= hi and lo <= net.end for lo, hi in _FORBIDDEN):  # type: ignore[operator]
+    if plen < 8 or _touches_forbidden(net.start, net.end):
         return None, f"subnet {show(text)} is not a unicast range usable for workloads (loopback, link-local, multicast, reserved or larger than /8)"
     return net, ""
 
@@ -206,7 +214,7 @@ class _Checker:
     def identity(self, doc: Doc, path: tuple, ident: str, td: str | None) -> None:
         rest = ident[len("spiffe://"):]
         domain, _, tail = rest.partition("/")
-        if any(seg in ("", ".", "..") for seg in tail.split("/")):
+        if _BAD_SEGMENTS.intersection(tail.split("/")):
             self.err(doc, path, f"malformed identity {show(ident)}: path segments may not be empty, '.' or '..'")
         elif td is not None and domain != td:
             self.err(doc, path, f"identity {show(ident)} is outside the trust domain {show(td)} of reconciler.yaml")
