@@ -265,7 +265,7 @@ def test_repo_invalid_carries_all_errors(tmp_path: Path):
     assert files == {"apps/billing.yaml", "apps/shop.yaml", "inventory.yml"}
 
 
-# ---- fuzz: whatever bytes an app file holds, validation answers with located errors -----------
+# ---- fuzz: whatever bytes an intent file holds, validation answers with located errors -----------
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -275,15 +275,16 @@ _TOKENS = [b"[", b"]", b"{", b"}", b": ", b"- ", b"\n", b"  ", b"\t", b"&a ", b"
            b"'", b'"', b"#", b"\xff", b"\x00", b"%YAML 1.1\n", b"? ", b"|", b">", b"~", b"0x1", b"1e3", b"yes", b"\xe2\x80\xae"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, len(_SHOP)), st.integers(0, 8),
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["apps/shop.yaml", "apps/billing.yaml", "inventory.yml", "reconciler.yaml"]),
+       st.lists(st.tuples(st.integers(0, len(_SHOP)), st.integers(0, 8),
                           st.one_of(st.sampled_from(_TOKENS), st.binary(max_size=6))), max_size=4))
-def test_fuzzed_app_file_never_raises(edits):
-    data = bytearray(_SHOP)
+def test_fuzzed_file_never_raises(target, edits):
+    data = bytearray(_BASE_TREE[target])
     for pos, cut, ins in edits:
         pos = min(pos, len(data))
         data[pos:pos + cut] = ins
-    files = dict(_BASE_TREE, **{"apps/shop.yaml": bytes(data)})
+    files = dict(_BASE_TREE, **{target: bytes(data)})
     repo, errors = check_tree(files)
     assert (repo is None) == bool(errors)
     for e in errors:
