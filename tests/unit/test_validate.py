@@ -93,6 +93,14 @@ def test_subprocess_invalid_and_valid(tmp_path: Path):
     assert r.returncode == 0 and "Traceback" not in r.stderr
 
 
+def test_wired_into_the_reconciler_cli(tmp_path: Path):
+    repo = materialize("unknown-host", tmp_path)
+    r = subprocess.run([sys.executable, "-m", "reconciler.cli", "validate", str(repo)],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    lines = assert_clean_failure(r.returncode, r.stdout, r.stderr)
+    assert lines == ['apps/billing.yaml:9: $.spec.services.invoicer.instances[0].host: unknown host "h9": is not in the inventory']
+
+
 def test_json_output(tmp_path: Path):
     repo = materialize("split-sum-and-version", tmp_path)
     rc, out, _ = run_cli(str(repo), "--json")
