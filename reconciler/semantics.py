@@ -13,8 +13,11 @@ identities (`spiffe://<trust_domain>/path`), exports name local services, policy
 known services/ports and only exported services of other apps, traffic names known services,
 splits sum to 100 and name versions that have instances.
 Across applications: names, VNIs, subnets (no overlap), addresses and identities unique;
-VLANs (explicit or derived) unique among the applications present on the same leaf; one host interface belongs to one application.
-Every loop is over the input once (plus a sort), so 10,000 apps check in well under a second.
+one host interface belongs to one application; VLANs (explicit or derived) unique among the
+applications present on the same leaf (a VLAN tag only means something on a leaf and the
+hypervisors below it; 4094 VLANs could not serve 10,000 apps if they had to be global).
+Presence follows compile/switch.py: instances below the leaf, or a policy flow with an app
+that has some. Every loop is over the input once (plus a sort): ~0.5 s for 10,000 apps.
 """
 from __future__ import annotations
 
