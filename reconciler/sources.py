@@ -8,6 +8,7 @@ blocks), and files over `MAX_FILE_BYTES` (checked before reading: a 10 MB file c
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Mapping, Union
 
 from .loader import MAX_FILE_BYTES, _fail
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 @dataclass(frozen=True)
 class Symlink:
@@ -66,34 +69,30 @@ class DirSource:
         return os.path.lexists(self.root / rel)
 
     def read(self, rel: str) -> bytes:
-        # Fast path: the parent directory is resolved (and checked) once and cached; only an
-        # entry that is itself a symlink needs a full resolve.
+        # The parent directory is resolved (and checked to be inside the repo) once and cached.
+        # The entry is opened without following a symlink (ELOOP: resolve and check it, then
+        # open the real file) and without blocking (a FIFO opens at once and is refused).
         parent, _, name = rel.rpartition("/")
         real_parent = self._dirs.get(parent)
         if real_parent is None:
             real_parent = self._dirs[parent] = self._resolve(parent) if parent else self.root
-        path = real_parent / name
         try:
-            st = os.lstat(path)
+            fd = os.open(real_parent / name, _OPEN_FLAGS)
         except FileNotFoundError:
             raise _fail(rel, 1, "file not found") from None
         except OSError as e:
-            raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
-        if stat.S_ISLNK(st.st_mode):
-            path = self._resolve(rel)
-            try:
-                st = os.stat(path)
-            except OSError as e:
+            if e.errno != errno.ELOOP:
                 raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise _fail(rel, 1, "not a regular file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise _fail(rel, 1, f"file is {st.st_size} bytes, more than the limit of {MAX_FILE_BYTES} bytes")
+            try:
+                fd = os.open(self._resolve(rel), _OPEN_FLAGS)
+            except OSError as e2:
+                raise _fail(rel, 1, f"cannot read file: {e2.strerror}") from None
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))  # path is resolved: no link left
-        except OSError as e:
-            raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
-        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _fail(rel, 1, "not a regular file")
+            if st.st_size > MAX_FILE_BYTES:
+                raise _fail(rel, 1, f"file is {st.st_size} bytes, more than the limit of {MAX_FILE_BYTES} bytes")
             chunks, size = [], 0
             while size <= MAX_FILE_BYTES:
                 chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
@@ -101,6 +100,8 @@ class DirSource:
                     break
                 chunks.append(chunk)
                 size += len(chunk)
+        except OSError as e:
+            raise _fail(rel, 1, f"cannot read file: {e.strerror}") from None
         finally:
             os.close(fd)
         data = b"".join(chunks)
