@@ -93,7 +93,7 @@ def test_observe_sections_are_split_and_a_failing_section_is_an_error():
             ObserveSection("c", "echo skipped", needs="netintent_asn"))})
         raw = s.observe_raw()
         assert {k: v.strip() for k, v in raw.items()} == {"a": "alpha", "b": "no newline"}
-        s.platform = type(plat)(**{**plat.__dict__, "observe": (ObserveSection("bad", "echo boom; exit 4"),)})
+        s.platform = type(plat)(**{**plat.__dict__, "observe": (ObserveSection("bad", "sh -c 'echo boom; exit 4'"),)})
         try:
             s.observe_raw()
         except Exception as e:
