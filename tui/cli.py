@@ -85,6 +85,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
         snap = build_demo(repo, work, [store.observer])
         store.flush()
         model = StoreReadModel(store, source=f"demo store {work / 'demo.db'}")
+        args.cleanup = work      # removed when the TUI exits
         return model, LocalActions(repo, snapshot_drivers(snap), [store.observer], read_model=model)
 
     if args.snapshot:
@@ -129,5 +130,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from .app import ReconcilerApp
-    ReconcilerApp(model, actions, poll_s=args.poll, open_app=args.app).run()
+    try:
+        ReconcilerApp(model, actions, poll_s=args.poll, open_app=args.app).run()
+    finally:
+        work = getattr(args, "cleanup", None)
+        if work is not None:
+            import shutil
+            shutil.rmtree(work, ignore_errors=True)
     return 0
