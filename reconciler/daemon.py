@@ -191,7 +191,10 @@ class Daemon:
             if self._sync_running:
                 return
             self._sync_running = True
-        threading.Thread(target=self._sync_loop, name="reconciler-sync", daemon=True).start()
+        try:  # a one-off scheduler job (unique id: never skipped as "already running")
+            self.scheduler.add_job(self._sync_loop, id=f"sync-{uuid.uuid4().hex[:8]}", name="sync")
+        except Exception:  # scheduler not running (shutting down): plain thread
+            threading.Thread(target=self._sync_loop, name="reconciler-sync", daemon=True).start()
 
     def _sync_loop(self) -> None:
         while not self._stop.is_set():

@@ -302,7 +302,7 @@ class Store:
     def set_service(self, name: str, value: Any) -> None:
         with Session(self.engine) as s:
             row = s.get(ServiceStateRow, name) or ServiceStateRow(name=name)
-            row.value, row.updated = json.dumps(value), time.time()
+            row.value, row.updated = json.dumps(REDACTOR.value(value)), time.time()
             s.add(row)
             s.commit()
 
