@@ -113,7 +113,7 @@ class Daemon:
         self._engine_inventory: str | None = None
         self._run_lock = threading.Lock()
         self._req_lock = threading.Lock()
-        self._want: tuple[str, bool] | None = None
+        self._want: tuple[str, bool, frozenset[str] | None] | None = None
         self._sync_running = False
         self._force = True
         self._retry: dict[str, tuple[int, float]] = {}
@@ -132,7 +132,8 @@ class Daemon:
             from .http import HttpServer
             host, _, port = self.cfg.listen.rpartition(":")
             self.http = HttpServer(host or "127.0.0.1", int(port), secret=self.cfg.webhook_secret,
-                                   on_sync=lambda trig, manual, _p: self.request_sync(trig, manual),
+                                   on_sync=lambda trig, manual, p: self.request_sync(
+                                       trig, manual, [p["app"]] if manual and isinstance(p.get("app"), str) else None),
                                    metrics=self._render_metrics, health=self.health)
             self.http.start()
         iv, dv = self._wanted_intervals(None)
@@ -183,11 +184,20 @@ class Daemon:
         self.request_sync("startup")
 
     # ---- sync --------------------------------------------------------------------------
-    def request_sync(self, trigger: str, manual: bool = False) -> None:
-        """Ask for a sync; requests during a running sync collapse into one more."""
+    def request_sync(self, trigger: str, manual: bool = False, apps: list[str] | None = None) -> None:
+        """Ask for a sync; requests during a running sync collapse into one more.
+        `apps` (manual only): re-apply just these apps when no new revision is due."""
         with self._req_lock:
-            prev_manual = bool(self._want and self._want[1])
-            self._want = (trigger if not prev_manual else "manual", manual or prev_manual)
+            want = (trigger, manual, frozenset(apps) if (apps and manual) else None)
+            prev = self._want
+            if prev is not None:
+                manual_any = manual or prev[1]
+                if manual and prev[1]:
+                    scope = None if want[2] is None or prev[2] is None else want[2] | prev[2]
+                else:
+                    scope = want[2] if manual else prev[2]
+                want = ("manual" if manual_any else trigger, manual_any, scope)
+            self._want = want
             if self._sync_running:
                 return
             self._sync_running = True
@@ -202,16 +212,16 @@ class Daemon:
                 if self._want is None:
                     self._sync_running = False
                     return
-                trigger, manual = self._want
+                trigger, manual, scope = self._want
                 self._want = None
             try:
-                self.sync_once(trigger, manual)
+                self.sync_once(trigger, manual, sorted(scope) if scope else None)
             except Exception:
                 log.exception("sync failed unexpectedly")
         with self._req_lock:
             self._sync_running = False
 
-    def sync_once(self, trigger: str, manual: bool = False) -> RunReport | None:
+    def sync_once(self, trigger: str, manual: bool = False, apps: list[str] | None = None) -> RunReport | None:
         if not self.is_leader:
             return None
         try:
@@ -235,6 +245,9 @@ class Daemon:
         same = self.current is not None and self.current.revision == target
         if same and not self._force and not manual:
             return None
+        if same and not self._force and manual and apps:
+            known = [a for a in apps if a in self.current.repo.apps]
+            return self._apply(self.current, "manual", known) if known else None
         if self.refused and self.refused.get("sha") == target and not manual:
             return None
         loaded = self.load(target, trigger)

@@ -5,7 +5,8 @@ Contract:
                     sha256=<hex HMAC-SHA256 of the body>` (GitHub/Gitea style). A good
                     signature triggers a sync at once (202); a bad or missing one is 401 and
                     triggers nothing. With no secret configured the endpoint is disabled (403).
-  POST /sync        same signature; a manual sync (allowed inside deny windows) (202).
+  POST /sync        same signature; a manual sync (allowed inside deny windows) (202). A body
+                    `{"app": NAME}` re-applies only that app when no new revision is due.
   GET  /metrics     Prometheus text format.
   GET  /healthz     200 JSON {"ok", "leader", "store", "source", "revision", ...}; 503 if the
                     daemon's loop is not running.

@@ -339,3 +339,25 @@ def test_unreachable_repo_is_survived(env):
     d.request_sync("poll")
     wait_until(lambda: applied(d, sha), what="sync after the repo came back")
     assert not d.source_error
+
+
+def test_manual_sync_of_one_app_repairs_only_that_app(env):
+    d = env.start()
+    wait_until(lambda: applied(d, env.repo.first))
+    for app in ("shop", "billing"):
+        d.store.set_self_heal(app, False)
+    shop_gone, billing_gone = [], []
+    snapshot_edit(env.snapshot, _drop("shop", shop_gone))
+    snapshot_edit(env.snapshot, _drop("billing", billing_gone))
+    assert post(d, "/sync", json.dumps({"app": "billing"}).encode()) == 202
+    wait_until(lambda: _has(env.snapshot, billing_gone[0]), what="billing synced")
+    wait_idle(d)
+    assert not _has(env.snapshot, shop_gone[0]), "shop untouched"
+    last = commit_runs(d)[-1]
+    assert last.trigger == "manual" and json.loads(last.apps) == ["billing"]
+    assert post(d, "/sync", json.dumps({"app": "nosuchapp"}).encode()) == 202
+    time.sleep(0.5)
+    wait_idle(d)
+    assert commit_runs(d)[-1].run_id == last.run_id, "an unknown app syncs nothing"
+    assert post(d, "/sync") == 202
+    wait_until(lambda: _has(env.snapshot, shop_gone[0]), what="full manual sync")
