@@ -104,15 +104,127 @@ def _net(text: str) -> tuple[_Net | None, str]:
     return net, ""
 
 
+@dataclass(frozen=True)
+class _Local:
+    """What one application says on its own: its errors, and the facts the cross checks need."""
+
+    errors: tuple[ValidationError, ...]
+    net: _Net | None
+    addrs: tuple[tuple[int, tuple, str], ...]        # (address, path, text) of valid addresses
+    idents: tuple[tuple[str, tuple], ...]            # (identity, path) per service
+    insts: tuple[tuple[str, str | None, tuple], ...]  # (host, interface override, path of host)
+
+
+_LOCAL_CACHE: dict[tuple[int, str | None], tuple[AppDoc, _Local]] = {}
+_LOCAL_CACHE_SIZE = 50_000
+
+
+def _local(a: AppDoc, td: str | None) -> _Local:
+    """Checks of one application alone (pure in (app, trust domain)), memoised per AppDoc:
+    the loader reuses AppDoc objects for unchanged files, so re-validation skips them."""
+    key = (id(a), td)
+    hit = _LOCAL_CACHE.get(key)
+    if hit is not None and hit[0] is a:
+        return hit[1]
+    out = _local_uncached(a, td)
+    if len(_LOCAL_CACHE) >= _LOCAL_CACHE_SIZE:
+        _LOCAL_CACHE.pop(next(iter(_LOCAL_CACHE)), None)
+    _LOCAL_CACHE[key] = (a, out)
+    return out
+
+
+def _local_uncached(a: AppDoc, td: str | None) -> _Local:
+    app, doc = a.app, a.doc
+    errors: list[ValidationError] = []
+
+    def err(path: tuple, message: str) -> None:
+        errors.append(doc.error(path, message))
+
+    seg = app.spec.segment
+    net, problem = _net(seg.subnet)
+    gateway: int | None = None
+    if net is None:
+        err(("spec", "segment", "subnet"), problem)
+    elif seg.gateway is not None:
+        gp = ("spec", "segment", "gateway")
+        gateway = _ip(seg.gateway)
+        if gateway is None:
+            err(gp, f"invalid IPv4 address {show(seg.gateway)}")
+        elif gateway not in net:
+            err(gp, f"gateway {seg.gateway} is outside the subnet {net}")
+        elif gateway in (net.start, net.end):
+            err(gp, f"gateway {seg.gateway} is the {'network' if gateway == net.start else 'broadcast'} address of {net}")
+    else:
+        gateway = net.start + 1
+    addrs: list[tuple[int, tuple, str]] = []
+    idents: list[tuple[str, tuple]] = []
+    insts: list[tuple[str, str | None, tuple]] = []
+    for sname, svc in app.spec.services.items():
+        base = ("spec", "services", sname)
+        if svc.identity is not None:
+            ipath = base + ("identity",)
+            domain, _, tail = svc.identity[len("spiffe://"):].partition("/")
+            if _BAD_SEGMENTS.intersection(tail.split("/")):
+                err(ipath, f"malformed identity {show(svc.identity)}: path segments may not be empty, '.' or '..'")
+            elif td is not None and domain != td:
+                err(ipath, f"identity {show(svc.identity)} is outside the trust domain {show(td)} of reconciler.yaml")
+            idents.append((svc.identity, ipath))
+        elif td is not None:
+            idents.append((app.identity_of(sname, td), base))
+        names: dict[str, int] = {}
+        numbers: dict[tuple[int, str], int] = {}
+        for i, port in enumerate(svc.ports):
+            pp = base + ("ports", i)
+            if names.setdefault(port.name, i) != i:
+                err(pp + ("name",), f"port name {show(port.name)} is used twice in service {show(sname)}")
+            if numbers.setdefault((port.port, port.protocol), i) != i:
+                err(pp + ("port",), f"port {port.port}/{port.protocol} is used twice in service {show(sname)}")
+        for i, inst in enumerate(svc.instances):
+            ip_ = base + ("instances", i)
+            ap = ip_ + ("address",)
+            addr = _ip(inst.address)
+            if addr is None:
+                err(ap, f"invalid IPv4 address {show(inst.address)}")
+            else:
+                if net is not None:
+                    if addr not in net:
+                        err(ap, f"address {inst.address} is outside the application's subnet {net}")
+                    elif addr == net.start or addr == net.end:
+                        err(ap, f"address {inst.address} is the {'network' if addr == net.start else 'broadcast'} address of {net}")
+                    elif addr == gateway:
+                        err(ap, f"address {inst.address} is the segment's gateway")
+                addrs.append((addr, ap, inst.address))
+            insts.append((inst.host, inst.interface, ip_ + ("host",)))
+    for i, name in enumerate(app.spec.exports):
+        if name not in app.spec.services:
+            err(("spec", "exports", i), f"exports unknown service {show(name)}")
+    for i, rule in enumerate(app.spec.policy.allow):
+        if rule.from_ not in app.spec.services:
+            err(("spec", "policy", "allow", i, "from"), f"unknown service {show(rule.from_)} in application {show(app.name)}")
+    for sname, tr in app.spec.traffic.items():
+        tp = ("spec", "traffic", sname)
+        tsvc = app.spec.services.get(sname)
+        if tsvc is None:
+            err(tp, f"traffic for unknown service {show(sname)}")
+            continue
+        if tr.split is not None:
+            total = sum(tr.split.values())
+            if total != 100:
+                err(tp + ("split",), f"split weights sum to {total}, not 100")
+            versions = {inst.version for inst in tsvc.instances}
+            for version in tr.split:
+                if version not in versions:
+                    err(tp + ("split", version),
+                        f"version {show(version)} has no instance of service {show(sname)} (versions: {', '.join(sorted(versions)) or 'none'})")
+    return _Local(tuple(errors), net, tuple(addrs), tuple(idents), tuple(insts))
+
+
 class _Checker:
     def __init__(self, config: RepoConfig | None, inventory: Inventory | None, apps: list[AppDoc], broken: set[str]):
         self.config, self.inventory, self.broken = config, inventory, broken
         self.apps = sorted(apps, key=lambda a: a.doc.file)
         self.by_name: dict[str, AppDoc] = {}
         self.errors: list[ValidationError] = []
-        self.addresses: dict[int, _Where] = {}
-        self.identities: dict[str, _Where] = {}
-        self.ifaces: dict[tuple[str, str], tuple[str, _Where]] = {}
         self.networks: list[tuple[_Net, AppDoc]] = []
         # members of group `hosts` -> their default segment interface
         self.host_iface: dict[str, str] = {} if inventory is None else {
@@ -127,110 +239,54 @@ class _Checker:
             if first is not a:
                 self.err(a.doc, ("metadata", "name"),
                          f"application {show(a.app.name)} is already defined in {_Where(first.doc, ('metadata', 'name')).ref()}")
+        td = self.config.trust_domain if self.config is not None else None
+        addresses: dict[int, _Where] = {}
+        identities: dict[str, _Where] = {}
+        ifaces: dict[tuple[str, str], tuple[str, _Where]] = {}
         for a in self.apps:
-            self.services(a, self.segment(a))
+            loc = _local(a, td)
+            doc, name = a.doc, a.app.name
+            self.errors.extend(loc.errors)
+            if loc.net is not None:
+                self.networks.append((loc.net, a))
+            for addr, path, text in loc.addrs:
+                w = addresses.get(addr)
+                if w is None:
+                    addresses[addr] = _Where(doc, path)
+                elif w.doc is not doc or w.path != path:
+                    self.err(doc, path, f"address {text} is already used at {w.ref()}")
+            for ident, path in loc.idents:
+                w = identities.get(ident)
+                if w is None:
+                    identities[ident] = _Where(doc, path)
+                elif w.doc is not doc or w.path[:3] != path[:3]:
+                    self.err(doc, path, f"identity {show(ident)} is already used by the service at {w.ref()}")
+            if self.inventory is None:
+                continue
+            for host, override, path in loc.insts:
+                iface = self.host_iface.get(host)
+                if iface is None:
+                    where = "is not in the inventory" if host not in self.inventory.hosts else "is in the inventory but not in group hosts"
+                    self.err(doc, path, f"unknown host {show(host)}: {where}")
+                    continue
+                key = (host, override or iface)
+                seen = ifaces.get(key)
+                if seen is None:
+                    ifaces[key] = (name, _Where(doc, path))
+                elif seen[0] != name:
+                    self.err(doc, path, f"interface {key[1]} of host {host} already carries application {show(seen[0])} "
+                             f"({seen[1].ref()}); one host interface belongs to one application segment")
         for a in self.apps:
-            self.exports_policy_traffic(a)
+            self.policy_targets(a)
         self.unique_numbers()
         self.overlaps()
         return self.errors
 
-    # -- per application ------------------------------------------------------------
-    def segment(self, a: AppDoc) -> _Net | None:
-        seg, doc = a.app.spec.segment, a.doc
-        net, problem = _net(seg.subnet)
-        if net is None:
-            self.err(doc, ("spec", "segment", "subnet"), problem)
-            return None
-        self.networks.append((net, a))
-        if seg.gateway is not None:
-            gp = ("spec", "segment", "gateway")
-            gw = _ip(seg.gateway)
-            if gw is None:
-                self.err(doc, gp, f"invalid IPv4 address {show(seg.gateway)}")
-            elif gw not in net:
-                self.err(doc, gp, f"gateway {seg.gateway} is outside the subnet {net}")
-            elif gw in (net.start, net.end):
-                self.err(doc, gp, f"gateway {seg.gateway} is the {'network' if gw == net.start else 'broadcast'} address of {net}")
-        return net
-
-    def services(self, a: AppDoc, net: _Net | None) -> None:
+    def policy_targets(self, a: AppDoc) -> None:
+        """`to` of each allow rule: an existing app, an existing service, exported if remote, known ports."""
         app, doc = a.app, a.doc
-        seg = app.spec.segment
-        gateway = (_ip(seg.gateway) if seg.gateway is not None else net.start + 1) if net is not None else None
-        td = self.config.trust_domain if self.config is not None else None
-        hosts_known = self.inventory is not None
-        name = app.name
-        for sname, svc in app.spec.services.items():
-            base = ("spec", "services", sname)
-            ident = app.identity_of(sname, td or "netintent.local")
-            if svc.identity is not None:
-                self.identity(doc, base + ("identity",), svc.identity, td)
-            if td is not None or svc.identity is not None:
-                w = self.identities.setdefault(ident, _Where(doc, base + (("identity",) if svc.identity else ())))
-                if w.doc is not doc or w.path[:3] != base:
-                    self.err(doc, base + (("identity",) if svc.identity else ()),
-                             f"identity {show(ident)} is already used by the service at {w.ref()}")
-            names: dict[str, int] = {}
-            numbers: dict[tuple[int, str], int] = {}
-            for i, port in enumerate(svc.ports):
-                pp = base + ("ports", i)
-                if names.setdefault(port.name, i) != i:
-                    self.err(doc, pp + ("name",), f"port name {show(port.name)} is used twice in service {show(sname)}")
-                if numbers.setdefault((port.port, port.protocol), i) != i:
-                    self.err(doc, pp + ("port",), f"port {port.port}/{port.protocol} is used twice in service {show(sname)}")
-            for i, inst in enumerate(svc.instances):
-                ip_ = base + ("instances", i)
-                addr = _ip(inst.address)
-                if addr is None:
-                    self.err(doc, ip_ + ("address",), f"invalid IPv4 address {show(inst.address)}")
-                elif net is not None:
-                    if addr not in net:
-                        self.err(doc, ip_ + ("address",), f"address {inst.address} is outside the application's subnet {net}")
-                    elif addr == net.start or addr == net.end:
-                        kind = "network" if addr == net.start else "broadcast"
-                        self.err(doc, ip_ + ("address",), f"address {inst.address} is the {kind} address of {net}")
-                    elif addr == gateway:
-                        self.err(doc, ip_ + ("address",), f"address {inst.address} is the segment's gateway")
-                if addr is not None:
-                    w = self.addresses.get(addr)
-                    if w is None:
-                        self.addresses[addr] = _Where(doc, ip_ + ("address",))
-                    elif w.doc is not doc or w.path != ip_ + ("address",):
-                        self.err(doc, ip_ + ("address",), f"address {inst.address} is already used at {w.ref()}")
-                if not hosts_known:
-                    continue
-                iface = self.host_iface.get(inst.host)
-                if iface is None:
-                    where = "is not in the inventory" if inst.host not in self.inventory.hosts else "is in the inventory but not in group hosts"  # type: ignore[union-attr]
-                    self.err(doc, ip_ + ("host",), f"unknown host {show(inst.host)}: {where}")
-                    continue
-                key = (inst.host, inst.interface or iface)
-                seen = self.ifaces.get(key)
-                if seen is None:
-                    self.ifaces[key] = (name, _Where(doc, ip_ + ("host",)))
-                elif seen[0] != name:
-                    self.err(doc, ip_ + ("host",),
-                             f"interface {key[1]} of host {inst.host} already carries application {show(seen[0])} ({seen[1].ref()}); "
-                             "one host interface belongs to one application segment")
-
-    def identity(self, doc: Doc, path: tuple, ident: str, td: str | None) -> None:
-        rest = ident[len("spiffe://"):]
-        domain, _, tail = rest.partition("/")
-        if _BAD_SEGMENTS.intersection(tail.split("/")):
-            self.err(doc, path, f"malformed identity {show(ident)}: path segments may not be empty, '.' or '..'")
-        elif td is not None and domain != td:
-            self.err(doc, path, f"identity {show(ident)} is outside the trust domain {show(td)} of reconciler.yaml")
-
-    def exports_policy_traffic(self, a: AppDoc) -> None:
-        app, doc = a.app, a.doc
-        for i, name in enumerate(app.spec.exports):
-            if name not in app.spec.services:
-                self.err(doc, ("spec", "exports", i), f"exports unknown service {show(name)}")
         for i, rule in enumerate(app.spec.policy.allow):
             rp = ("spec", "policy", "allow", i)
-            if rule.from_ not in app.spec.services:
-                self.err(doc, rp + ("from",), f"unknown service {show(rule.from_)} in application {show(app.name)}")
             target_app, _, target_svc = rule.to.rpartition("/")
             target_app = target_app or app.name
             other = self.by_name.get(target_app)
@@ -249,21 +305,6 @@ class _Checker:
                 if svc.port(pname) is None:
                     have = ", ".join(p.name for p in svc.ports) or "none"
                     self.err(doc, rp + ("ports", j), f"service {show(rule.to)} has no port {show(pname)} (ports: {have})")
-        for sname, tr in app.spec.traffic.items():
-            tp = ("spec", "traffic", sname)
-            svc = app.spec.services.get(sname)
-            if svc is None:
-                self.err(doc, tp, f"traffic for unknown service {show(sname)}")
-                continue
-            if tr.split is not None:
-                total = sum(tr.split.values())
-                if total != 100:
-                    self.err(doc, tp + ("split",), f"split weights sum to {total}, not 100")
-                versions = {inst.version for inst in svc.instances}
-                for version in tr.split:
-                    if version not in versions:
-                        self.err(doc, tp + ("split", version),
-                                 f"version {show(version)} has no instance of service {show(sname)} (versions: {', '.join(sorted(versions)) or 'none'})")
 
     # -- across applications --------------------------------------------------------
     def unique_numbers(self) -> None:
