@@ -251,9 +251,11 @@ class Daemon:
         if self.refused and self.refused.get("sha") == target and not manual:
             return None
         loaded = self.load(target, trigger)
-        if loaded is None:
-            self._force = False
-            return None
+        if loaded is None:  # refused: the last good revision stays; after a restart, reconcile it again
+            if not (self._force and self.current is not None):
+                self._force = False
+                return None
+            loaded, run_trigger = self.current, trigger
         if not manual and run_trigger != "rollback":
             ok, why = self._windows_allow(loaded)
             if not ok:

@@ -361,3 +361,24 @@ def test_manual_sync_of_one_app_repairs_only_that_app(env):
     assert commit_runs(d)[-1].run_id == last.run_id, "an unknown app syncs nothing"
     assert post(d, "/sync") == 202
     wait_until(lambda: _has(env.snapshot, shop_gone[0]), what="full manual sync")
+
+
+def test_restart_with_a_bad_head_reconciles_the_last_good_revision(env):
+    d = env.start()
+    wait_until(lambda: applied(d, env.repo.first))
+    env.repo.edit_yaml("apps/shop.yaml", lambda y: y["spec"]["segment"].update(subnet="not-a-subnet"))
+    bad = env.repo.commit("bad subnet")
+    env.repo.push()
+    d.request_sync("poll")
+    wait_until(lambda: d.refused and d.refused["sha"] == bad)
+    wait_idle(d)
+    d.stop(wait_s=10)
+    gone: list = []
+    snapshot_edit(env.snapshot, _drop("shop", gone))  # drift while the daemon was down
+    d2 = env.start()
+    wait_until(lambda: d2.refused and d2.refused["sha"] == bad, what="refused again after restart")
+    wait_until(lambda: _has(env.snapshot, gone[0]), what="last good revision reconciled at startup")
+    wait_idle(d2)
+    assert d2.current.revision == env.repo.first
+    last = commit_runs(d2)[-1]
+    assert last.trigger == "startup" and last.revision == env.repo.first and last.phase == "succeeded"
