@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -280,6 +281,9 @@ def row_resource(obj: Any, app: str = "") -> ResourceRow:
                        message=str(_get(obj, "message", "error", default="") or ""))
 
 
+STALE_RUN_S = 900.0
+
+
 class StoreReadModel:
     """The service's store, read on every call (the screens poll it about once a second)."""
 
@@ -295,7 +299,20 @@ class StoreReadModel:
         return cls(Store(url), source=_safe_url(url))
 
     def apps(self) -> list[AppRow]:
-        return sorted((row_app(a) for a in self.store.apps()), key=lambda r: r.name)
+        rows = sorted((row_app(a) for a in self.store.apps()), key=lambda r: r.name)
+        busy = self._progressing({r.name for r in rows})
+        return [replace(r, health=Health.PROGRESSING) if r.name in busy else r for r in rows]
+
+    def _progressing(self, names: set[str]) -> set[str]:
+        """Apps a writing run is working on right now (the store records health when a run
+        ends; a run still RUNNING means Progressing). Runs older than STALE_RUN_S are not
+        trusted: their process may have died (the daemon marks them interrupted on restart)."""
+        now = time.time()
+        busy: set[str] = set()
+        for r in self.runs(None, 5):
+            if r.phase is Phase.RUNNING and not r.dry_run and r.started and now - r.started < STALE_RUN_S:
+                busy |= set(r.apps) if r.apps else names
+        return busy & names
 
     def runs(self, app: str | None = None, limit: int = 50) -> list[RunRow]:
         return [row_run(r) for r in self.store.runs(app=app, limit=limit)]

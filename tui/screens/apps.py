@@ -16,7 +16,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from reconciler.status import Health, Sync
+from reconciler.status import Health, Phase, Sync
 
 from ..data import AppRow
 from ..format import app_matches
@@ -107,9 +107,20 @@ class AppListScreen(Screen):
                                (f"{deg} degraded", "red" if deg else "green"), "  ",
                                (f"source: {self.app.model.source}", "dim"), "  ",
                                (f"actions: {self.app.actions.description}", "dim"))
+        running = self._current_run()
+        if running is not None:
+            status = Text.assemble((f"◌ run {running.run_id[:12]} running ({running.trigger or 'manual'})  ", "bold cyan"),
+                                   status)
         if error:
             status = Text(error, style="bold red")
         self.query_one("#apps-status", Static).update(status)
+
+    def _current_run(self):
+        try:
+            latest = self.app.model.runs(None, 1)
+        except Exception:
+            return None
+        return latest[0] if latest and latest[0].phase is Phase.RUNNING else None
 
     def on_resize(self) -> None:
         self.refresh_data()
