@@ -344,3 +344,37 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--snapshot needs --repo" in capsys.readouterr().err
     assert main(["tui", "--store", str(tmp_path / "missing.db")]) == 2
     assert "no store here" in capsys.readouterr().err
+
+
+def test_run_in_progress_shows_progressing(demo):
+    """While a writing run is under way (another writer, e.g. the daemon) the app shows
+    Progressing and the list says which run is running; afterwards the outcome."""
+    from reconciler.drivers.snapshot import SnapshotDriver
+    gate, entered = threading.Event(), threading.Event()
+
+    class Held(SnapshotDriver):            # the real snapshot driver, held before it writes
+        def apply(self, plans, dry_run=False):
+            entered.set()
+            gate.wait(30)
+            return super().apply(plans, dry_run)
+
+    actions = LocalActions(demo.repo, lambda _inv: {l: Held(l, demo.snapshot) for l in Layer},
+                           [demo.store.observer], read_model=demo.model, backoff_s=0.0)
+
+    async def go():
+        app = demo.app(poll_s=0.1)
+        async with app.run_test(size=(140, 30)) as pilot:
+            t = threading.Thread(target=actions.sync, args=("shop",))
+            t.start()
+            try:
+                await wait_for(pilot, entered.is_set)
+                await wait_for(pilot, lambda: "Progressing" in table_rows(app.screen.query_one(AppTable))["shop"][2])
+                status = app.screen.query_one("#apps-status", Static).render()
+                assert "running (tui)" in str(status)
+                assert "Progressing" not in table_rows(app.screen.query_one(AppTable))["billing"][2]
+            finally:
+                gate.set()
+                t.join(30)
+            await wait_for(pilot, lambda: "Healthy" in table_rows(app.screen.query_one(AppTable))["shop"][2])
+            assert "Synced" in table_rows(app.screen.query_one(AppTable))["shop"][1]
+    run(go())
