@@ -30,6 +30,7 @@ from .intent import Application, Inventory, RepoConfig
 from .loader import Doc, ValidationError, show
 
 DEFAULT_INTERFACE = "eth1"
+_NO_LEAF = object()
 _BAD_SEGMENTS = frozenset(("", ".", ".."))
 
 
@@ -226,6 +227,7 @@ class _Checker:
         self.by_name: dict[str, AppDoc] = {}
         self.errors: list[ValidationError] = []
         self.networks: list[tuple[_Net, AppDoc]] = []
+        self._host_leaf: dict[str, str | None] = {}
         # members of group `hosts` -> their default segment interface
         self.host_iface: dict[str, str] = {} if inventory is None else {
             n: str(h.var("netintent_interface", DEFAULT_INTERFACE)) for n, h in inventory.hosts.items() if "hosts" in h.groups}
@@ -320,14 +322,15 @@ class _Checker:
         # A VLAN tag is local to a leaf and the hypervisors below it: two applications
         # present on the same leaf (hosts below it, or a policy flow with an app that has)
         # need different VLANs. Same presence rule as compile/switch.py.
-        present = {a.app.name: set(self.leaves_of(a.app)) for a in self.apps}
+        own = {a.app.name: self.leaves_of(a.app) for a in self.apps}
+        present = {name: set(leaves) for name, leaves in own.items()}
         for a in self.apps:
+            name = a.app.name
             for rule in a.app.spec.policy.allow:
-                other = rule.to.rpartition("/")[0] or a.app.name
-                if other != a.app.name and other in present:
-                    own = set(self.leaves_of(a.app))
-                    present[other] |= own
-                    present[a.app.name] |= set(self.leaves_of(self.by_name[other].app))
+                other = rule.to.rpartition("/")[0] or name
+                if other != name and other in own:
+                    present[other] |= own[name]
+                    present[name] |= own[other]
         used: dict[tuple[str, int], AppDoc] = {}
         blamed: set[int] = set()
         for a in self.apps:
@@ -351,16 +354,25 @@ class _Checker:
                     self.err(culprit.doc, ("spec", "segment", "vlan"),
                              f"VLAN {seg.vlan_id} is already used on leaf {leaf} by application {show(other.app.name)} ({other.doc.file})")
 
-    def leaves_of(self, app: Application) -> Iterable[str]:
-        inv = self.inventory
-        assert inv is not None
+    def leaves_of(self, app: Application) -> frozenset[str]:
+        """Leaves above the hosts of the app's instances (host -> hypervisor -> leaf)."""
+        out = set()
         for svc in app.spec.services.values():
             for inst in svc.instances:
-                h = inv.hosts.get(inst.host)
-                hv = inv.hosts.get(str(h.var("netintent_hypervisor"))) if h is not None else None
-                leaf = hv.var("netintent_leaf") if hv is not None else None
-                if isinstance(leaf, str):
-                    yield leaf
+                leaf = self._host_leaf.get(inst.host, _NO_LEAF)
+                if leaf is _NO_LEAF:
+                    leaf = self._host_leaf[inst.host] = self._leaf_of(inst.host)
+                if leaf is not None:
+                    out.add(leaf)
+        return frozenset(out)
+
+    def _leaf_of(self, host: str) -> str | None:
+        inv = self.inventory
+        assert inv is not None
+        h = inv.hosts.get(host)
+        hv = inv.hosts.get(str(h.var("netintent_hypervisor"))) if h is not None else None
+        leaf = hv.var("netintent_leaf") if hv is not None else None
+        return leaf if isinstance(leaf, str) else None
 
     def overlaps(self) -> None:
         nets = sorted(self.networks, key=lambda t: (t[0].start, -t[0].end, t[1].doc.file))

@@ -48,7 +48,7 @@ class DirSource:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
-        self._dirs: dict[str, Path] = {}
+        self._dirs: dict[str, str] = {}
 
     def describe(self) -> str:
         return str(self.root)
@@ -75,9 +75,9 @@ class DirSource:
         parent, _, name = rel.rpartition("/")
         real_parent = self._dirs.get(parent)
         if real_parent is None:
-            real_parent = self._dirs[parent] = self._resolve(parent) if parent else self.root
+            real_parent = self._dirs[parent] = str(self._resolve(parent) if parent else self.root)
         try:
-            fd = os.open(real_parent / name, _OPEN_FLAGS)
+            fd = os.open(os.path.join(real_parent, name), _OPEN_FLAGS)
         except FileNotFoundError:
             raise _fail(rel, 1, "file not found") from None
         except OSError as e:
