@@ -33,7 +33,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
-from ..model import Layer, Resource, ResourceKey, thaw
+from google.protobuf import any_pb2
+
+from ..model import FrozenDict, Layer, Resource, ResourceKey, freeze, thaw
 from ..status import Outcome
 from ..xds import resources as R
 from ..xds.server import AckState, SnapshotCache, XdsServer
@@ -118,6 +120,7 @@ class SidecarDriver:
         self.parallel = max(1, parallel)
         self.adopt = adopt
         self.server_error = server_error  # why no ADS server runs here (apply cannot push)
+        self._memo: dict[tuple, Any] = {}
 
     # ---- observe ----------------------------------------------------------------------
     def observe(self, targets: Sequence[Target]) -> Mapping[str, Observation]:
@@ -246,12 +249,12 @@ class SidecarDriver:
         for the node that the reconciler does not own (kept byte for byte)."""
         node = plan.target.name
         chosen: dict[tuple[str, str], tuple[Any, str]] = {}
-        for r in plan.desired:
-            chosen[(r.key.kind, r.key.name)] = (thaw(r.spec), r.app)
+        for r in plan.desired:  # specs stay frozen: hashable memo keys, no copies
+            chosen[(r.key.kind, r.key.name)] = (r.spec, r.app)
         if not plan.prune:
             for r in plan.observed:
                 if r.owned and (r.key.kind, r.key.name) not in chosen:
-                    chosen[(r.key.kind, r.key.name)] = (thaw(r.spec), r.app)
+                    chosen[(r.key.kind, r.key.name)] = (r.spec, r.app)
         snap: dict[str, dict[str, Any]] = {t: {} for t in R.TYPE_URLS}
         owners: dict[tuple[str, str], str] = {}
         kinds: dict[tuple[str, str], Any] = {}
@@ -259,7 +262,7 @@ class SidecarDriver:
             if kind not in R.KIND_TYPE:
                 raise R.SpecError(f"{node}: unknown sidecar kind {kind!r} ({name})")
             t = R.KIND_TYPE[kind]
-            snap[t][name] = R.to_proto(kind, name, spec)
+            snap[t][name] = self._packed(kind, name, spec)
             owners[(t, name)] = app
             kinds[(kind, name)] = spec
         current_owners = self.cache.owners(node)
@@ -270,6 +273,19 @@ class SidecarDriver:
                     kind, _, spec = R.from_any(a)
                     kinds.setdefault((kind, name), spec)
         return snap, owners, kinds
+
+    def _packed(self, kind: str, name: str, spec: Any) -> Any:
+        """The packed proto of a spec, memoised: callers on many nodes share the same
+        cluster/endpoints/route specs, and an unchanged spec is never re-encoded."""
+        key = (kind, name, spec if isinstance(spec, FrozenDict) else freeze(spec))
+        a = self._memo.get(key)
+        if a is None:
+            a = any_pb2.Any()
+            a.Pack(R.to_proto(kind, name, spec), deterministic=True)
+            if len(self._memo) >= 50_000:
+                self._memo.clear()
+            self._memo[key] = a
+        return a
 
     def _result(self, node: str, types: Mapping[str, Any], old: Mapping, new: Mapping,
                 duration: float) -> ApplyResult:
