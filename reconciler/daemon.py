@@ -23,73 +23,33 @@ Contract:
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .compile import CompileConflicts, Compiler
+from .daemon_parts import DaemonConfig, Loaded, build_drivers, log_event, now_utc, safe as _safe
 from .engine import Engine, RunReport, targets_from_inventory
-from .events import Event, EventBus, EventKind
+from .events import EventBus
 from .gitsource import GitSource, SourceError
 from .leader import leader_lock
 from .metrics import Metrics
-from .model import Layer
 from .redact import REDACTOR
 from .status import Phase
 from .store import Store
 from .validate import RepoInvalid
 from .windows import window_verdict
 
+__all__ = ["Daemon", "DaemonConfig"]
+
 log = logging.getLogger("reconciler.daemon")
-
-
-@dataclass
-class DaemonConfig:
-    repo: str
-    store_url: str
-    branch: str = "main"
-    cache_dir: str = ".reconciler/cache"
-    state_dir: str = ".reconciler/state"
-    inventory: str | None = None          # inventory override (path on this machine)
-    listen: str | None = "127.0.0.1:8686"
-    webhook_secret: bytes | None = None
-    interval_s: float | None = None       # None: the repo's sync.interval_s
-    drift_interval_s: float | None = None # None: the repo's sync.drift_interval_s
-    observed: str | None = None           # snapshot file: offline snapshot drivers
-    driver_factory: str | None = None     # "module:function" (layer=..., path=..., ...)
-    attempts: int = 1
-    timeout_s: float = 60.0
-    keyring: str | None = None            # signed-commit policy: allowed public keys
-    layers: tuple[str, ...] = ()          # only these layers (default: every layer with a driver)
-    retry_base_s: float = 2.0
-    retry_max_s: float = 120.0
-    instance: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
-
-
-@dataclass
-class Loaded:
-    revision: str
-    repo: Any
-    desired: Any
-    inventory_path: str
-    targets: dict
-
-
-def _safe(fn: Callable[[], Any], default: Any = None, what: str = "store") -> Any:
-    try:
-        return fn()
-    except Exception as exc:
-        log.warning("%s unavailable: %s", what, REDACTOR.text(str(exc).splitlines()[0] if str(exc) else repr(exc)))
-        return default
 
 
 class Daemon:
@@ -102,7 +62,7 @@ class Daemon:
         self.bus = EventBus()
         self.bus.subscribe(self.store.observer)
         self.bus.subscribe(self.metrics.observer)
-        self.bus.subscribe(_log_event)
+        self.bus.subscribe(log_event)
         self.compiler = Compiler()
         self.current: Loaded | None = None
         self.is_leader = False
@@ -139,7 +99,7 @@ class Daemon:
         iv, dv = self._wanted_intervals(None)
         self._intervals = (iv, dv)
         s = self.scheduler
-        s.add_job(self._leader_job, "interval", seconds=1, id="leader", next_run_time=_now_dt())
+        s.add_job(self._leader_job, "interval", seconds=1, id="leader", next_run_time=now_utc())
         s.add_job(lambda: self.request_sync("poll"), "interval", seconds=iv, id="poll")
         s.add_job(self._drift_job, "interval", seconds=dv, id="drift")
         s.add_job(self._retry_job, "interval", seconds=1, id="retry")
@@ -292,6 +252,10 @@ class Daemon:
             return self._refuse(sha, [f"conflict: {c}" for c in exc.conflicts], trigger, record)
         except _Refused as exc:
             return self._refuse(sha, exc.errors, trigger, record)
+        except Exception as exc:  # a bug or an unreadable object: apply nothing, try again next sync
+            log.error("revision %s could not be loaded (%s: %s); last good revision stays applied", sha[:12],
+                      exc.__class__.__name__, REDACTOR.text(str(exc))[:500])
+            return None
         inv_path = self.cfg.inventory or self._write_inventory(sha, files, repo.config.inventory)
         for h in repo.inventory.hosts.values():
             REDACTOR.add_vars(dict(h.vars))
@@ -336,30 +300,7 @@ class Daemon:
         return self._engine
 
     def _drivers(self, inventory_path: str) -> dict:
-        wanted = set(self.cfg.layers) or {l.value for l in Layer}
-        return {l: d for l, d in self._all_drivers(inventory_path, wanted).items() if l.value in wanted}
-
-    def _all_drivers(self, inventory_path: str, wanted: set[str]) -> dict:
-        kw = {"inventory_path": inventory_path, "publish": self.bus.publish, "timeout_s": self.cfg.timeout_s}
-        if self.cfg.driver_factory:
-            mod, _, fn = self.cfg.driver_factory.partition(":")
-            factory = getattr(importlib.import_module(mod), fn)
-            out = {layer: factory(layer=layer, path=self.cfg.observed, **kw) for layer in Layer if layer.value in wanted}
-            return {k: v for k, v in out.items() if v is not None}
-        if self.cfg.observed:
-            from .drivers.snapshot import SnapshotDriver
-            return {layer: SnapshotDriver(layer, self.cfg.observed) for layer in Layer}
-        from .drivers import REGISTRY
-        drivers = {}
-        for layer in (l for l in Layer if l.value in wanted):
-            if layer.value not in REGISTRY:
-                try:
-                    importlib.import_module(f"reconciler.drivers.{layer.value}")
-                except ModuleNotFoundError:
-                    continue
-            if layer.value in REGISTRY:
-                drivers[layer] = REGISTRY[layer.value](**kw)
-        return drivers
+        return build_drivers(self.cfg, inventory_path, self.bus.publish)
 
     def _apply(self, loaded: Loaded, trigger: str, apps: list[str] | None, blocking: bool = True) -> RunReport | None:
         if not self._run_lock.acquire(blocking=blocking):
@@ -481,35 +422,3 @@ class _Refused(Exception):
     def __init__(self, errors: list[str]):
         self.errors = errors
         super().__init__("; ".join(errors))
-
-
-def _now_dt():
-    import datetime as dt
-    return dt.datetime.now(dt.timezone.utc)
-
-
-_LOGGED = {EventKind.RUN_STARTED, EventKind.RUN_FINISHED, EventKind.DRIFT, EventKind.APPLIED}
-
-
-def _log_event(ev: Event) -> None:
-    if ev.kind not in _LOGGED:
-        return
-    if ev.kind is EventKind.APPLIED and (ev.outcome is None or ev.outcome.ok):
-        return
-    ctx: dict[str, Any] = {"event": ev.kind.value, "run_id": ev.run_id}
-    if ev.app:
-        ctx["app"] = ev.app
-    if ev.target:
-        ctx["target"] = f"{ev.layer.value if ev.layer else ''}/{ev.target}"
-    if ev.key:
-        ctx["key"] = ev.key
-    if ev.outcome is not None:
-        ctx["outcome"] = ev.outcome.value
-    if ev.kind is EventKind.RUN_FINISHED:
-        ctx.update({k: ev.data.get(k) for k in ("phase", "duration_s", "revision", "converged", "writes")})
-    if ev.kind is EventKind.RUN_STARTED:
-        ctx.update({"trigger": ev.message, "revision": ev.data.get("revision"), "dry_run": ev.data.get("dry_run")})
-    level = (logging.WARNING if ev.kind is EventKind.APPLIED else
-             logging.DEBUG if ev.kind is EventKind.DRIFT else logging.INFO)
-    log.log(level, "%s%s", ev.kind.value, f": {ev.message}" if ev.message and ev.kind is EventKind.APPLIED else "",
-            extra={"ctx": ctx})

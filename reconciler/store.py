@@ -34,7 +34,7 @@ from .events import Event, EventKind
 from .redact import REDACTOR
 from .status import Health, Outcome, Phase, Sync
 from .store_models import (SCHEMA_VERSION, AppStateRow, AppStatus, DriftEventRow, Hold, ResourceResultRow,
-                           ResourceStateRow, RunRow, SchemaVersion, ServiceStateRow, TargetRevisionRow)
+                           ResourceStateRow, RunRow, ServiceStateRow, TargetRevisionRow)
 
 log = logging.getLogger("reconciler.store")
 

@@ -11,8 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from svc_helpers import IntentsRepo, empty_snapshot, free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
