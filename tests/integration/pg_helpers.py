@@ -26,6 +26,10 @@ def _bindir() -> Path | None:
 
 
 def available() -> str:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg (PostgreSQL driver) not installed: pip install 'psycopg[binary]'"
     if _bindir() is None:
         return "PostgreSQL server binaries (initdb/pg_ctl) not installed: apt-get install postgresql"
     if os.geteuid() == 0:
