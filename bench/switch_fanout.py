@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -106,7 +107,8 @@ def run_ansible(lab: Lab, targets: list[Target], vxlans: int, forks: int, workdi
     failed = {h for h, c in (r.stats or {}).get("failures", {}).items() if c} | \
              {h for h, c in (r.stats or {}).get("dark", {}).items() if c}
     if r.rc != 0 or failed:
-        raise SystemExit(f"ansible run failed rc={r.rc} hosts={sorted(failed)[:5]}")
+        tail = "".join(open(r.stdout.name).readlines()[-15:]) if r.stdout else ""
+        raise SystemExit(f"ansible run failed rc={r.rc} status={r.status} hosts={sorted(failed)[:5]}\n{tail}")
     return dt
 
 
@@ -136,7 +138,7 @@ def main() -> int:
     try:
         t0 = time.monotonic()
         lab.up()
-        print(f"lab: {args.switches} switches (sshd + OVS) up in {time.monotonic() - t0:.1f}s")
+        print(f"lab: {args.switches} switches (sshd + OVS) up in {time.monotonic() - t0:.1f}s", flush=True)
         inv = yaml.safe_load(Path(lab.inventory_path).read_text())
         allv = inv["all"]["vars"]
         hosts = inv["all"]["children"]["switches"]["hosts"]
@@ -156,6 +158,7 @@ def main() -> int:
             if bad:
                 raise SystemExit(f"switch driver failed on {len(bad)}: {list(bad.items())[:3]}")
             lines = {r.writes for r in out.values()}
+            print(f"run {rep + 1}: netmiko driver {dt_n:.2f}s ({len(out)} switches applied)", flush=True)
             obs = check_applied(drv, targets, args.vxlans)
             drv.apply(plans(targets, args.vxlans, obs, remove=True))     # reset (not timed)
             dt_a = run_ansible(lab, targets, args.vxlans, args.forks, work)
@@ -163,13 +166,14 @@ def main() -> int:
             drv.apply(plans(targets, args.vxlans, obs, remove=True))
             res_n.append(dt_n)
             res_a.append(dt_a)
-            print(f"run {rep + 1}: netmiko driver {dt_n:.2f}s, ansible {dt_a:.2f}s")
+            print(f"run {rep + 1}: ansible {dt_a:.2f}s", flush=True)
         n, a = min(res_n), min(res_a)
         print(json.dumps({"switches": args.switches, "lines_per_switch": sorted(lines or []),
                           "netmiko_driver_s": round(n, 2), "netmiko_parallel": args.parallel,
                           "netmiko_includes": "observe before + one session + verify observe per switch",
                           "ansible_s": round(a, 2), "ansible_forks": args.forks,
-                          "ratio": round(a / n, 1)}, indent=1))
+                          "ratio": round(a / n, 1), "load_avg_1m": round(os.getloadavg()[0], 1),
+                          "cpus": os.cpu_count()}, indent=1))
     finally:
         problems = lab.down()
         shutil.rmtree(work, ignore_errors=True)
