@@ -144,6 +144,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from .plan import render_text
     repo = load(args.repo, args.inventory)
+    if args.prune and not repo.apps and not args.allow_empty:
+        # An empty or missing apps/ is valid, but pruning against it deletes everything owned.
+        raise UserError(f"{args.repo}: no applications; --prune would delete everything the reconciler owns "
+                        "(add --allow-empty if that is what you want)")
     args.inventory_path = _inventory_path(args, repo)
     desired = Compiler().compile(repo)
     engine, _ = build_engine(args)
@@ -234,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--attempts", type=int, default=3, help="converge attempts (apply + verify)")
         if name == "apply":
             p.add_argument("--dry-run", action="store_true", help="plan against observed state, write nothing")
+            p.add_argument("--allow-empty", action="store_true", help="allow --prune with no applications")
         p.set_defaults(func=func)
 
     for modname in CLI_MODULES:

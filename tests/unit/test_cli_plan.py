@@ -119,3 +119,12 @@ def test_apply_offline_loop_unreachable_and_rejected_targets(repo, tmp_path, cap
     code, out, _ = run(capsys, "apply", repo, "--observed", snap, "--json")
     assert code == 0 and json.loads(out)["writes"] == 0
     assert run(capsys, "diff", repo, "--observed", snap)[0] == 0
+
+
+def test_prune_with_no_applications_is_refused(repo, tmp_path, capsys):
+    import shutil as _sh
+    _sh.rmtree(repo / "apps")
+    snap = tmp_path / "observed.json"
+    code, _, err = run(capsys, "apply", repo, "--observed", snap, "--prune")
+    assert code == 2 and "--allow-empty" in err
+    assert not snap.exists()
