@@ -15,7 +15,7 @@ thread. Errors are results (`ok=False`), never exceptions. Implementations:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -146,6 +146,14 @@ class LocalActions:
 
     def refresh(self, app: str, progress: Progress = _no_progress) -> ActionResult:
         return self._run(app, dry_run=True, trigger="refresh", progress=progress, show_plan=False)
+
+    def self_heal_policy(self) -> bool | None:
+        """The repo's `sync.self_heal` (what an app without an override does); None if unreadable."""
+        try:
+            from reconciler.validate import load_repo
+            return bool(load_repo(self.repo_dir).config.sync.self_heal)
+        except Exception:
+            return None
 
     def set_self_heal(self, app: str, on: bool) -> ActionResult:
         if "self-heal" not in self.capabilities:

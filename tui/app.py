@@ -87,10 +87,16 @@ class ReconcilerApp(App):
             return
         if kind == "self-heal":
             row = next((a for a in self.model.apps() if a.name == app), None)
-            on = not bool(row.self_heal) if row is not None else True
+            current = row.self_heal if row is not None else None
+            policy = getattr(self.actions, "self_heal_policy", lambda: None)() if current is None else None
+            effective = current if current is not None else policy
+            on = not effective if effective is not None else True
             question = f"{'Enable' if on else 'Disable'} self-heal for {app}?"
             detail = ("Drift found by the periodic scan will be repaired automatically." if on
                       else "Drift will only be reported, not repaired.")
+            if current is None:
+                known = "" if policy is None else f" ({'on' if policy else 'off'})"
+                detail += f" Until now {app} follows the repo's sync policy{known}; this sets an override."
             self.push_screen(ConfirmScreen(question, detail, confirm_label="Enable" if on else "Disable", danger=True),
                              lambda ok: self._self_heal(app, on) if ok else None)
             return

@@ -73,7 +73,7 @@ def _check_repo(repo: str | None) -> str | None:
 
 def build(args: argparse.Namespace) -> tuple[Any, Any]:
     from .actions import LocalActions, NoActions, real_drivers, snapshot_drivers
-    from .data import StoreReadModel
+    from .storemodel import StoreReadModel
 
     repo = _check_repo(getattr(args, "repo", None))
     if getattr(args, "demo", False):

@@ -5,9 +5,9 @@ Contract: screens only see the frozen row types below (`AppRow`, `RunRow`, `Drif
 `apps()`, `runs(app, limit)`, `drift_events(app, limit)`, `resources(app)` and
 `set_self_heal(app, on)`; `read_only` says whether writes (self-heal) are possible and
 `source` names where the data comes from (shown in the header). Implementations:
-- `StoreReadModel`: over the service's SQLModel store (`reconciler.store.Store`), read by
-  polling; attribute names of the store's records are mapped in `_row_*` below, tolerant
-  of missing fields (shown as unknown, never a crash).
+- `StoreReadModel` (tui/storemodel.py): over the service's SQLModel store, read by
+  polling; the store's records are mapped by the `row_*` functions below, tolerant of
+  missing fields (shown as unknown, never a crash).
 - `EventModel` (tui/eventmodel.py): in memory, fed by engine events; used for read-only
   mode over a snapshot and for in-process runs when no store is given.
 Spec values are passed through `redact()` before any screen sees them: secrets never shown.
@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from reconciler.model import Layer, ResourceKey
@@ -281,90 +280,6 @@ def row_resource(obj: Any, app: str = "") -> ResourceRow:
                        message=str(_get(obj, "message", "error", default="") or ""))
 
 
-STALE_RUN_S = 900.0
-
-
-class StoreReadModel:
-    """The service's store, read on every call (the screens poll it about once a second)."""
-
-    read_only = False
-
-    def __init__(self, store: Any, source: str = "") -> None:
-        self.store = store
-        self.source = source or "store"
-
-    @classmethod
-    def open(cls, url: str) -> "StoreReadModel":
-        from reconciler.store import Store  # lands with the GitOps service
-        return cls(Store(url), source=_safe_url(url))
-
-    def apps(self) -> list[AppRow]:
-        rows = sorted((row_app(a) for a in self.store.apps()), key=lambda r: r.name)
-        busy = self._progressing({r.name for r in rows})
-        return [replace(r, health=Health.PROGRESSING) if r.name in busy else r for r in rows]
-
-    def _progressing(self, names: set[str]) -> set[str]:
-        """Apps a writing run is working on right now (the store records health when a run
-        ends; a run still RUNNING means Progressing). Runs older than STALE_RUN_S are not
-        trusted: their process may have died (the daemon marks them interrupted on restart)."""
-        now = time.time()
-        busy: set[str] = set()
-        for r in self.runs(None, 5):
-            if r.phase is Phase.RUNNING and not r.dry_run and r.started and now - r.started < STALE_RUN_S:
-                busy |= set(r.apps) if r.apps else names
-        return busy & names
-
-    def runs(self, app: str | None = None, limit: int = 50) -> list[RunRow]:
-        return [row_run(r) for r in self.store.runs(app=app, limit=limit)]
-
-    def drift_events(self, app: str | None = None, limit: int = 100) -> list[DriftRow]:
-        return [row_drift(d) for d in self.store.drift_events(app, limit)]
-
-    def resources(self, app: str) -> list[ResourceRow]:
-        rows = {str(r.key): r for r in (row_resource(x, app) for x in self.store.resources(app))}
-        self._overlay_results(app, rows)
-        return sorted(rows.values(), key=lambda r: r.key.sort_key())
-
-    def _overlay_results(self, app: str, rows: dict[str, ResourceRow]) -> None:
-        """The resource states are written when a run starts (its STATE event); when the
-        app's last run wrote, its per-resource results say what became of the drift."""
-        results = getattr(self.store, "results", None)
-        run_of = getattr(self.store, "run", None)
-        last = next((_get(a, "last_run", default="") for a in self.store.apps() if _get(a, "app", "name") == app), "")
-        if not last or results is None or run_of is None:
-            return
-        run = run_of(last)
-        if run is None or _get(run, "dry_run", default=True):
-            return
-        for res in results(last):
-            key, outcome = str(_get(res, "key")), _enum(Outcome, _get(res, "outcome"), None)
-            row = rows.get(key)
-            if row is None or outcome is None:
-                continue
-            if outcome is Outcome.APPLIED:
-                if row.status in (ResState.EXTRA,):
-                    rows.pop(key)
-                else:
-                    rows[key] = replace(row, status=ResState.SYNCED, observed=row.desired)
-            elif outcome is Outcome.UNREACHABLE:
-                rows[key] = replace(row, status=ResState.UNREACHABLE, message=f"{row.key.target} unreachable")
-            elif not outcome.ok:
-                rows[key] = replace(row, status=ResState.FAILED, message=f"{_get(res, 'action', default='')} "
-                                                                          f"{outcome.value} in run {last}")
-
-    def set_self_heal(self, app: str, on: bool) -> None:
-        self.store.set_self_heal(app, on)
-
-    @property
-    def observer(self):
-        return self.store.observer
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for display."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
 def group_tree(rows: Iterable[ResourceRow]) -> dict[Layer, dict[str, list[ResourceRow]]]:
     """layer -> target -> resources, layers in creation order, targets sorted."""
     out: dict[Layer, dict[str, list[ResourceRow]]] = {}
@@ -382,5 +297,5 @@ def worst(states: Sequence[ResState]) -> ResState:
     return ResState.SYNCED
 
 
-__all__ = ["AppRow", "RunRow", "DriftRow", "ResourceRow", "ResState", "ReadModel", "StoreReadModel",
+__all__ = ["AppRow", "RunRow", "DriftRow", "ResourceRow", "ResState", "ReadModel",
            "redact", "group_tree", "worst", "row_app", "row_run", "row_drift", "row_resource", "Outcome"]

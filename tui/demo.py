@@ -109,7 +109,7 @@ def screenshot(out: str | Path, app_name: str | None = "shop", size: tuple[int, 
     import tempfile
     from reconciler.store import Store, sqlite_url
     from .app import ReconcilerApp
-    from .data import StoreReadModel
+    from .storemodel import StoreReadModel
     from .actions import LocalActions, snapshot_drivers
 
     repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parent.parent / "examples" / "intents"

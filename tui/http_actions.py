@@ -101,6 +101,10 @@ class DaemonActions:
     def refresh(self, app: str, progress: Progress = _no_progress) -> ActionResult:
         return self.local.refresh(app, progress)
 
+    def self_heal_policy(self) -> bool | None:
+        policy = getattr(self.local, "self_heal_policy", None)
+        return policy() if policy else None
+
     def set_self_heal(self, app: str, on: bool) -> ActionResult:
         if "self-heal" not in self.capabilities:
             return ActionResult(False, f"self-heal {app}", "the store is read-only")

@@ -17,7 +17,7 @@ import pytest
 from reconciler.store import Store, sqlite_url
 from tui.actions import LocalActions, snapshot_drivers
 from tui.app import ReconcilerApp
-from tui.data import StoreReadModel
+from tui.storemodel import StoreReadModel
 from tui.demo import build_demo, pinned, step_clock
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ import pytest
 from reconciler.status import Sync
 from reconciler.store import sqlite_url
 from tui.app import ReconcilerApp
-from tui.data import StoreReadModel
+from tui.storemodel import StoreReadModel
 from tui.http_actions import DaemonActions
 from tui.screens import ActionScreen, ConfirmScreen
 from tui.widgets import AppTable

@@ -11,13 +11,12 @@ import asyncio
 import json
 import threading
 
-import pytest
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from reconciler.events import Event, EventKind
 from reconciler.model import Layer
-from reconciler.status import Health, Phase, Sync
-from tui.actions import LocalActions, NoActions, snapshot_drivers
+from reconciler.status import Health, Sync
+from tui.actions import LocalActions, NoActions
 from tui.app import ReconcilerApp
 from tui.data import ResState
 from tui.eventmodel import EventModel
@@ -209,20 +208,23 @@ def test_toggle_self_heal_with_confirmation(demo):
     async def go():
         app = demo.app()
         async with app.run_test(size=(140, 30)) as pilot:
-            await pilot.press("h")                      # analytics (first row)
+            await pilot.press("h")                      # analytics (first row); no override yet
             assert isinstance(app.screen, ConfirmScreen)
-            assert "Enable self-heal for analytics?" in str(app.screen.question)
+            # examples/intents/reconciler.yaml has sync.self_heal: true, so the toggle turns it off
+            assert app.screen.question == "Disable self-heal for analytics?"
+            assert "follows the repo's sync policy (on)" in app.screen.detail
             await pilot.press("n")
             assert {a.app: a.self_heal for a in demo.store.apps()}["analytics"] is None
             await pilot.press("h", "y")
             await pilot.pause()
-            assert {a.app: a.self_heal for a in demo.store.apps()}["analytics"] is True
-            assert table_rows(app.screen.query_one(AppTable))["analytics"][6] == "on"
+            assert {a.app: a.self_heal for a in demo.store.apps()}["analytics"] is False
+            assert table_rows(app.screen.query_one(AppTable))["analytics"][6] == "off"
             await pilot.press("h")
-            assert "Disable self-heal" in app.screen.question
+            assert app.screen.question == "Enable self-heal for analytics?"
             await pilot.press("y")
             await pilot.pause()
-            assert {a.app: a.self_heal for a in demo.store.apps()}["analytics"] is False
+            assert {a.app: a.self_heal for a in demo.store.apps()}["analytics"] is True
+            assert table_rows(app.screen.query_one(AppTable))["analytics"][6] == "on"
     run(go())
 
 
