@@ -151,6 +151,9 @@ def test_bad_commit_is_refused_and_last_good_stays_applied(env):
     refused_runs = [r for r in commit_runs(d) if r.revision == bad]
     assert len(refused_runs) == 1 and refused_runs[0].phase == Phase.FAILED.value
     assert "apps/shop.yaml:" in refused_runs[0].error and "99999" in refused_runs[0].error
+    from reconciler.hooks import check_revision
+    hook_errors = check_revision(env.repo.bare, bad)
+    assert hook_errors and refused_runs[0].error == "refused: " + "\n".join(hook_errors), "same errors as the hook"
     assert d.store.service("refused")["sha"] == bad
     # another poll does not record the same refusal again
     d.request_sync("poll")
