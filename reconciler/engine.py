@@ -35,8 +35,12 @@ LAYER_GROUPS: Mapping[Layer, str] = {
 
 
 def targets_from_inventory(inventory: Inventory) -> dict[Layer, list[Target]]:
-    return {layer: [Target.from_inventory(h, layer) for h in inventory.group(group)]
-            for layer, group in LAYER_GROUPS.items()}
+    """Targets per layer. Sidecar targets are named by xDS node id, as compile names them."""
+    out = {layer: [Target.from_inventory(h, layer) for h in inventory.group(group)]
+           for layer, group in LAYER_GROUPS.items()}
+    out[Layer.SIDECAR] = [Target(str(h.vars.get("netintent_xds_node") or h.name), Layer.SIDECAR, dict(h.vars))
+                          for h in inventory.group(LAYER_GROUPS[Layer.SIDECAR])]
+    return out
 
 
 @dataclass

@@ -274,6 +274,10 @@ VAR_RULES: dict[str, list[tuple[str, bool, Callable[[Any], bool], str]]] = {
         ("netintent_interface", False, _iface, "an interface name"),
         ("netintent_hypervisor", True, _rx(HOST_RE), "a host name of group hypervisors"),
         ("netintent_hypervisor_port", True, _iface, "an interface name"),
+        ("netintent_hypervisor_ports", False,
+         lambda v: isinstance(v, dict) and all(_iface(k) and _iface(x) for k, x in v.items()),
+         "a mapping of interface names to hypervisor interface names"),
+        ("netintent_mac", False, _rx(re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")), "a lower-case MAC address"),
     ],
     "hypervisors": [
         ("netintent_bridge", False, _iface, "a bridge name"),
@@ -290,6 +294,9 @@ VAR_RULES: dict[str, list[tuple[str, bool, Callable[[Any], bool], str]]] = {
     ],
     "sidecars": [
         ("netintent_xds_node", False, _rx(XDS_NODE_RE), "an xDS node id"),
+        ("netintent_csds", False, _rx(re.compile(r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}\Z")), "host:port of the CSDS admin port"),
+        ("netintent_csds_port", False, lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535,
+         "a port number 1..65535"),
     ],
 }
 

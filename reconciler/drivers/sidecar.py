@@ -48,11 +48,8 @@ _SHORT = {R.LISTENER: "LDS", R.ROUTE: "RDS", R.CLUSTER: "CDS", R.ENDPOINTS: "EDS
 def sidecar_targets(inventory) -> list[Target]:
     """Targets of the sidecar layer named as compile names them: the xDS node id
     (`netintent_xds_node`, default the host name) of each host in the `sidecars` group."""
-    out = []
-    for h in inventory.group("sidecars"):
-        node = str(h.vars.get("netintent_xds_node") or h.name)
-        out.append(Target(node, Layer.SIDECAR, dict(h.vars)))
-    return out
+    from ..engine import targets_from_inventory
+    return targets_from_inventory(inventory)[Layer.SIDECAR]
 
 
 def csds_address(target: Target) -> str:
