@@ -385,3 +385,20 @@ def test_restart_with_a_bad_head_reconciles_the_last_good_revision(env):
     assert d2.current.revision == env.repo.first
     last = commit_runs(d2)[-1]
     assert last.trigger == "startup" and last.revision == env.repo.first and last.phase == "succeeded"
+
+
+def test_unreachable_target_is_reported_and_survived(env):
+    snapshot_edit(env.snapshot, lambda s: s.update(unreachable=["h4"]))
+    d = env.start()
+    wait_until(lambda: applied(d, env.repo.first))
+    apps = {a.app: a for a in d.store.apps()}
+    assert apps["analytics"].sync is Sync.UNKNOWN and apps["analytics"].health.value == "Degraded"
+    assert "unreachable" in apps["analytics"].message
+    assert apps["shop"].sync is Sync.SYNCED and apps["billing"].sync is Sync.SYNCED
+    wait_until(lambda: len([r for r in commit_runs(d) if r.trigger == "retry"]) >= 2, timeout=10, what="retries")
+    code, body = get(d, "/healthz")
+    assert code == 200 and "analytics" in json.loads(body)["retrying"]
+    assert 'reconciler_apply_failures_total{app="analytics",layer="host"}' in get(d, "/metrics")[1]
+    snapshot_edit(env.snapshot, lambda s: s.update(unreachable=[]))
+    wait_until(lambda: {a.app: a for a in d.store.apps()}["analytics"].sync is Sync.SYNCED, timeout=10,
+               what="analytics converged once the target is back")
