@@ -196,9 +196,11 @@ def verify(changes: Sequence[Any], observed: Sequence[Resource]) -> list[tuple[s
 
 
 def inverse_changes(changes: Sequence[Any], before: Sequence[Resource], now: Sequence[Resource]) -> tuple:
-    """Changes that take `now` back to `before` on the keys `changes` touched."""
-    keys = {c.key for c in changes}
-    want = State.of(r for r in before if r.key in keys)
+    """Changes that take `now` back to `before`: every resource seen before is restored (a
+    command may touch more than its key, e.g. a port's trunk list), and what the session
+    created is removed; state that is new but untouched by the session is left alone."""
+    keys = {c.key for c in changes} | {r.key for r in before}
+    want = State.of(before)
     # What the session created is ours to remove, marked or not (it may have failed halfway).
     have = State.of(Resource(r.key, r.spec, r.app, True) for r in now if r.key in keys)
     return make_plan(want, have, prune=True).changes

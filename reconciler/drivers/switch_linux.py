@@ -53,20 +53,20 @@ def _vsctl(*parts: Sequence[str]) -> tuple[str, ...]:
 
 def _trunk_commands(changes: Sequence[Any], observed: Sequence[Resource]) -> list[Command]:
     """Negation rule of vlan-trunk: rewrite the port's trunks to the remaining union."""
-    current: dict[tuple[str, str], set[int]] = {}
+    # OVS port names are unique per switch: the union is per port, whatever bridge is asked.
+    current: dict[str, set[int]] = {}
     for r in observed:
         if r.key.kind == "vlan-trunk":
-            current.setdefault((r.spec["bridge"], r.spec["port"]), set()).add(r.spec["vlan"])
-    touched: dict[tuple[str, str], list[Any]] = {}
+            current.setdefault(r.spec["port"], set()).add(r.spec["vlan"])
+    touched: dict[str, list[Any]] = {}
     for c in changes:
         if c.key.kind != "vlan-trunk":
             continue
         res = c.desired if c.action is not Action.DELETE else c.observed
-        port = (str(res.spec["bridge"]), P.ifname(res.spec["port"], "port"))
-        touched.setdefault(port, []).append(c)
+        touched.setdefault(P.ifname(res.spec["port"], "port"), []).append(c)
     cmds = []
-    for (br, port), cs in sorted(touched.items()):
-        vlans = set(current.get((br, port), set()))
+    for port, cs in sorted(touched.items()):
+        vlans = set(current.get(port, set()))
         sets, removes = [], []
         for c in cs:
             if c.action is Action.DELETE:

@@ -190,10 +190,20 @@ def test_verify_names_missing_differing_and_leftover_keys():
     assert verify(changes, [a, b]) == []
 
 
-def test_inverse_changes_restore_before_on_touched_keys_only():
+def test_inverse_changes_leave_untouched_new_state_alone():
     a = Resource(key("vlan-trunk", "eth1:7"), {"bridge": "br0", "port": "eth1", "vlan": 7}, "shop")
     b = Resource(key("vlan-trunk", "eth1:8"), {"bridge": "br0", "port": "eth1", "vlan": 8}, "shop")
     other = Resource(key("vlan-trunk", "eth2:9"), {"bridge": "br0", "port": "eth2", "vlan": 9}, "x")
     forward = make_plan(State.of([b]), State.of([a]), prune=True).changes   # delete a, create b
     inv = inverse_changes(forward, before=[a], now=[b, other])
     assert {(str(c.key), c.action) for c in inv} == {(str(a.key), Action.CREATE), (str(b.key), Action.DELETE)}
+
+
+def test_inverse_changes_restore_collateral_damage():
+    """A trunk rewrite for one key can drop another VLAN of the same port: rollback restores it."""
+    a = Resource(key("vlan-trunk", "eth1:7"), {"bridge": "br0", "port": "eth1", "vlan": 7}, "shop")
+    c = Resource(key("vlan-trunk", "eth1:9"), {"bridge": "br0", "port": "eth1", "vlan": 9}, "x")
+    new = Resource(key("vlan-trunk", "eth1:8"), {"bridge": "br0", "port": "eth1", "vlan": 8}, "y")
+    forward = make_plan(State.of([a, c, new]), State.of([a, c])).changes
+    inv = inverse_changes(forward, before=[a, c], now=[a, new])
+    assert {(str(x.key), x.action) for x in inv} == {(str(c.key), Action.CREATE), (str(new.key), Action.DELETE)}
