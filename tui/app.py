@@ -54,11 +54,11 @@ class ReconcilerApp(App):
     def now(self) -> float:
         return self._clock()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.sub_title = self.model.source
-        self.push_screen(AppListScreen())
+        await self.push_screen(AppListScreen())      # mounted before anyone (a test, a poll) looks
         if self._open_app:
-            self.open_app(self._open_app)
+            await self.push_screen(AppDetailScreen(self._open_app))
         if self.poll_s > 0:
             self.set_interval(self.poll_s, self.poll, name="poll")
 
