@@ -68,6 +68,10 @@ class EventModel:
             rows = list(self._resources.get(app, {}).values())
         return sorted(rows, key=lambda r: r.key.sort_key())
 
+    def marker(self, app: str) -> int:
+        """Changes whenever any event was applied (cheap change check for the screens)."""
+        return self.version
+
     def set_self_heal(self, app: str, on: bool) -> None:
         if self.read_only:
             raise PermissionError("read-only: no daemon or store to record self-heal")

@@ -97,6 +97,15 @@ class StoreReadModel:
     def observer(self):
         return self.store.observer
 
+    def marker(self, app: str) -> tuple:
+        """Cheap change check for one app's screen: its status row, the newest run (id and
+        phase) and the app's newest drift event. Equal markers: nothing to re-read."""
+        status = next((a for a in self.store.apps() if _get(a, "app", "name") == app), None)
+        latest = self.store.runs(None, 1)
+        drift = self.store.drift_events(app, 1)
+        return (status, tuple((_get(r, "run_id"), _get(r, "phase"), _get(r, "finished")) for r in latest),
+                tuple((_get(d, "id"), _get(d, "ts")) for d in drift))
+
 
 def _safe_url(url: str) -> str:
     """A database URL without its password, for display."""

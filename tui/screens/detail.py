@@ -4,7 +4,9 @@ Contract: a summary line (sync, health, revision, last sync, drift, self-heal); 
 "Resources": `ResourceTree` (layer -> target -> resource) beside a `DiffView` of the
 highlighted resource (stacked on narrow terminals via the `-narrow` breakpoint class);
 tab "History": runs and drift events of this application. `refresh_data()` is called by
-the app about once a second and re-renders only what changed (cursor and expansion kept).
+the app about once a second; when the read model offers `marker(app)` and it is unchanged,
+nothing is re-read (only ages move); widgets re-render only what changed (cursor and
+expansion kept).
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ class AppDetailScreen(Screen):
         self.only_drift = False
         self._resources: dict[str, ResourceRow] = {}
         self._row: AppRow | None = None
+        self._marker: object = None
+        self._cache: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -72,13 +76,23 @@ class AppDetailScreen(Screen):
             return
         model, now = self.app.model, self.app.now()
         try:
-            row = next((a for a in model.apps() if a.name == self.app_name), None)
-            resources = model.resources(self.app_name)
-            runs = model.runs(self.app_name, 50)
-            drift = model.drift_events(self.app_name, 1000)
+            marker_of = getattr(model, "marker", None)
+            marker = marker_of(self.app_name) if marker_of is not None else None
+            if marker is not None and marker == self._marker and self._cache is not None:
+                row, resources, runs, drift = self._cache      # nothing changed: only the ages move
+            else:
+                row, resources, runs, drift = self._read(model)
+                self._marker, self._cache = marker, (row, resources, runs, drift)
         except Exception as exc:
             self.query_one("#summary", Static).update(Text(f"cannot read {model.source}: {exc}", style="bold red"))
             return
+        self._show(row, resources, runs, drift, now)
+
+    def _read(self, model) -> tuple:
+        row = next((a for a in model.apps() if a.name == self.app_name), None)
+        return row, model.resources(self.app_name), model.runs(self.app_name, 50), model.drift_events(self.app_name, 1000)
+
+    def _show(self, row, resources, runs, drift, now: float) -> None:
         self._row = row
         self._resources = {str(r.key): r for r in resources}
         self.query_one("#summary", Static).update(self._summary(row, now))
