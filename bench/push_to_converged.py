@@ -9,6 +9,8 @@ itself (which includes the pre-receive validation).
   python bench/push_to_converged.py             # offline snapshot drivers (example intents)
   python bench/push_to_converged.py --minilab   # real host + hypervisor drivers on a netns mini
                                                 # lab this script brings up and down (root)
+  python bench/push_to_converged.py --reference-lab  # switch + hypervisor + host drivers on a
+                                                # private copy of labs/app-fabric.clab.yml
 Each push changes the shop api's grpc port, which the policy allows: every push changes
 nftables rules on the api hosts (and the desired state of every layer that names the port).
 """
@@ -58,6 +60,8 @@ def main() -> int:
     ap.add_argument("--inventory", help="real lab inventory (default: offline snapshot drivers)")
     ap.add_argument("--layer", action="append", help="only these layers (passed to serve)")
     ap.add_argument("--minilab", action="store_true", help="bring up the netns mini lab (host+hypervisor)")
+    ap.add_argument("--reference-lab", action="store_true",
+                    help="bring up a private copy of the reference lab (switch+hypervisor+host)")
     ap.add_argument("--timeout", type=float, default=120.0, help="per push")
     args = ap.parse_args()
     lab = None
@@ -70,6 +74,13 @@ def main() -> int:
         args.intents = str(write_repo(lab.dir / "repo", MINI_APPS, lab.inventory_path))
         args.inventory = str(lab.inventory_path)
         args.layer = args.layer or ["host", "hypervisor"]
+    if args.reference_lab:
+        from reconciler.lab import Lab
+        lab = Lab.from_file(ROOT / "labs" / "app-fabric.clab.yml", "ni-svc-bref",
+                            Path(tempfile.mkdtemp(prefix="ni-svc-bref-")), "172.31.68.0/24")
+        lab.up()
+        args.inventory = str(lab.inventory_path)
+        args.layer = args.layer or ["switch", "hypervisor", "host"]
     try:
         return run(args)
     finally:
