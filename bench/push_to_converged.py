@@ -64,7 +64,7 @@ def main() -> int:
                     help="bring up a private copy of the reference lab (switch+hypervisor+host)")
     ap.add_argument("--timeout", type=float, default=120.0, help="per push")
     args = ap.parse_args()
-    lab = None
+    lab, inv_dir = None, None
     if args.minilab:
         sys.path.insert(0, str(ROOT / "tests" / "lab"))
         from hd_setup import MINI, MINI_APPS, write_repo
@@ -76,8 +76,8 @@ def main() -> int:
         args.layer = args.layer or ["host", "hypervisor"]
     if args.reference_lab:
         from reconciler.lab import Lab
-        lab = Lab.from_file(ROOT / "labs" / "app-fabric.clab.yml", "ni-svc-bref",
-                            Path(tempfile.mkdtemp(prefix="ni-svc-bref-")), "172.31.68.0/24")
+        inv_dir = Path(tempfile.mkdtemp(prefix="ni-svc-bref-"))
+        lab = Lab.from_file(ROOT / "labs" / "app-fabric.clab.yml", "ni-svc-bref", inv_dir, "172.31.68.0/24")
         lab.up()
         args.inventory = str(lab.inventory_path)
         args.layer = args.layer or ["switch", "hypervisor", "host"]
@@ -86,6 +86,8 @@ def main() -> int:
     finally:
         if lab is not None:
             lab.down()
+        if args.reference_lab:
+            shutil.rmtree(inv_dir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:
