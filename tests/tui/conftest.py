@@ -75,7 +75,7 @@ def demo(demo_template, tmp_path: Path) -> Demo:
         store.close()
 
 
-async def wait_for(pilot, cond: Callable[[], bool], timeout_s: float = 20.0) -> None:
+async def wait_for(pilot, cond: Callable[[], bool], timeout_s: float = 30.0) -> None:
     """Let the app run until `cond()` holds (bounded)."""
     import time
     deadline = time.monotonic() + timeout_s

@@ -371,8 +371,7 @@ def test_run_in_progress_shows_progressing(demo):
             try:
                 await wait_for(pilot, entered.is_set)
                 await wait_for(pilot, lambda: "Progressing" in table_rows(app.screen.query_one(AppTable))["shop"][2])
-                status = app.screen.query_one("#apps-status", Static).render()
-                assert "running (tui)" in str(status)
+                await wait_for(pilot, lambda: "running (tui)" in str(app.screen.query_one("#apps-status", Static).render()))
                 assert "Progressing" not in table_rows(app.screen.query_one(AppTable))["billing"][2]
             finally:
                 gate.set()
