@@ -157,9 +157,15 @@ class Engine:
         attempt = 0
         phase = Phase.SUCCEEDED
         try:
-            for attempt in range(1, self.attempts + 1):
-                observed, obs = self.observe(targets, run_id)
-                observed = _filter_apps(observed, app_filter)
+            readback: tuple[ObservedState, dict] | None = None
+            # attempts + 1 rounds: the last one only verifies what the last apply did
+            for attempt in range(1, self.attempts + 2):
+                if readback is not None:
+                    # every written target read its state back in its own session: no extra observe
+                    observed, obs = readback
+                else:
+                    observed, obs = self.observe(targets, run_id)
+                    observed = _filter_apps(observed, app_filter)
                 reachable = self._note_observations(obs, reports)
                 plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
                 if initial is None:
@@ -171,19 +177,19 @@ class Engine:
                                                      "diff": [d.to_json() for d in c.diffs]}))
                     if self.publish_state:
                         self._publish_state(run_id, desired, observed, initial)
-                if plan.empty or dry_run:
-                    if dry_run:
-                        self._apply(plan, desired, observed, targets, reports, run_id, dry_run=True)
+                if dry_run:
+                    self._apply(plan, desired, observed, targets, reports, run_id, dry_run=True)
+                    break
+                if plan.empty or attempt > self.attempts:
                     break
                 if attempt > 1:
                     self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2)))
-                self._apply(plan, desired, observed, targets, reports, run_id, dry_run=False)
-            if not dry_run and initial is not None and not initial.empty:
-                # verify: observe once more after the last apply
-                observed, obs = self.observe(targets, run_id)
-                observed = _filter_apps(observed, app_filter)
-                reachable = self._note_observations(obs, reports)
-                plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
+                readback = self._apply(plan, desired, observed, targets, reports, run_id, dry_run=False)
+                if readback is not None:
+                    # targets not written keep their last observation (failed ones stay failed)
+                    readback = (_filter_apps(readback[0], app_filter), {**obs, **readback[1]})
+            attempt = min(attempt, self.attempts)
+            if not dry_run:
                 for c in plan.changes:
                     rep = reports.get((c.key.layer, c.key.target))
                     if rep is not None and rep.outcome.ok:
@@ -225,7 +231,12 @@ class Engine:
         return reachable
 
     def _apply(self, plan: Plan, desired: State, observed: State, targets: Mapping[Layer, Sequence[Target]],
-               reports: dict[tuple[Layer, str], TargetReport], run_id: str, dry_run: bool) -> None:
+               reports: dict[tuple[Layer, str], TargetReport], run_id: str,
+               dry_run: bool) -> tuple[ObservedState, dict[tuple[Layer, str], Observation]] | None:
+        """Apply `plan`; returns the state read back by the drivers when every written target
+        reported it (ApplyResult.observed), else None (the engine then observes itself)."""
+        readback: dict[tuple[Layer, str], tuple[Resource, ...]] = {}
+        complete = True
         by_target: dict[tuple[Layer, str], list[Change]] = {}
         for c in plan.changes:
             by_target.setdefault((c.key.layer, c.key.target), []).append(c)
@@ -268,10 +279,23 @@ class Engine:
                             rep.outcome, rep.error = res.outcome, ""  # also: a retry succeeded
                     else:
                         rep.outcome, rep.error = res.outcome, res.error
+                    if res.observed is None:
+                        complete = False
+                    else:
+                        readback[(layer, tp.target.name)] = res.observed
                     self.bus.publish(Event(EventKind.APPLIED, run_id, layer=layer, target=tp.target.name,
                                            outcome=res.outcome, message=res.error,
                                            data={"writes": res.writes, "rolled_back": res.rolled_back,
                                                  "failed_keys": list(res.failed_keys)}))
+        if dry_run or not complete or not readback:
+            return None
+        index = {k: r for k, r in observed.resources.items() if (k.layer, k.target) not in readback}
+        for (layer, name), resources in readback.items():
+            for r in resources:
+                if r.key.layer == layer and r.key.target == name:
+                    index[r.key] = r
+        return ObservedState(FrozenDict(index)), {
+            k: Observation(k[1], Outcome.NOOP) for k in readback}
 
     def _publish_state(self, run_id: str, desired: State, observed: State, plan: Plan) -> None:
         """Every resource of the run with its status, for read models (store, TUI)."""

@@ -10,7 +10,7 @@ APT_PACKAGES=(
   nftables
   openvswitch-switch openvswitch-common
   frr
-  git
+  git gnupg
   postgresql
   python3-venv
 )

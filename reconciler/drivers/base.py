@@ -73,6 +73,10 @@ class ApplyResult:
     details: tuple[str, ...] = ()     # human-readable lines (commands sent, rollback notes)
     duration_s: float = 0.0
     failed_keys: tuple[str, ...] = () # resources that could not be applied (e.g. NACKed)
+    # The target's state read back after the write in the same session (the driver's own
+    # verification), in observe()'s shape. When every written target supplies it, the engine
+    # takes it as the next observation instead of observing again.
+    observed: tuple[Resource, ...] | None = None
 
 
 @runtime_checkable

@@ -94,7 +94,9 @@ class SnapshotDriver:
                         index[c.key] = c.desired
                 out[name] = ApplyResult(name, Outcome.APPLIED, writes=len(tp.changes),
                                         details=tuple(f"{c.action.value} {c.key}" for c in tp.changes),
-                                        duration_s=time.monotonic() - t0)
+                                        duration_s=time.monotonic() - t0,
+                                        observed=tuple(r for k, r in index.items()
+                                                       if k.layer == self.layer and k.target == name))
             if not dry_run:
                 data["resources"] = [r.to_json() for r in sorted(index.values(), key=lambda r: r.key.sort_key())]
                 write_snapshot(self.path, data)

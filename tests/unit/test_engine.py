@@ -101,3 +101,29 @@ def test_app_filter_touches_only_that_app(tmp_path):
     stored = {r["key"]: r["spec"] for r in json.loads(path.read_text())["resources"]}
     assert stored["host/t1/thing/o"] == {"v": 9}  # billing untouched
     assert "host/t1/thing/a" in stored
+
+
+def test_driver_readback_replaces_the_verify_observe(tmp_path):
+    """A driver that reads its state back after writing saves the engine an observe round."""
+    eng, targets, path = engine_for(tmp_path, {"resources": []})
+    calls = []
+    for l, d in eng.drivers.items():
+        orig = d.observe
+        d.observe = lambda ts, _o=orig, _l=l: (calls.append(_l), _o(ts))[1]
+    desired = State.of([R(Layer.HOST, "t1", "a"), R(Layer.SWITCH, "t1", "s")])
+    report = eng.run(desired, targets)
+    assert report.converged and report.writes == 2
+    assert sorted(calls) == sorted(Layer)  # one observe per layer: the initial one
+
+    # a readback that still differs is retried and finally reported, bounded by attempts
+    class Liar(SnapshotDriver):
+        def apply(self, plans, dry_run=False):
+            res = super().apply(plans, dry_run)
+            return {k: r.__class__(**{**r.__dict__, "observed": ()}) for k, r in res.items()}
+    eng2, targets2, path2 = engine_for(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, {"resources": []},
+                                       attempts=2)
+    eng2.drivers[Layer.HOST] = Liar(Layer.HOST, path2)
+    report = eng2.run(State.of([R(Layer.HOST, "t1", "a")]), targets2)
+    assert not report.converged
+    assert report.targets[(Layer.HOST, "t1")].outcome is Outcome.FAILED
+    assert "still differs" in report.targets[(Layer.HOST, "t1")].error
