@@ -379,3 +379,26 @@ def test_run_in_progress_shows_progressing(demo):
             await wait_for(pilot, lambda: "Healthy" in table_rows(app.screen.query_one(AppTable))["shop"][2])
             assert "Synced" in table_rows(app.screen.query_one(AppTable))["shop"][1]
     run(go())
+
+
+def test_cli_modes(demo, tmp_path):
+    from tui.actions import LocalActions as Local
+    from tui.cli import build
+    from tui.http_actions import DaemonActions
+    db = str(tmp_path / "state.db")
+    ns = lambda **kw: argparse.Namespace(**{"snapshot": None, "repo": None, "store": db, "daemon": None,  # noqa: E731
+                                            "webhook_secret_file": None, "demo": False, **kw})
+    model, actions = build(ns())
+    assert isinstance(actions, NoActions) and actions.capabilities == {"self-heal"}
+    assert [a.name for a in model.apps()] == ["analytics", "billing", "shop"]
+    _, actions = build(ns(repo=str(demo.repo)))
+    assert isinstance(actions, Local) and actions.capabilities == {"sync", "dry-run", "refresh", "self-heal"}
+    secret = tmp_path / "secret"
+    secret.write_text("0123456789abcdef0123")
+    _, actions = build(ns(daemon="127.0.0.1:9", webhook_secret_file=str(secret), repo=str(demo.repo)))
+    assert isinstance(actions, DaemonActions) and actions.base == "http://127.0.0.1:9"
+    assert actions.capabilities == {"sync", "dry-run", "refresh", "self-heal"}
+    assert "sync" not in actions.local.capabilities          # with a daemon, only it writes the network
+    assert "0123456789abcdef" not in actions.description
+    _, actions = build(ns(daemon="127.0.0.1:9"))
+    assert actions.capabilities == {"self-heal"}
