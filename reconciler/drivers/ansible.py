@@ -211,6 +211,16 @@ class AnsibleDriver:
         # Observation made in the apply session right after writing (verify step), per target.
         self.verified: dict[str, Any] = {}
 
+    @property
+    def run_id(self) -> str:
+        return self.settings.run_id
+
+    @run_id.setter
+    def run_id(self, value: str) -> None:
+        """The engine may set the current run id so DRIVER_LOG events carry it."""
+        import dataclasses
+        self.settings = dataclasses.replace(self.settings, run_id=value)
+
     # -- subclass hooks
     def parse(self, target: str, stdout: str) -> list:
         raise NotImplementedError
