@@ -4,7 +4,8 @@ Contract: `MINI` is a MiniLab spec: h1, h2, h3 under hv1, h4 under hv2, hv1/hv2 
 plain OVS `leaf1` (fixture wiring only: ports untagged = trunks; the switch layer is not under
 test here). `write_repo(dir, apps)` writes an intents repo (reconciler.yaml + apps/*.yaml);
 `MINI_APPS` are two applications on it: `shop` (web on h1 -> api on h2 and h4, port 8080) and
-`billing` (invoicer and ledger on h3, port 5432: its own VLAN on the same hypervisor). `desired_for(repo_dir, inventory, layer, targets)` loads, validates and compiles them.
+`billing` (invoicer and ledger on h3, port 5432: its own VLAN on the same hypervisor; invoicer
+may call shop's exported api, which gives both apps' hosts a route to the other's subnet). `desired_for(repo_dir, inventory, layer, targets)` loads, validates and compiles them.
 """
 from __future__ import annotations
 
@@ -45,13 +46,15 @@ MINI_APPS = {
                           "api": {"instances": [{"host": "h2", "address": "10.61.1.21"},
                                                 {"host": "h4", "address": "10.61.1.22"}],
                                   "ports": [{"name": "grpc", "port": 8080}]}},
+             "exports": ["api"],
              "policy": {"allow": [{"from": "web", "to": "api", "ports": ["grpc"]}]}},
     "billing": {"segment": {"vni": 6002, "vlan": 602, "subnet": "10.61.2.0/24"},
                 "services": {"invoicer": {"instances": [{"host": "h3", "address": "10.61.2.11"}],
                                           "ports": [{"name": "http", "port": 8000}]},
                              "ledger": {"instances": [{"host": "h3", "address": "10.61.2.12"}],
                                         "ports": [{"name": "pg", "port": 5432}]}},
-                "policy": {"allow": [{"from": "invoicer", "to": "ledger", "ports": ["pg"]}]}},
+                "policy": {"allow": [{"from": "invoicer", "to": "ledger", "ports": ["pg"]},
+                                     {"from": "invoicer", "to": "shop/api", "ports": ["grpc"]}]}},
 }
 
 

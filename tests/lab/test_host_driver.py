@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conformance import CHECKS, converge, mismatches, observe, owned, plans, without_app
-from hd_fixtures import HostAdapter, HypervisorAdapter, mini_lab  # noqa: F401 (fixture)
+from hd_fixtures import HOSTS, HostAdapter, HypervisorAdapter, mini_lab  # noqa: F401 (fixture)
+from hd_setup import MINI_APPS, desired_for, write_repo
 from reconciler.model import Layer, Resource, State
 from reconciler.status import Outcome
 
@@ -95,13 +96,22 @@ def test_element_only_change_sends_element_statements(mini_lab):
 def test_pruned_app_table_addresses_go_only_with_prune(mini_lab):
     a = HostAdapter(mini_lab)
     converge(a, a.desired())
-    gone = without_app(a.desired(), "billing")
+    # billing removed from the repo: recompiled, so shop loses its route to billing's subnet too
+    repo = write_repo(mini_lab.dir / "repo-no-billing", {"shop": MINI_APPS["shop"]}, mini_lab.inventory_path)
+    gone = State.of(r for r in desired_for(repo, mini_lab.inventory_path, Layer.HOST) if r.key.target in HOSTS)
+    assert without_app(a.desired(), "billing") != gone
+    h1, h3 = mini_lab.nodes["h1"], mini_lab.nodes["h3"]
+    # routes both ways exist while billing may call shop's api
+    assert "10.61.1.0/24 via 10.61.2.1 dev eth1 proto 78" in h3.run("ip", "-4", "route").stdout
+    assert "10.61.2.0/24 via 10.61.1.1 dev eth1 proto 78" in h1.run("ip", "-4", "route").stdout
     converge(a, gone, prune=False)
-    h3 = mini_lab.nodes["h3"]
     assert h3.run("nft", "list", "table", "inet", "netintent_billing", check=False).returncode == 0
     assert "10.61.2.11/24" in h3.run("ip", "-4", "addr", "show", "dev", "eth1").stdout
+    assert "10.61.2.0/24 via" in h1.run("ip", "-4", "route").stdout
     converge(a, gone, prune=True)
     assert h3.run("nft", "list", "table", "inet", "netintent_billing", check=False).returncode != 0
     assert "10.61.2.11" not in h3.run("ip", "-4", "addr", "show", "dev", "eth1").stdout
+    assert "10.61." not in h3.run("ip", "-4", "route").stdout
+    assert "10.61.2.0/24" not in h1.run("ip", "-4", "route").stdout     # shop's route to billing went too
     assert mismatches(a, gone, observe(a)) == []
     converge(a, a.desired())
