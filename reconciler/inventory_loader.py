@@ -291,6 +291,7 @@ VAR_RULES: dict[str, list[tuple[str, bool, Callable[[Any], bool], str]]] = {
         ("netintent_asn", True, _asn, "an AS number 1..4294967295"),
         ("netintent_fabric_ports", False, _iface_list, "a list of interface names"),
         ("netintent_device_type", False, _rx(DEVTYPE_RE), "a netmiko device type"),
+        ("netintent_platform", False, _rx(DEVTYPE_RE), "a platform name of reconciler/drivers/platforms.py"),
     ],
     "sidecars": [
         ("netintent_xds_node", False, _rx(XDS_NODE_RE), "an xDS node id"),
