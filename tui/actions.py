@@ -116,7 +116,8 @@ class LocalActions:
 
     def __init__(self, repo_dir: str | Path, drivers: DriverFactory, observers: Sequence[Callable[[Event], None]] = (),
                  *, read_model: Any = None, write: bool = True, attempts: int = 3, backoff_s: float = 0.2,
-                 revision: Callable[[str], str] | None = None, run_ids: Callable[[], str] | None = None) -> None:
+                 revision: Callable[[str], str] | None = None, run_ids: Callable[[], str] | None = None,
+                 compile: Callable[[Any], Any] | None = None) -> None:
         self.repo_dir = str(repo_dir)
         self.drivers = drivers
         self.observers = list(observers)
@@ -126,6 +127,7 @@ class LocalActions:
         self.backoff_s = backoff_s
         self._revision = revision or _git_revision
         self._run_ids = run_ids
+        self._compile = compile      # intents -> desired state (default: reconciler.compile.Compiler)
         self._lock = threading.Lock()
         caps = {"dry-run", "refresh"}
         if write:
@@ -187,7 +189,7 @@ class LocalActions:
         repo = load_repo(self.repo_dir)
         if app and app not in repo.apps:
             return ActionResult(False, title, f"{app}: no such application in {self.repo_dir}")
-        desired = Compiler().compile(repo)
+        desired = self._compile(repo) if self._compile else Compiler().compile(repo)
         inventory_path = str((Path(self.repo_dir) / repo.config.inventory).resolve())
         drivers = self.drivers(inventory_path)
         targets = {l: ts for l, ts in targets_from_inventory(repo.inventory).items() if l in drivers}

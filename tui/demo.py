@@ -10,8 +10,9 @@ the real `Engine` with the snapshot driver of every layer on `workdir/observed.j
 3. run `demo-0002` (trigger `drift-scan`, dry-run): detects and reports that drift;
 4. run `demo-0003` (trigger `self-heal`, billing only): the repair is rejected -> failed.
 Events reach `observers` (e.g. `Store.observer`). With `clock` given, event times and
-run durations are pinned (`clock()` per event, durations 0.25 s) so screenshots are
-reproducible; the runs, plans and outcomes are the engine's own.
+run durations are pinned (`clock()` per run, durations 0.25 s) so screenshots are
+reproducible; the runs, plans and outcomes are the engine's own. `desired` replaces the
+compiled intents (tests pin it to a fixture so other changes to compile don't move pixels).
 Returns the snapshot path. Needs only files (no root, no network).
 """
 from __future__ import annotations
@@ -23,23 +24,30 @@ from typing import Callable, Iterable
 
 from reconciler.drivers.snapshot import SnapshotDriver, read_snapshot, write_snapshot
 from reconciler.events import Event, EventBus, EventKind
-from reconciler.model import Layer
+from reconciler.model import Layer, State
 
 DEMO_REVISION = "4f9c2e71d0a8b35c6e21f7a90d4b8c13e5f60a27"
 EXTRA_FLOW = "hypervisor/hv2/ovs-flow/priority=300,in_port=eth9"
 
 
 def pinned(observer: Callable[[Event], None], clock: Callable[[], float]) -> Callable[[Event], None]:
-    """Wrap an observer so every event carries `clock()` as its time and runs last 0.25 s."""
+    """Wrap an observer so every event of a run carries that run's start time (`clock()` is
+    called once per run, so times do not depend on how many resources a run touches) and
+    runs last 0.25 s."""
+    starts: dict[str, float] = {}
+
     def wrapped(ev: Event) -> None:
-        data = ev.data
+        if ev.kind is EventKind.RUN_STARTED or ev.run_id not in starts:
+            starts[ev.run_id] = clock()
+        ts, data = starts[ev.run_id], ev.data
         if ev.kind is EventKind.RUN_FINISHED:
             data = {**data, "duration_s": 0.25}
-        observer(dataclasses.replace(ev, ts=clock(), data=data))
+            ts += 0.25
+        observer(dataclasses.replace(ev, ts=ts, data=data))
     return wrapped
 
 
-def step_clock(start: float = 1_764_000_000.0, step: float = 0.5) -> Callable[[], float]:
+def step_clock(start: float = 1_764_000_000.0, step: float = 60.0) -> Callable[[], float]:
     t = [start]
 
     def clock() -> float:
@@ -79,13 +87,13 @@ def inject_drift(path: Path) -> dict[str, str]:
 
 
 def build_demo(repo_dir: str | Path, workdir: str | Path, observers: Iterable[Callable[[Event], None]],
-               clock: Callable[[], float] | None = None) -> Path:
+               clock: Callable[[], float] | None = None, desired: State | None = None) -> Path:
     from reconciler.compile import Compiler
     from reconciler.engine import Engine, targets_from_inventory
     from reconciler.validate import load_repo
 
     repo = load_repo(str(repo_dir))
-    desired = Compiler().compile(repo)
+    desired = desired if desired is not None else Compiler().compile(repo)
     targets = targets_from_inventory(repo.inventory)
     snap = Path(workdir) / "observed.json"
     write_snapshot(snap, {"resources": []})

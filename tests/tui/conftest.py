@@ -1,12 +1,15 @@
 """Fixtures of the TUI tests: a store filled by REAL engine runs against fixtures.
 
-`demo` compiles examples/intents, runs the engine with the snapshot driver (a first sync
-from an empty network, injected drift, a drift scan, a failing self-heal; see tui/demo.py)
-and records every event in a SQLite `Store` in tmp_path. Event times are pinned by a step
-clock so screenshots are reproducible; everything else is what the engine produced.
+`demo` runs the engine with the snapshot driver over the example intents repo (a first
+sync from an empty network, injected drift, a drift scan, a failing self-heal; see
+tui/demo.py) and records every event in a SQLite `Store` in tmp_path. The desired state is
+the example intents compiled once and kept in fixtures/demo_desired.json (regenerate with
+`python -m tests.tui.conftest`), so changes to the compilers do not move the TUI's pixels;
+event times are pinned per run by a step clock. Everything else is what the engine produced.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,12 @@ from tui.demo import build_demo, pinned, step_clock
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "intents"
+DESIRED = Path(__file__).resolve().parent / "fixtures" / "demo_desired.json"
+
+
+def desired_state():
+    from reconciler.model import State
+    return State.from_json(json.loads(DESIRED.read_text()))
 
 
 @dataclass
@@ -37,7 +46,8 @@ class Demo:
         counter = iter(range(1, 1000))
         return LocalActions(self.repo, snapshot_drivers(self.snapshot), [pinned(self.store.observer, self.clock)],
                             read_model=self.model, revision=lambda _d: "4f9c2e71d0a8b35c6e21f7a90d4b8c13e5f60a27",
-                            run_ids=lambda: f"tui-{next(counter):04d}", backoff_s=0.0, **kw)
+                            run_ids=lambda: f"tui-{next(counter):04d}", backoff_s=0.0,
+                            compile=lambda _repo: desired_state(), **kw)
 
     def app(self, actions=None, **kw) -> ReconcilerApp:
         kw.setdefault("poll_s", 0)
@@ -53,7 +63,7 @@ def demo_template(tmp_path_factory) -> tuple[Path, float]:
     shutil.copytree(EXAMPLES, repo)
     store = Store(sqlite_url(base / "state.db"))
     clock = step_clock()
-    build_demo(repo, base, [store.observer], clock=clock)
+    build_demo(repo, base, [store.observer], clock=clock, desired=desired_state())
     assert store.flush()
     store.close()
     return base, clock()
@@ -83,3 +93,10 @@ async def wait_for(pilot, cond: Callable[[], bool], timeout_s: float = 30.0) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await pilot.pause(0.05)
+
+
+if __name__ == "__main__":  # regenerate fixtures/demo_desired.json from examples/intents
+    from reconciler.compile import Compiler
+    from reconciler.validate import load_repo
+    DESIRED.write_text(Compiler().compile(load_repo(str(EXAMPLES))).dumps() + "\n")
+    print(DESIRED)
