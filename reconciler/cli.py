@@ -164,23 +164,36 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def format_report(report) -> str:
-    """Per application, per target outcome lines."""
+    """Per application: each of its targets with that application's changes there and the
+    target's outcome in this run."""
     lines = []
-    by_app: dict[str, list] = {}
+    changes: dict[tuple[str, Layer, str], int] = {}
+    for c in report.initial.drift:
+        k = (c.app, c.key.layer, c.key.target)
+        changes[k] = changes.get(k, 0) + 1
+    by_app: dict[str, set] = {}
     for t in report.targets.values():
-        for app in (sorted(t.apps) or [""]):
-            by_app.setdefault(app, []).append(t)
+        for app in t.apps:
+            by_app.setdefault(app, set()).add((t.layer, t.target))
+    for app, layer, target in changes:
+        by_app.setdefault(app, set()).add((layer, target))
     for app in sorted(by_app):
-        drift = len(report.initial.for_app(app).drift) if app else 0
-        lines.append(f"{app or '(no application)'}: {drift} change(s)")
-        for t in sorted(by_app[app], key=lambda t: (t.layer.create_rank, t.target)):
-            if not app and t.outcome.ok and not t.writes:
+        n = sum(v for (a, _, _), v in changes.items() if a == app)
+        lines.append(f"{app or '(fabric)'}: {n} change(s)")
+        for layer, target in sorted(by_app[app], key=lambda lt: (lt[0].create_rank, lt[1])):
+            t = report.targets.get((layer, target))
+            mine = changes.get((app, layer, target), 0)
+            if t is None:
                 continue
-            err = f"  {t.error}" if t.error else ""
-            lines.append(f"  {t.layer.value:<10} {t.target:<12} {t.outcome.value:<11} writes={t.writes}"
-                         f"{' rolled-back' if t.rolled_back else ''}{err}")
+            if not mine and t.ok:
+                status = "in sync"
+            else:
+                status = t.outcome.value if (mine or not t.ok) else "in sync"
+            err = f"  {t.error}" if t.error and not t.ok else ""
+            rb = " rolled-back" if t.rolled_back else ""
+            lines.append(f"  {layer.value:<10} {target:<12} {status:<11} {mine:>3} change(s){rb}{err}")
     verdict = "converged" if report.converged else ("dry run" if report.dry_run else "NOT converged")
-    lines.append(f"run {report.run_id}: {verdict} in {report.duration_s:.2f}s, {report.attempts} attempt(s), "
+    lines.append(f"run {report.run_id}: {verdict} in {report.duration_s:.2f}s, {report.attempts} round(s), "
                  f"{report.writes} write(s)")
     return "\n".join(lines)
 

@@ -74,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
         steps.append((name, ok, time.monotonic() - t0))
         return ok
 
-    lab = Lab.from_file(args.lab)
+    lab = Lab.from_file(args.lab, getattr(args, "name", None), None, getattr(args, "mgmt_subnet", None))
     t0 = time.monotonic()
     _say(f"== lab: bringing up {args.lab} (netns, sshd, Open vSwitch, FRR)")
     lab.up()
@@ -138,6 +138,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--lab", default=str(LAB_FILE), help="containerlab topology (default: the reference lab)")
     p.add_argument("--repo", default=str(INTENTS), help="intents repo (default: examples/intents)")
     p.add_argument("--keep", action="store_true", help="leave the lab running at the end")
+    p.add_argument("--name", help="lab name (default: the topology's), to run beside another lab")
+    p.add_argument("--mgmt-subnet", help="management IPv4 subnet for a lab run beside another (e.g. 172.31.77.0/24)")
     # The sidecar layer needs running gRPC workloads; the demo proves the L2-L4 loop.
     p.set_defaults(func=run_demo, layers=("switch", "hypervisor", "host"))
 
