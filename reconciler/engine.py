@@ -76,6 +76,8 @@ class RunReport:
     targets: dict[tuple[Layer, str], TargetReport]
     attempts: int
     dry_run: bool
+    # (layer, target) -> {(key, app)} of desired resources on targets that were never observed
+    unknown: dict = field(default_factory=dict)
 
     @property
     def converged(self) -> bool:
@@ -153,6 +155,7 @@ class Engine:
                                data={"revision": revision, "dry_run": dry_run, "prune": prune,
                                      "apps": sorted(app_filter) if app_filter else None}))
         initial: Plan | None = None
+        unknown: dict = {}
         plan = Plan()
         attempt = 0
         phase = Phase.SUCCEEDED
@@ -169,14 +172,17 @@ class Engine:
                 reachable = self._note_observations(obs, reports)
                 plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
                 if initial is None:
-                    initial = _restrict(make_plan(desired, observed, prune, ignore), set(reports))
+                    # Drift is only known where observation worked; the rest is unknown, not "missing".
+                    initial = plan
+                    unknown = {k: r for k, r in desired.resources.items()
+                               if (k.layer, k.target) in reports and (k.layer, k.target) not in reachable}
                     for c in initial.drift:
                         self.bus.publish(Event(EventKind.DRIFT, run_id, app=c.app, layer=c.key.layer,
                                                target=c.key.target, key=str(c.key), message=c.action.value,
                                                data={"action": c.action.value, "executed": c in initial.changes,
                                                      "diff": [d.to_json() for d in c.diffs]}))
                     if self.publish_state:
-                        self._publish_state(run_id, desired, observed, initial)
+                        self._publish_state(run_id, desired, observed, initial, unknown)
                 if dry_run:
                     self._apply(plan, desired, observed, targets, reports, run_id, dry_run=True)
                     break
@@ -211,8 +217,12 @@ class Engine:
                 phase = Phase.FAILED
             if phase is Phase.SUCCEEDED and not dry_run and not residual.empty:
                 phase = Phase.FAILED
+            unknown_by_target: dict = {}
+            for k, r in unknown.items():
+                if reports[(k.layer, k.target)].outcome is Outcome.UNREACHABLE:
+                    unknown_by_target.setdefault((k.layer, k.target), set()).add((str(k), r.app))
             report = RunReport(run_id, revision, phase, started, time.monotonic() - t0, initial, residual,
-                               reports, attempt, dry_run)
+                               reports, attempt, dry_run, unknown_by_target)
             self._publish_results(report)
         return report
 
@@ -297,9 +307,12 @@ class Engine:
         return ObservedState(FrozenDict(index)), {
             k: Observation(k[1], Outcome.NOOP) for k in readback}
 
-    def _publish_state(self, run_id: str, desired: State, observed: State, plan: Plan) -> None:
-        """Every resource of the run with its status, for read models (store, TUI)."""
+    def _publish_state(self, run_id: str, desired: State, observed: State, plan: Plan,
+                       unknown: Mapping) -> None:
+        """Every resource of the run with its status, for read models (store, TUI). Resources on
+        targets that could not be observed are `unknown`."""
         status = {c.key: ("orphan" if c in plan.orphans else c.action.value) for c in plan.drift}
+        status.update({k: "unknown" for k in unknown})
         rows = []
         for key in sorted(desired.resources.keys() | observed.resources.keys(), key=lambda k: k.sort_key()):
             d, o = desired.get(key), observed.get(key)
@@ -312,6 +325,11 @@ class Engine:
 
     def _publish_results(self, report: RunReport) -> None:
         residual = {c.key for c in report.residual.changes}
+        for (layer, target), rep in sorted(report.targets.items(), key=lambda kv: (kv[0][0].create_rank, kv[0][1])):
+            if rep.outcome is Outcome.UNREACHABLE:
+                for key in sorted(report.unknown.get((layer, target), ())):
+                    self.bus.publish(Event(EventKind.RESOURCE_RESULT, report.run_id, app=key[1], layer=layer,
+                                           target=target, key=key[0], outcome=Outcome.UNREACHABLE, message="unknown"))
         for c in report.initial.changes:
             rep = report.targets.get((c.key.layer, c.key.target))
             if report.dry_run:
