@@ -208,7 +208,8 @@ class AnsibleDriver:
                  **_ignored: Any) -> None:
         self.settings = RunSettings(str(inventory_path), publish, timeout_s, task_timeout_s, connect_timeout_s,
                                     forks, run_id)
-        # Observation made in the apply session right after writing (verify step), per target.
+        # Observation made in the apply session right after writing (verify step), per target;
+        # also returned as ApplyResult.observed.
         self.verified: dict[str, Any] = {}
 
     @property
@@ -268,14 +269,15 @@ class AnsibleDriver:
                 results[name] = ApplyResult(name, Outcome.DRY_RUN if r.writes else Outcome.NOOP, 0,
                                             details=tuple(r.details))
             return results
+        by_name = {p.target.name: p for p in plans}
         todo = [n for n, r in rendered.items() if r.writes]
         for n, r in rendered.items():
-            if not r.writes:
-                results[n] = ApplyResult(n, Outcome.NOOP, 0, details=tuple(r.details))
+            if not r.writes:  # not contacted: the state it was planned on is still the latest read
+                results[n] = ApplyResult(n, Outcome.NOOP, 0, details=tuple(r.details),
+                                         observed=tuple(by_name[n].observed))
         runs = run_playbook(self.apply_playbook, todo, {n: {**rendered[n].hostvars, "verify": True} for n in todo},
                             self.settings, files={n: rendered[n].files for n in todo}, layer=self.layer)
         dur = time.monotonic() - t0
-        by_name = {p.target.name: p for p in plans}
         for n in todo:
             hr, r = runs[n], rendered[n]
             if hr.unreachable:
@@ -291,14 +293,15 @@ class AnsibleDriver:
             obs = self._observation(hr, "observe", dur)
             self.verified[n] = obs
             bad = self.verify(by_name[n], obs.resources) if obs.ok else ["(verify observe failed)"]
+            readback = obs.resources if obs.ok else None   # the engine may use it as the next observation
             if bad:
                 results[n] = ApplyResult(n, Outcome.FAILED, r.writes, error="not converged after apply: "
                                          + ", ".join(map(str, bad[:10])) + "".join(f"; {x}" for x in soft),
                                          details=tuple(r.details + soft),
-                                         duration_s=dur, failed_keys=tuple(map(str, bad)))
+                                         duration_s=dur, failed_keys=tuple(map(str, bad)), observed=readback)
             else:
                 results[n] = ApplyResult(n, Outcome.APPLIED, r.writes, details=tuple(r.details + soft),
-                                         duration_s=dur)
+                                         duration_s=dur, observed=readback)
         return results
 
     def verify(self, plan: Any, observed: Sequence[Any]) -> list:
