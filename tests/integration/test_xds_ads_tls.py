@@ -12,7 +12,7 @@ from reconciler.xds.bootstrap import write_workload_files
 from reconciler.xds.ca import CA
 from reconciler.xds.server import XdsServer, tls_credentials
 from reconciler.xds.workload import Workload
-from xds_helpers import compile_nodes, free_port, loopback_net, shop_app, wait_until
+from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2")
 
@@ -38,8 +38,7 @@ def tls_server(tmp_path):
 
 def test_ads_over_tls(tls_server):
     server, ca, tmp, procs = tls_server
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     nodes = compile_nodes({"shop": shop_app(net, port, web_address="127.0.0.1")}, HOSTS)
     from reconciler.drivers.base import Target, TargetPlan
     from reconciler.model import Layer

@@ -7,34 +7,21 @@ failed target naming the application while the other application stays in sync.
 """
 from __future__ import annotations
 
-import pytest
-
 from reconciler.engine import Engine
 from reconciler.model import Layer, State, thaw
 from reconciler.status import Outcome
 from reconciler.xds import resources as R
 from test_xds_nack import billing_app
-from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, shop_app, wait_until
+from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 NODES = ("w1", "a1", "a2", "l1")
 
 
-@pytest.fixture
-def mesh(tmp_path):
-    m = Mesh(tmp_path)
-    try:
-        yield m
-    finally:
-        m.close()
-
-
 def test_engine_converges_repairs_and_reports_nack(mesh):
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     shop = shop_app(net, port, split={"v1": 70, "v2": 30}, web_address="127.0.0.1")
     api, ledger = f"xds:///api.shop:{port}", f"xds:///ledger.billing:{port}"
-    mesh.start("a1", serve=[("v1", net + "21", port)])
-    mesh.start("a2", serve=[("v2", net + "22", port)])
+    mesh.start_api(net, port)
     mesh.start("l1", serve=[("ledger", net + "31", port)])
     w1 = mesh.start("w1", warm=[api, ledger])
     targets = {Layer.SIDECAR: [mesh.target(n) for n in NODES]}

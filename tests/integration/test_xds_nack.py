@@ -9,12 +9,10 @@ shows the NACK, and observe shows billing's resources (only) as drifted.
 """
 from __future__ import annotations
 
-import pytest
-
 from reconciler.intent import Application
 from reconciler.model import thaw
 from reconciler.status import Outcome
-from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, shop_app, wait_until
+from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2", "l1")
 
@@ -29,30 +27,19 @@ def billing_app(net: str, port: int, mtls: str) -> Application:
                  "traffic": {"ledger": {"mtls": mtls}}}})
 
 
-@pytest.fixture
-def mesh(tmp_path):
-    m = Mesh(tmp_path)
-    try:
-        yield m
-    finally:
-        m.close()
-
-
 def _ok(w, target, n=50):
     t = w.run(target, n=n, timeout_s=3)
     return t if not t["errors"] and sum(t["servers"].values()) == n else None
 
 
 def test_nack_is_a_failure_of_its_application_only(mesh):
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     # plaintext RBAC allows callers by source address: on loopback that is 127.0.0.1
     shop = shop_app(net, port, split={"v1": 50, "v2": 50}, web_address="127.0.0.1")
     nodes = compile_nodes({"shop": shop, "billing": billing_app(net, port, "disable")}, HOSTS)
     mesh.push(nodes)
     api, ledger = f"xds:///api.shop:{port}", f"xds:///ledger.billing:{port}"
-    mesh.start("a1", serve=[("v1", net + "21", port)])
-    mesh.start("a2", serve=[("v2", net + "22", port)])
+    mesh.start_api(net, port)
     mesh.start("l1", serve=[("ledger", net + "31", port)])
     w1 = mesh.start("w1", warm=[api, ledger])
     assert wait_until(lambda: _ok(w1, api) and _ok(w1, ledger), 15), "mesh never worked"

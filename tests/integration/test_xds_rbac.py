@@ -12,19 +12,9 @@ import pytest
 
 from reconciler.model import Layer, Resource, ResourceKey, thaw
 from reconciler.status import Outcome
-from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, shop_app, wait_until
+from xds_helpers import BATCH_ID, WEB_ID, compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2", "b1")
-API_ID = "spiffe://test.example/shop/api"
-
-
-@pytest.fixture
-def mesh(tmp_path):
-    m = Mesh(tmp_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def _as_batch(resources):
@@ -40,9 +30,17 @@ def _as_batch(resources):
     return out
 
 
+def _start_with_certificates(mesh, net, port, target):
+    """api (a1, a2), web (w1) and batch (b1), each with its own certificate; w1 and b1
+    warm `target`. Returns (w1, b1)."""
+    mesh.start_api(net, port, mtls=True)
+    w1 = mesh.start("w1", {"web.shop": WEB_ID}, warm=[target])
+    b1 = mesh.start("b1", {"batch.shop": BATCH_ID}, warm=[target])
+    return w1, b1
+
+
 def test_rbac_by_identity_with_mtls(mesh):
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     nodes = compile_nodes({"shop": shop_app(net, port, mtls="strict")}, HOSTS)
     # compile gives batch nothing to call api with, and api's RBAC names only web
     assert not [r for r in nodes.get("b1", []) if r.key.kind != "server-listener"]
@@ -52,10 +50,7 @@ def test_rbac_by_identity_with_mtls(mesh):
     mesh.push(nodes)
 
     target = f"xds:///api.shop:{port}"
-    mesh.start("a1", {"api.shop": API_ID}, serve=[("v1", net + "21", port)])
-    mesh.start("a2", {"api.shop": API_ID}, serve=[("v2", net + "22", port)])
-    w1 = mesh.start("w1", {"web.shop": "spiffe://test.example/shop/web"}, warm=[target])
-    b1 = mesh.start("b1", {"batch.shop": "spiffe://test.example/shop/batch"}, warm=[target])
+    w1, b1 = _start_with_certificates(mesh, net, port, target)
 
     ok = wait_until(lambda: (t := w1.run(target, n=20, timeout_s=3)) and not t["errors"] and t, 15)
     assert ok, "allowed caller never succeeded"
@@ -83,12 +78,10 @@ def test_rbac_by_source_address_in_plaintext(mesh):
     """mtls: disable -> RBAC allows the callers' instance addresses. On loopback every call
     comes from 127.0.0.1: denied while web's address is another one, allowed once the
     intent gives web 127.0.0.1."""
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     mesh.push(compile_nodes({"shop": shop_app(net, port, mtls="disable")}, HOSTS))
     target = f"xds:///api.shop:{port}"
-    mesh.start("a1", serve=[("v1", net + "21", port)])
-    mesh.start("a2", serve=[("v2", net + "22", port)])
+    mesh.start_api(net, port)
     w1 = mesh.start("w1", warm=[target])
     denied = wait_until(lambda: (t := w1.run(target, n=10, timeout_s=3))["errors"].get("PERMISSION_DENIED") == 10 and t, 15)
     assert denied and denied["servers"] == {}, denied
@@ -103,8 +96,7 @@ def test_permissive_is_tls_with_identity_or_address(mesh):
     callers by identity or by address. web (cert, not calling from its address) gets in by
     identity; batch (cert of an identity the policy does not name) is refused; plaintext
     is refused by the handshake."""
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     nodes = compile_nodes({"shop": shop_app(net, port, mtls="permissive")}, HOSTS)
     sl = thaw(next(r for r in nodes["a1"] if r.key.kind == "server-listener").spec)
     assert sl["tls"]["require_client_cert"] is False
@@ -112,10 +104,7 @@ def test_permissive_is_tls_with_identity_or_address(mesh):
     nodes["b1"] = _as_batch(nodes["w1"])
     mesh.push(nodes)
     target = f"xds:///api.shop:{port}"
-    mesh.start("a1", {"api.shop": API_ID}, serve=[("v1", net + "21", port)])
-    mesh.start("a2", {"api.shop": API_ID}, serve=[("v2", net + "22", port)])
-    w1 = mesh.start("w1", {"web.shop": "spiffe://test.example/shop/web"}, warm=[target])
-    b1 = mesh.start("b1", {"batch.shop": "spiffe://test.example/shop/batch"}, warm=[target])
+    w1, b1 = _start_with_certificates(mesh, net, port, target)
     ok = wait_until(lambda: (t := w1.run(target, n=10, timeout_s=3)) and not t["errors"] and t, 15)
     assert ok and sum(ok["servers"].values()) == 10, ok
     assert b1.run(target, n=10, timeout_s=3)["errors"] == {"PERMISSION_DENIED": 10}

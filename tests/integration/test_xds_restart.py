@@ -10,22 +10,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from reconciler.status import Outcome
-from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, share, shop_app, wait_until
+from xds_helpers import WEB_ID, compile_nodes, loopback_addr, share, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2", "b1")
-API_ID = "spiffe://test.example/shop/api"
-
-
-@pytest.fixture
-def mesh(tmp_path):
-    m = Mesh(tmp_path)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def _clean(tally, n):
@@ -33,13 +21,11 @@ def _clean(tally, n):
 
 
 def test_ads_restart_keeps_config_then_converges(mesh):
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     mesh.push(compile_nodes({"shop": shop_app(net, port, split={"v1": 90, "v2": 10}, mtls="strict")}, HOSTS))
     target = f"xds:///api.shop:{port}"
-    mesh.start("a1", {"api.shop": API_ID}, serve=[("v1", net + "21", port)])
-    mesh.start("a2", {"api.shop": API_ID}, serve=[("v2", net + "22", port)])
-    w1 = mesh.start("w1", {"web.shop": "spiffe://test.example/shop/web"}, warm=[target])
+    mesh.start_api(net, port, mtls=True)
+    w1 = mesh.start("w1", {"web.shop": WEB_ID}, warm=[target])
     assert wait_until(lambda: _clean(w1.run(target, n=100, timeout_s=3), 100), 15)
 
     mesh.server.stop()

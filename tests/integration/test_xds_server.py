@@ -20,13 +20,15 @@ from reconciler.xds.server import AckState, XdsServer
 
 
 class RawAds:
+    RPC = "StreamAggregatedResources"
+
     def __init__(self, target: str, node: str) -> None:
         self.node = node
         self._out: queue.Queue = queue.Queue()
         self.inbox: queue.Queue = queue.Queue()
         self.ch = grpc.insecure_channel(target)
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.ch)
-        self._call = stub.StreamAggregatedResources(iter(self._out.get, None))
+        self._call = getattr(stub, self.RPC)(iter(self._out.get, None))
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
         self._first = True
@@ -41,6 +43,10 @@ class RawAds:
     def send(self, type_url, names=(), version="", nonce="", error=None) -> None:
         req = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=list(names),
                                              version_info=version, response_nonce=nonce)
+        self._put(req, error)
+
+    def _put(self, req, error) -> None:
+        """Queue `req`: the stream's first request carries the node; `error` makes it a NACK."""
         if self._first:
             req.node.CopyFrom(base_pb2.Node(id=self.node))
             self._first = False
@@ -153,16 +159,7 @@ def test_response_follows_subscription(server):
 
 
 class RawDelta(RawAds):
-    def __init__(self, target: str, node: str) -> None:  # same plumbing, delta RPC
-        self.node = node
-        self._out = queue.Queue()
-        self.inbox = queue.Queue()
-        self.ch = grpc.insecure_channel(target)
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.ch)
-        self._call = stub.DeltaAggregatedResources(iter(self._out.get, None))
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-        self._first = True
+    RPC = "DeltaAggregatedResources"  # same plumbing, delta RPC
 
     def dsend(self, type_url, subscribe=(), unsubscribe=(), nonce="", error=None, initial=None):
         req = discovery_pb2.DeltaDiscoveryRequest(
@@ -170,12 +167,7 @@ class RawDelta(RawAds):
             resource_names_unsubscribe=list(unsubscribe), response_nonce=nonce)
         for k, v in (initial or {}).items():
             req.initial_resource_versions[k] = v
-        if self._first:
-            req.node.CopyFrom(base_pb2.Node(id=self.node))
-            self._first = False
-        if error:
-            req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
-        self._out.put(req)
+        self._put(req, error)
 
 
 @pytest.fixture

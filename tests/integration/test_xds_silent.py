@@ -18,27 +18,21 @@ from reconciler.model import Layer, Resource, ResourceKey, thaw
 from reconciler.status import Outcome
 from reconciler.xds import resources as R
 from reconciler.xds.server import AckState
-from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, shop_app, wait_until
+from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2")
 
 
 @pytest.fixture
-def running(tmp_path):
-    m = Mesh(tmp_path)
-    try:
-        net = loopback_net()
-        port = free_port(net + "21")
-        nodes = compile_nodes({"shop": shop_app(net, port, web_address="127.0.0.1")}, HOSTS)
-        m.push(nodes)
-        target = f"xds:///api.shop:{port}"
-        m.start("a1", serve=[("v1", net + "21", port)])
-        m.start("a2", serve=[("v2", net + "22", port)])
-        m.start("w1", warm=[target])
-        assert wait_until(lambda: _works(m, target), 15), "compiled config never worked"
-        yield m, nodes, target, net, port
-    finally:
-        m.close()
+def running(mesh):
+    net, port = loopback_addr()
+    nodes = compile_nodes({"shop": shop_app(net, port, web_address="127.0.0.1")}, HOSTS)
+    mesh.push(nodes)
+    target = f"xds:///api.shop:{port}"
+    mesh.start_api(net, port)
+    mesh.start("w1", warm=[target])
+    assert wait_until(lambda: _works(mesh, target), 15), "compiled config never worked"
+    yield mesh, nodes, target, net, port
 
 
 def _works(m, target, n=20) -> bool:

@@ -8,35 +8,22 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from reconciler.model import thaw
 from reconciler.status import Outcome
-from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, share, shop_app, wait_until
+from xds_helpers import WEB_ID, compile_nodes, loopback_addr, share, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2", "b1")
 
 
-@pytest.fixture
-def mesh(tmp_path):
-    m = Mesh(tmp_path)
-    try:
-        yield m
-    finally:
-        m.close()
-
-
 def test_split_change_lands_within_two_seconds(mesh):
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     nodes = compile_nodes({"shop": shop_app(net, port, split={"v1": 90, "v2": 10}, mtls="strict")}, HOSTS)
     first = mesh.push(nodes)
     # nobody is connected yet: the snapshot is set and reported as not delivered
     assert first["w1"].outcome is Outcome.UNREACHABLE
-    mesh.start("a1", {"api.shop": "spiffe://test.example/shop/api"}, serve=[("v1", net + "21", port)])
-    mesh.start("a2", {"api.shop": "spiffe://test.example/shop/api"}, serve=[("v2", net + "22", port)])
+    mesh.start_api(net, port, mtls=True)
     target = f"xds:///api.shop:{port}"
-    w1 = mesh.start("w1", {"web.shop": "spiffe://test.example/shop/web"},
+    w1 = mesh.start("w1", {"web.shop": WEB_ID},
                     serve=[("web", net + "11", port)], warm=[target])
     before = wait_until(lambda: (t := w1.run(target, n=1000, timeout_s=5)) and not t["errors"] and t,
                         timeout=15)

@@ -7,29 +7,16 @@ printed figure; the test only claims the upper bound.)
 """
 from __future__ import annotations
 
-import pytest
-
-from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, shop_app, wait_until
+from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2")
 
 
-@pytest.fixture
-def mesh(tmp_path):
-    m = Mesh(tmp_path)
-    try:
-        yield m
-    finally:
-        m.close()
-
-
 def test_route_timeout_from_intent(mesh):
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     mesh.push(compile_nodes({"shop": shop_app(net, port, timeout_ms=2000, web_address="127.0.0.1")}, HOSTS))
     target = f"xds:///api.shop:{port}"
-    mesh.start("a1", serve=[("v1", net + "21", port)])
-    mesh.start("a2", serve=[("v2", net + "22", port)])
+    mesh.start_api(net, port)
     w1 = mesh.start("w1", warm=[target])
     assert wait_until(lambda: not (t := w1.run(target, n=5, timeout_s=3))["errors"] and t, 15)
 
@@ -48,12 +35,10 @@ def test_route_retries_from_intent(mesh):
     call, calls fail without retries and all succeed with retries: 2. The api servers here
     are plain gRPC servers (the client side is xDS): a retryable (trailers-only) failure
     crashes grpcio 1.85's xDS server, see labs/workloads/agent.py."""
-    net = loopback_net()
-    port = free_port(net + "21")
+    net, port = loopback_addr()
     mesh.push(compile_nodes({"shop": shop_app(net, port, web_address="127.0.0.1")}, HOSTS))
     target = f"xds:///api.shop:{port}"
-    mesh.start("a1", serve_plain=[("v1", net + "21", port)])
-    mesh.start("a2", serve_plain=[("v2", net + "22", port)])
+    mesh.start_api(net, port, plain=True)
     w1 = mesh.start("w1", warm=[target])
     assert wait_until(lambda: not (t := w1.run(target, n=5, timeout_s=3))["errors"] and t, 15)
 

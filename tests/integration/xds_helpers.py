@@ -25,6 +25,9 @@ from reconciler.xds.server import SnapshotCache, XdsServer
 from reconciler.xds.workload import Workload
 
 TRUST = "test.example"
+WEB_ID = "spiffe://test.example/shop/web"
+API_ID = "spiffe://test.example/shop/api"
+BATCH_ID = "spiffe://test.example/shop/batch"
 
 
 def loopback_net() -> str:
@@ -42,6 +45,12 @@ def free_port(ip: str) -> int:
             except OSError:
                 continue
     raise RuntimeError(f"no free port on {ip}")
+
+
+def loopback_addr() -> tuple[str, int]:
+    """A fresh loopback prefix and a port free on its api address (<net>21)."""
+    net = loopback_net()
+    return net, free_port(net + "21")
 
 
 def shop_app(net: str, port: int, split: Mapping[str, int] | None = None, mtls: str = "disable",
@@ -131,6 +140,14 @@ class Mesh:
         self.workloads[node] = w
         w.start()
         return w
+
+    def start_api(self, net: str, port: int, mtls: bool = False, plain: bool = False) -> None:
+        """shop's api: a1 serves v1 on <net>21, a2 serves v2 on <net>22, with api's
+        certificate when `mtls`; as plain gRPC servers (not xDS servers) when `plain`."""
+        ids = {"api.shop": API_ID} if mtls else {}
+        for node, version, ip in (("a1", "v1", net + "21"), ("a2", "v2", net + "22")):
+            listen = [(version, ip, port)]
+            self.start(node, ids, serve=() if plain else listen, serve_plain=listen if plain else ())
 
     def target(self, node: str) -> Target:
         w = self.workloads.get(node)
