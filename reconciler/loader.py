@@ -180,6 +180,11 @@ def decode(file: str, raw: bytes) -> str:
 
 
 def _yaml_error(file: str, text: str, e: Exception) -> LoadFailed:
+    if isinstance(e, yaml.MarkedYAMLError) and "maximum nesting depth" in str(e.problem or ""):
+        # PyYAML >= 6.0.4 stops absurd flow nesting in its scanner, before our own bound sees
+        # the events: report it in the same words.
+        mark = e.problem_mark or e.context_mark
+        return _fail(file, mark.line + 1 if mark else 1, f"nesting deeper than {MAX_DEPTH} levels")
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
