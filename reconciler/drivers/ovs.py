@@ -199,9 +199,12 @@ def render_ovs(desired: Iterable[Resource], observed: Iterable[Resource], prune:
             plan.details.append(f"ovs-port {key.name}: not desired, kept (prune off)")
             continue
         port = _port(o[key].spec["port"])
-        plan.vsctl += ["--", "clear", "Port", port, "tag", "--", "remove", "Port", port, "external_ids", APP_KEY]
+        # Parked, not reopened: an untagged port without vlan_mode is a trunk for every VLAN in
+        # OVS; access mode without a tag keeps it on VLAN 0, away from every app segment.
+        plan.vsctl += ["--", "clear", "Port", port, "tag", "--", "remove", "Port", port, "external_ids", APP_KEY,
+                       "--", "set", "Port", port, "vlan_mode=access"]
         plan.writes += 1
-        plan.details.append(f"delete ovs-port {port} tag (prune)")
+        plan.details.append(f"delete ovs-port {port} tag (prune; port parked on VLAN 0)")
 
     # trunks: per port, the union of desired VLANs, unowned VLANs and (prune off) owned leftovers
     ports = sorted({r.spec["port"] for r in list(d.values()) + list(o.values()) if r.key.kind == "trunk-vlan"})

@@ -58,3 +58,22 @@ def test_spoofed_source_is_dropped_and_segments_isolated(mini_lab):
         assert not mini_lab.tcp_connects("h3", "10.61.1.21", 8080)
     finally:
         h3.run("ip", "addr", "del", "10.61.1.98/24", "dev", "eth1", check=False)
+
+
+def test_pruned_port_is_parked_not_left_as_a_trunk(mini_lab):
+    """A pruned access port must not fall back to OVS's default for untagged ports (a trunk
+    carrying every VLAN): it is parked on VLAN 0 in access mode."""
+    from conformance import without_app
+    hv = HypervisorAdapter(mini_lab)
+    desired = hv.desired()
+    res = converge(hv, desired)
+    assert all(r.outcome.ok for r in res.values()), {n: r.error for n, r in res.items()}
+    port = next(r for r in desired if r.key.kind == "ovs-port")
+    node = mini_lab.nodes[port.key.target]
+    res = converge(hv, without_app(desired, port.app), prune=True)
+    assert all(r.outcome.ok for r in res.values()), {n: r.error for n, r in res.items()}
+    mode = node.run("ovs-vsctl", "get", "Port", port.spec["port"], "vlan_mode").stdout.strip()
+    tag = node.run("ovs-vsctl", "get", "Port", port.spec["port"], "tag").stdout.strip()
+    assert (mode, tag) == ("access", "[]")
+    assert mismatches(hv, without_app(desired, port.app), observe(hv)) == []
+    converge(hv, desired)  # leave the mini lab as the other tests expect it
