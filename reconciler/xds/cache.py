@@ -240,14 +240,22 @@ class SnapshotCache:
                 sub.nacked = (sub.sent_version or "", nack_message)
             self._cond.notify_all()
 
+    def _pending(self, st: _Stream, type_url: str, sub: _Sub):
+        """(version, resources) the stream does not hold yet for `type_url`; None when it is
+        up to date or the node has no snapshot. Call with `_cond` held."""
+        if st.node not in self._snap:
+            return None
+        version = self._ver[st.node].get(type_url, _version({}))
+        if not sub.dirty and sub.sent_version == version:
+            return None
+        return version, self._snap[st.node].get(type_url, {})
+
     def _response(self, st: _Stream, type_url: str, sub: _Sub, nonce: str):
         with self._cond:
-            if st.node not in self._snap:
+            pending = self._pending(st, type_url, sub)
+            if pending is None:
                 return None
-            version = self._ver[st.node].get(type_url, _version({}))
-            if not sub.dirty and sub.sent_version == version:
-                return None
-            items = self._snap[st.node].get(type_url, {})
+            version, items = pending
             if not sub.names and type_url in WILDCARD_TYPES:
                 names = sorted(items)
             else:
@@ -262,12 +270,10 @@ class SnapshotCache:
         the names it holds that are gone. Nothing to send for a new version = the stream is
         up to date with it (counted as acked when nothing else is outstanding)."""
         with self._cond:
-            if st.node not in self._snap:
+            pending = self._pending(st, type_url, sub)
+            if pending is None:
                 return None
-            version = self._ver[st.node].get(type_url, _version({}))
-            if not sub.dirty and sub.sent_version == version:
-                return None
-            items = self._snap[st.node].get(type_url, {})
+            version, items = pending
             known = sub.known if sub.known is not None else {}
             wanted = set(items) if sub.wildcard else {n for n in sub.names if n in items}
             changed = [n for n in sorted(wanted) if known.get(n) != _resource_version(items[n])]
