@@ -79,6 +79,8 @@ def _env(s: RunSettings) -> dict[str, str]:
                             "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                             "-o ServerAliveInterval=5 -o ServerAliveCountMax=2",
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp),
+        # `raw` observes read stdout and stderr apart; a pty would merge them and add CRs
+        "ANSIBLE_SSH_USETTY": "False",
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_TIMEOUT": str(s.connect_timeout_s),
         "ANSIBLE_SSH_RETRIES": "0",
@@ -89,6 +91,7 @@ def _env(s: RunSettings) -> dict[str, str]:
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
         "ANSIBLE_SYSTEM_WARNINGS": "False",
         "ANSIBLE_NOCOLOR": "True",
+        "PATH": _path_with_our_ansible(),
     }
 
 
@@ -119,13 +122,15 @@ def run_playbook(playbook: str, hosts: Sequence[str], hostvars: Mapping[str, Map
             hr = out[host]
             if status == "ok":
                 hr.results[task] = res
+                if isinstance(res.get("steps"), dict):  # netintent_steps: one result per step
+                    hr.results.update(res["steps"])
             elif status == "skipped":
                 hr.skipped.add(task)
             elif status == "unreachable":
                 hr.unreachable = True
                 hr.error = _short(res.get("msg", "unreachable"))
             else:
-                hr.failed_task = task
+                hr.failed_task = str(res.get("failed_step") or task)
                 hr.error = _short(res.get("stderr") or res.get("msg") or "failed")
         if settings.publish is not None:
             dur = time.monotonic() - started.pop((host, task), time.monotonic())
@@ -161,6 +166,15 @@ def run_playbook(playbook: str, hosts: Sequence[str], hostvars: Mapping[str, Map
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _path_with_our_ansible() -> str:
+    """PATH with the bin dir of the environment we run in first, so ansible-runner starts the
+    `ansible-playbook` installed with it (same Ansible version, no shell shim in front of it)."""
+    import sys
+    path = os.environ.get("PATH", os.defpath)
+    bindir = Path(sys.executable).parent
+    return f"{bindir}{os.pathsep}{path}" if (bindir / "ansible-playbook").exists() else path
 
 
 def _short(text: Any, limit: int = 400) -> str:
@@ -202,6 +216,9 @@ class AnsibleDriver:
     # tasks allowed to fail (`failed_when: false` in the playbook): their rc/stderr become details,
     # and the verify observation decides the outcome
     soft_tasks: tuple[str, ...] = ()
+    # files the apply playbook reads with a `file` lookup: written empty when there is nothing
+    # to send (the step is then skipped on the host)
+    apply_files: tuple[str, ...] = ()
 
     def __init__(self, inventory_path: str, publish: Publish | None = None, timeout_s: float = 60.0,
                  task_timeout_s: int = 30, connect_timeout_s: int = 5, forks: int = 50, run_id: str = "",
@@ -276,7 +293,8 @@ class AnsibleDriver:
                 results[n] = ApplyResult(n, Outcome.NOOP, 0, details=tuple(r.details),
                                          observed=tuple(by_name[n].observed))
         runs = run_playbook(self.apply_playbook, todo, {n: {**rendered[n].hostvars, "verify": True} for n in todo},
-                            self.settings, files={n: rendered[n].files for n in todo}, layer=self.layer)
+                            self.settings, layer=self.layer,
+                            files={n: {**dict.fromkeys(self.apply_files, ""), **rendered[n].files} for n in todo})
         dur = time.monotonic() - t0
         for n in todo:
             hr, r = runs[n], rendered[n]

@@ -2,7 +2,7 @@
 
 Contract (registered as "host"; see base.py for the batched Protocol):
 - observe: one `observe_host.yml` run for all targets (`ip -j -4 addr`, `ip -j -4 route`,
-  `nft -j list ruleset` in one module call per host) parsed into compile/host.py's shapes:
+  `nft -j list ruleset` in one `raw` command per host) parsed into compile/host.py's shapes:
     address `<iface>:<ip>` {interface, address, prefixlen}; owned when its label is
             `<iface>:ni` (the reconciler's mark); other IPv4 addresses (not on lo) are reported
             with owned=False. App: the owned table whose `local` set holds the address.
@@ -10,11 +10,12 @@ Contract (registered as "host"; see base.py for the batched Protocol):
             other non-kernel routes are reported owned=False. App: the owned address whose
             subnet holds the gateway.
     nft-set / nft-table: only inet tables named `netintent_*` (see nftables.py).
-- apply: one `apply_host.yml` run for the targets with writes: `ip -force -batch -` (route
+- apply: one `apply_host.yml` run for the targets with writes, one module call per host
+  (playbooks/library/netintent_steps.py): `ip -force -batch -` (route
   deletes, address deletes, address replaces, route replaces) and ONE atomic `nft -f -` script
   touching only owned tables (element-only changes as `add/delete element`). Owned resources no
   longer desired are removed only when the plan says `prune`. A target with nothing to change
-  is not contacted (zero writes). The same session observes again and the result is APPLIED
+  is not contacted (zero writes). The same module call observes again and the result is APPLIED
   only if every resource in scope now matches (else FAILED with `failed_keys`); that
   observation is kept in `driver.verified[target]`.
 """
@@ -142,6 +143,7 @@ def render_ip(desired: Iterable[Resource], observed: Iterable[Resource], prune: 
 class HostDriver(AnsibleDriver):
     layer = Layer.HOST
     observe_playbook = "observe_host.yml"
+    apply_files = ("ip.batch", "rules.nft")
     apply_playbook = "apply_host.yml"
     soft_tasks = ("ip",)
 

@@ -1,15 +1,16 @@
 """Hypervisor driver: each hypervisor's own Open vSwitch (userspace datapath), via ansible-runner.
 
 Contract (registered as "hypervisor"; see base.py for the batched Protocol):
-- observe: one `observe_hypervisor.yml` run for all targets: `ovs-vsctl --format=json` (Port:
+- observe: one `observe_hypervisor.yml` run for all targets (one `raw` command each): `ovs-vsctl --format=json` (Port:
   tag, trunks, external_ids; the bridge's ports and external_ids) and `ovs-ofctl --no-stats
   dump-flows` filtered by the 0x4E49 cookie prefix, parsed by ovs.py into compile's shapes
   (ovs-port, trunk-vlan, ovs-flow). The bridge is the target's `netintent_bridge` (default br0).
-- apply: one `apply_hypervisor.yml` run for the targets with writes: one `ovs-vsctl`
+- apply: one `apply_hypervisor.yml` run for the targets with writes (one module call each,
+  playbooks/library/netintent_steps.py): one `ovs-vsctl`
   transaction (tags, trunks as the union, ownership marks in external_ids) and one
   `ovs-ofctl --bundle add-flows` with only the flow difference (atomic). Owned state no longer
   desired is removed only when the plan says `prune`; unowned ports, VLANs and flows are never
-  touched. A target with nothing to change is not contacted. The same session observes again:
+  touched. A target with nothing to change is not contacted. The same call observes again:
   APPLIED only when every resource in scope matches (else FAILED with `failed_keys`).
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ def parse_hypervisor(target: str, stdout: str) -> list[Resource]:
 class HypervisorDriver(AnsibleDriver):
     layer = Layer.HYPERVISOR
     observe_playbook = "observe_hypervisor.yml"
+    apply_files = ("flows.txt",)
     apply_playbook = "apply_hypervisor.yml"
 
     def parse(self, target: str, stdout: str) -> list[Resource]:

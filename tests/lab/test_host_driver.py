@@ -115,3 +115,30 @@ def test_pruned_app_table_addresses_go_only_with_prune(mini_lab):
     assert "10.61.2.0/24" not in h1.run("ip", "-4", "route").stdout     # shop's route to billing went too
     assert mismatches(a, gone, observe(a)) == []
     converge(a, a.desired())
+
+
+def test_a_change_the_host_rejects_is_a_failed_result_naming_the_step(mini_lab):
+    """The table went away between observe and apply (a stale plan): nft rejects the element
+    statements, the result is FAILED with the step and nft's own message, and the next
+    observe + apply repairs the host."""
+    a = HostAdapter(mini_lab)
+    converge(a, a.desired())
+    key = next(r.key for r in a.desired().for_target(Layer.HOST, "h2")
+               if r.key.kind == "nft-set" and r.key.name.endswith("allow_api_grpc"))
+    base = a.desired().get(key)
+    grown = State.of([r for r in a.desired() if r.key != key]
+                     + [Resource(key, {**base.spec, "elements": sorted({*base.spec["elements"], "10.98.0.1"})},
+                                 base.app)])
+    d = a.driver()
+    stale = observe(a, d)
+    mini_lab.nodes["h2"].run("nft", "delete", "table", "inet", "netintent_shop")
+    ps = [p for p in plans(a, grown, stale, prune=True) if p.changes]
+    res = d.apply(ps)
+    assert res["h2"].outcome is Outcome.FAILED
+    assert res["h2"].error.startswith("nft: ") and "netintent_shop" in res["h2"].error, res["h2"].error
+    assert res["h2"].observed is None          # the verify step never ran: nothing to read back
+    assert mismatches(a, grown, observe(a, d)) != []
+    res = converge(a, grown, driver=d)
+    assert res["h2"].outcome is Outcome.APPLIED, res["h2"].error
+    assert mismatches(a, grown, observe(a, d)) == []
+    converge(a, a.desired())
