@@ -11,12 +11,16 @@ itself (which includes the pre-receive validation).
                                                 # lab this script brings up and down (root)
   python bench/push_to_converged.py --reference-lab  # switch + hypervisor + host drivers on a
                                                 # private copy of labs/app-fabric.clab.yml
-Each push changes the shop api's grpc port, which the policy allows: every push changes
-nftables rules on the api hosts (and the desired state of every layer that names the port).
+`--change port` (default): each push changes the shop api's grpc port, which the policy
+allows: every push changes nftables rules on the api hosts (and the desired state of every layer
+that names the port). `--change instance`: each push adds one shop web instance on the host of
+the first one: a new OVS port and flows on its hypervisor, an address, route and set elements on
+hosts, and /32 routes on the leaves of the reference lab: every layer changes.
 """
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import shutil
@@ -63,6 +67,7 @@ def main() -> int:
     ap.add_argument("--reference-lab", action="store_true",
                     help="bring up a private copy of the reference lab (switch+hypervisor+host)")
     ap.add_argument("--timeout", type=float, default=120.0, help="per push")
+    ap.add_argument("--change", choices=("port", "instance"), default="port", help="what each push changes")
     args = ap.parse_args()
     lab, inv_dir = None, None
     if args.minilab:
@@ -148,7 +153,12 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.iterations):
             app = work / "apps" / "shop.yaml"
             data = yaml.safe_load(app.read_text())
-            data["spec"]["services"]["api"]["ports"][0]["port"] = 8100 + i
+            if args.change == "port":
+                data["spec"]["services"]["api"]["ports"][0]["port"] = 8100 + i
+            else:
+                web = data["spec"]["services"]["web"]["instances"]
+                net = ipaddress.IPv4Network(data["spec"]["segment"]["subnet"])
+                web.append({"host": web[0]["host"], "address": str(net.network_address + 100 + i)})
             app.write_text(yaml.safe_dump(data, sort_keys=False))
             git(work, "commit", "-qam", f"bench {i}")
             sha = git(work, "rev-parse", "HEAD").strip()
@@ -163,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(0.01)
             totals.append(time.monotonic() - t0)
             pushes.append(t_push)
-        print(f"push-to-converged with webhook ({mode}), {args.iterations} pushes:")
+        print(f"push-to-converged with webhook ({mode}), {args.iterations} pushes, change: {args.change}:")
         print(f"  total  p50 {statistics.median(totals):.2f}s  p95 {pct(totals, 95):.2f}s  max {max(totals):.2f}s")
         print(f"  push   p50 {statistics.median(pushes):.2f}s  p95 {pct(pushes, 95):.2f}s  "
               "(git push incl. pre-receive validation + post-receive webhook)")

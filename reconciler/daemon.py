@@ -23,6 +23,7 @@ Contract:
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -262,11 +263,15 @@ class Daemon:
         return Loaded(sha, repo, desired, str(inv_path), targets_from_inventory(repo.inventory))
 
     def _write_inventory(self, sha: str, files: dict, name: str) -> str:
-        p = Path(self.cfg.state_dir) / f"inventory-{sha[:12]}.yml"
+        data = files.get(name, b"")
+        data = data if isinstance(data, bytes) else b""
+        # Named by content, not by commit: an unchanged inventory keeps its path, so the engine,
+        # its drivers and their SSH control masters (one dir per inventory path) are reused.
+        digest = hashlib.blake2b(data, digest_size=6).hexdigest()
+        p = Path(self.cfg.state_dir) / f"inventory-{digest}.yml"
         if not p.exists():
-            data = files.get(name, b"")
             tmp = p.with_suffix(".tmp")
-            tmp.write_bytes(data if isinstance(data, bytes) else b"")
+            tmp.write_bytes(data)
             os.chmod(tmp, 0o600)
             os.replace(tmp, p)
         return str(p.resolve())

@@ -3,11 +3,14 @@
 Contract: `Engine.run(desired, ...)` never raises for device trouble; every target ends
 with a `TargetReport` (outcome, writes, error) and the run with a `RunReport`.
 - Observe: every layer's driver is called once per attempt (layers in parallel threads;
-  each driver batches its own targets). A target whose observation failed is neither
+  each driver batches its own targets; layers whose drivers share a `fuse_key` are observed
+  by one `observe_together` call). A target whose observation failed is neither
   planned nor written in that attempt, and it is reported; the others go on.
 - Apply: creates/updates run layer by layer in creation order (switch, hypervisor, host,
   sidecar), deletes in the reverse order, so no traffic is sent where the path does not
-  exist yet. Each layer's targets go to its driver in one batched call.
+  exist yet. Each layer's targets go to its driver in one batched call; consecutive layers
+  whose drivers share a `fuse_key` (the Ansible ones) go in one `apply_together` call that
+  keeps the order (one play per layer) and saves a process start per layer.
 - Converge: up to `attempts` rounds with exponential backoff between them; a converged
   state (empty plan) makes no apply call at all, so it issues zero writes.
 - Every step is published as an `Event` on the bus; the engine itself keeps no history.
@@ -115,15 +118,28 @@ class Engine:
         layers = [l for l in Layer.ordered() if l in self.drivers and targets.get(l)]
         results: dict[tuple[Layer, str], Observation] = {}
 
-        def one(layer: Layer) -> tuple[Layer, Mapping[str, Observation]]:
-            ts = list(targets[layer])
-            try:
-                return layer, self.drivers[layer].observe(ts)
-            except Exception as exc:  # a driver bug must not stop the other layers
-                return layer, {t.name: Observation(t.name, Outcome.FAILED, error=f"{layer.value} driver: {exc!r}") for t in ts}
+        groups: list[list[Layer]] = []   # layers observed by one driver call
+        for layer in layers:
+            g = next((g for g in groups if _fusable(self.drivers[g[0]], self.drivers[layer])
+                      and hasattr(self.drivers[g[0]], "observe_together")), None)
+            if g is None:
+                groups.append([layer])
+            else:
+                g.append(layer)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(layers))) as pool:
-            for layer, obs in pool.map(one, layers):
+        def one(group: list[Layer]) -> list[tuple[Layer, Mapping[str, Observation]]]:
+            try:
+                if len(group) == 1:
+                    return [(group[0], self.drivers[group[0]].observe(list(targets[group[0]])))]
+                got = self.drivers[group[0]].observe_together(  # type: ignore[attr-defined]
+                    [(self.drivers[l], list(targets[l])) for l in group])
+                return list(zip(group, got))
+            except Exception as exc:  # a driver bug must not stop the other layers
+                return [(l, {t.name: Observation(t.name, Outcome.FAILED, error=f"{l.value} driver: {exc!r}")
+                             for t in targets[l]}) for l in group]
+
+        with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+            for layer, obs in (pair for pairs in pool.map(one, groups) for pair in pairs):
                 for t in targets[layer]:
                     o = obs.get(t.name) or Observation(t.name, Outcome.FAILED, error=f"{t.name}: driver returned nothing")
                     results[(layer, t.name)] = o
@@ -254,6 +270,7 @@ class Engine:
         phases = [(Layer.ordered(), lambda c: c.action is not Action.DELETE),
                   (tuple(reversed(Layer.ordered())), lambda c: c.action is Action.DELETE)]
         for layer_order, wanted in phases:
+            steps: list[list[tuple[Layer, Driver, list[TargetPlan]]]] = []
             for layer in layer_order:
                 driver = self.drivers.get(layer)
                 if driver is None:
@@ -269,34 +286,12 @@ class Engine:
                                              tuple(observed.for_target(l, name)), plan.prune))
                 if not tplans:
                     continue
-                for tp in tplans:
-                    self.bus.publish(Event(EventKind.APPLY_STARTED, run_id, layer=layer, target=tp.target.name,
-                                           data={"changes": len(tp.changes), "dry_run": dry_run}))
-                try:
-                    results = driver.apply(tplans, dry_run=dry_run)
-                except Exception as exc:
-                    results = {tp.target.name: ApplyResult(tp.target.name, Outcome.FAILED,
-                                                           error=f"{layer.value} driver: {exc!r}") for tp in tplans}
-                for tp in tplans:
-                    res = results.get(tp.target.name) or ApplyResult(tp.target.name, Outcome.FAILED,
-                                                                     error="driver returned no result")
-                    rep = reports[(layer, tp.target.name)]
-                    rep.writes += res.writes
-                    rep.details.extend(res.details)
-                    rep.rolled_back = rep.rolled_back or res.rolled_back
-                    if res.outcome.ok:
-                        if res.outcome is not Outcome.NOOP:
-                            rep.outcome, rep.error = res.outcome, ""  # also: a retry succeeded
-                    else:
-                        rep.outcome, rep.error = res.outcome, res.error
-                    if res.observed is None:
-                        complete = False
-                    else:
-                        readback[(layer, tp.target.name)] = res.observed
-                    self.bus.publish(Event(EventKind.APPLIED, run_id, layer=layer, target=tp.target.name,
-                                           outcome=res.outcome, message=res.error,
-                                           data={"writes": res.writes, "rolled_back": res.rolled_back,
-                                                 "failed_keys": list(res.failed_keys)}))
+                if steps and _fusable(steps[-1][-1][1], driver):
+                    steps[-1].append((layer, driver, tplans))   # next layer, same run, in order
+                else:
+                    steps.append([(layer, driver, tplans)])
+            for step in steps:
+                complete = self._apply_step(step, reports, readback, run_id, dry_run) and complete
         if dry_run or not complete or not readback:
             return None
         index = {k: r for k, r in observed.resources.items() if (k.layer, k.target) not in readback}
@@ -306,6 +301,49 @@ class Engine:
                     index[r.key] = r
         return ObservedState(FrozenDict(index)), {
             k: Observation(k[1], Outcome.NOOP) for k in readback}
+
+    def _apply_step(self, step: list[tuple[Layer, Driver, list[TargetPlan]]],
+                    reports: dict[tuple[Layer, str], TargetReport], readback: dict, run_id: str,
+                    dry_run: bool) -> bool:
+        """One driver call (one layer, or consecutive fusable layers in order); folds the results
+        into the reports. False when a written target did not read its state back."""
+        for layer, _, tplans in step:
+            for tp in tplans:
+                self.bus.publish(Event(EventKind.APPLY_STARTED, run_id, layer=layer, target=tp.target.name,
+                                       data={"changes": len(tp.changes), "dry_run": dry_run}))
+        try:
+            if len(step) == 1:
+                step_results = [step[0][1].apply(step[0][2], dry_run=dry_run)]
+            else:
+                step_results = step[0][1].apply_together([(d, tps) for _, d, tps in step],  # type: ignore[attr-defined]
+                                                         dry_run=dry_run)
+        except Exception as exc:
+            step_results = [{tp.target.name: ApplyResult(tp.target.name, Outcome.FAILED,
+                                                         error=f"{layer.value} driver: {exc!r}") for tp in tplans}
+                            for layer, _, tplans in step]
+        complete = True
+        for (layer, _, tplans), results in zip(step, step_results):
+            for tp in tplans:
+                res = results.get(tp.target.name) or ApplyResult(tp.target.name, Outcome.FAILED,
+                                                                 error="driver returned no result")
+                rep = reports[(layer, tp.target.name)]
+                rep.writes += res.writes
+                rep.details.extend(res.details)
+                rep.rolled_back = rep.rolled_back or res.rolled_back
+                if res.outcome.ok:
+                    if res.outcome is not Outcome.NOOP:
+                        rep.outcome, rep.error = res.outcome, ""  # also: a retry succeeded
+                else:
+                    rep.outcome, rep.error = res.outcome, res.error
+                if res.observed is None:
+                    complete = False
+                else:
+                    readback[(layer, tp.target.name)] = res.observed
+                self.bus.publish(Event(EventKind.APPLIED, run_id, layer=layer, target=tp.target.name,
+                                       outcome=res.outcome, message=res.error,
+                                       data={"writes": res.writes, "rolled_back": res.rolled_back,
+                                             "failed_keys": list(res.failed_keys)}))
+        return complete
 
     def _publish_state(self, run_id: str, desired: State, observed: State, plan: Plan,
                        unknown: Mapping) -> None:
@@ -347,6 +385,12 @@ class Engine:
                                      "writes": report.writes, "apps": report.apps(),
                                      "drift": {a: len(report.initial.for_app(a).drift) for a in report.apps()},
                                      "targets": [t.to_json() for t in report.targets.values()]}))
+
+
+def _fusable(a: Driver, b: Driver) -> bool:
+    """Two layers' drivers can apply in one run (in order) when both say so with the same key."""
+    ka, kb = getattr(a, "fuse_key", None), getattr(b, "fuse_key", None)
+    return ka is not None and ka == kb and hasattr(a, "apply_together")
 
 
 def _filter_apps(state: State, apps: set[str] | None) -> State:

@@ -27,7 +27,7 @@ import re
 from typing import Any, Iterable
 
 from ..model import Layer, Resource, ResourceKey
-from .ansible import SEPARATOR, AnsibleDriver, Rendered, plan_scope
+from .ansible_driver import SEPARATOR, AnsibleDriver, Rendered, plan_scope
 from .base import register
 from .nftables import parse_ruleset, plan_script
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import Layer, Resource
-from .ansible import SEPARATOR, AnsibleDriver, Rendered, plan_scope
+from .ansible_driver import SEPARATOR, AnsibleDriver, Rendered, plan_scope
 from .base import register
 from .ovs import parse_ovs, render_ovs
 

@@ -16,6 +16,8 @@ Contract (registered as "switch"; batched Protocol of base.py):
        captured one. Outcome ROLLED_BACK (rolled_back=True) when it matches, else FAILED
        (rolled_back=False) naming both failures. `details` lists commands and both steps.
   A plan with no changes does not contact the switch. dry_run renders without connecting.
+  The last observation of steps 1, 3 or 4 is returned as `ApplyResult.observed` (the engine
+  uses it as the next observation instead of logging in again); none after a lost session.
 - Concurrency: targets run on a ThreadPoolExecutor bounded by `max_parallel`. Each target
   has a deadline (`deadline_s`, default the engine's `timeout_s`, 30 s); netmiko's
   connect/auth/banner/read timeouts are `io_timeout_s` (default min(10, deadline/3)). A target past its deadline is reported UNREACHABLE/FAILED while the others
@@ -296,7 +298,7 @@ class SwitchDriver:
         out: dict[str, ApplyResult] = {}
         for tp in plans:
             if not tp.changes:
-                out[tp.target.name] = ApplyResult(tp.target.name, Outcome.NOOP)
+                out[tp.target.name] = ApplyResult(tp.target.name, Outcome.NOOP, observed=tuple(tp.observed))
             elif dry_run:
                 out[tp.target.name] = self._dry_run(tp)
             else:
@@ -330,7 +332,7 @@ class SwitchDriver:
             except (SwitchError, InvalidValue) as e:
                 return res(Outcome.FAILED, error=f"{name}: {e}")  # nothing written
             if not cmds:
-                return res(Outcome.NOOP)
+                return res(Outcome.NOOP, observed=tuple(before))
             details += [f"> {c.text()}" for c in cmds]
             self._log(name, f"sending {len(cmds)} command(s) in one session")
             sent = s.send_config(cmds)
@@ -346,7 +348,8 @@ class SwitchDriver:
                 if not problems:
                     self.verified[name] = tuple(after)
                     details += s.platform.health(raw_after)
-                    return res(Outcome.APPLIED, writes=len(cmds))
+                    # read back in this session: the engine takes it instead of observing again
+                    return res(Outcome.APPLIED, writes=len(cmds), observed=tuple(after))
                 failure = f"{name}: verification failed: " + "; ".join(f"{k}: {p}" for k, p in problems)
                 failed_keys = tuple(k for k, _ in problems)
             details.append(f"! {failure}")
@@ -385,7 +388,7 @@ class SwitchDriver:
         self.verified[name] = tuple(final)
         self._log(name, "rolled back to the configuration captured before the change", Outcome.ROLLED_BACK)
         return res(Outcome.ROLLED_BACK, error=failure + "; rolled back to the captured configuration",
-                   writes=writes, rolled_back=True, failed_keys=failed_keys)
+                   writes=writes, rolled_back=True, failed_keys=failed_keys, observed=tuple(final))
 
 
 @register("switch")

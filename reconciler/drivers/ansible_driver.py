@@ -1,0 +1,249 @@
+"""Base of the drivers that work through Ansible (host, hypervisor): the batched Driver Protocol
+over `ansible.run_plays`.
+
+Contract: a subclass gives its playbooks, `parse` (stdout of the observe step -> resources)
+and `render` (TargetPlan -> Rendered: extravars, files, a count of writes).
+- observe(targets): one ansible-runner run for all targets; one Observation per target.
+  observe_together([(driver, targets), ...]) does several layers in one run.
+- apply(plans): targets with nothing to write are not contacted (NOOP, their planned-on
+  observation is returned as the read-back); the others go in one run whose apply step ends
+  with an observe in the same module call: APPLIED only when every key in the plan's scope now
+  matches (else FAILED with `failed_keys`); that observation is `ApplyResult.observed` and
+  `driver.verified[target]`.
+- apply_together([(driver, plans), ...]): the same for several layers in ONE ansible-runner
+  run, one play per layer in the given order (Ansible finishes a play on every host before it
+  starts the next, so the engine's layer order holds). Drivers whose `fuse_key` is equal may
+  be combined. When Ansible stops before a later play (it does when every host of a play
+  failed), the layers that got no result at all are run again on their own, so a failed
+  underlay never silently skips the layers above it (the engine's rule, as without fusion).
+Nothing raises for one bad target: unreachable and failed hosts are results.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..model import Layer
+from ..status import Outcome
+from .ansible import HostRun, Play, Publish, RunSettings, _short, run_plays
+from .base import ApplyResult, Observation
+
+SEPARATOR = "@@NI@@"
+
+
+@dataclass
+class Rendered:
+    """What the driver will send to one target: extravars, files and a count of writes."""
+
+    hostvars: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    writes: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+def plan_scope(plan: Any) -> set | None:
+    """Keys a TargetPlan asks to change: the keys of its `changes` when they carry one; None
+    (everything in the target's desired/observed) when the changes don't say."""
+    keys = {getattr(c, "key", None) for c in plan.changes}
+    keys.discard(None)
+    return keys or None
+
+
+@dataclass
+class _Prepared:
+    """One layer's part of an apply: results known without contacting anyone, and the rest."""
+
+    driver: "AnsibleDriver"
+    results: dict[str, ApplyResult]
+    rendered: dict[str, Rendered]
+    todo: list[str]
+    by_name: dict[str, Any]
+
+    def play(self) -> Play:
+        return Play(self.driver.apply_playbook, tuple(self.todo), self.driver.layer)
+
+    def hostvars(self) -> dict[str, dict]:
+        return {n: {**self.rendered[n].hostvars, "verify": True} for n in self.todo}
+
+    def files(self) -> dict[str, dict[str, str]]:
+        empty = dict.fromkeys(self.driver.apply_files, "")
+        return {n: {**empty, **self.rendered[n].files} for n in self.todo}
+
+
+class AnsibleDriver:
+    """Batched Driver over ansible-runner (see the module docstring)."""
+
+    layer: Layer
+    observe_playbook: str
+    apply_playbook: str
+    # tasks allowed to fail (`soft` steps in the playbook): their rc/stderr become details,
+    # and the verify observation decides the outcome
+    soft_tasks: tuple[str, ...] = ()
+    # files the apply playbook reads with a `file` lookup: written empty when there is nothing
+    # to send (the step is then skipped on the host)
+    apply_files: tuple[str, ...] = ()
+
+    def __init__(self, inventory_path: str, publish: Publish | None = None, timeout_s: float = 60.0,
+                 task_timeout_s: int = 30, connect_timeout_s: int = 5, forks: int = 50, run_id: str = "",
+                 **_ignored: Any) -> None:
+        self.settings = RunSettings(str(inventory_path), publish, timeout_s, task_timeout_s, connect_timeout_s,
+                                    forks, run_id)
+        # Observation made in the apply session right after writing (verify step), per target;
+        # also returned as ApplyResult.observed.
+        self.verified: dict[str, Any] = {}
+
+    @property
+    def run_id(self) -> str:
+        return self.settings.run_id
+
+    @run_id.setter
+    def run_id(self, value: str) -> None:
+        """The engine may set the current run id so DRIVER_LOG events carry it."""
+        self.settings = dataclasses.replace(self.settings, run_id=value)
+
+    @property
+    def fuse_key(self) -> tuple:
+        """Drivers with equal keys can share one ansible-runner run (same inventory and limits)."""
+        s = self.settings
+        return ("ansible", s.inventory_path, s.timeout_s, s.task_timeout_s, s.connect_timeout_s, s.forks)
+
+    # -- subclass hooks
+    def parse(self, target: str, stdout: str) -> list:
+        raise NotImplementedError
+
+    def render(self, plan: Any) -> Rendered:
+        raise NotImplementedError
+
+    def prunable(self, resource: Any) -> bool:
+        return True
+
+    # -- Protocol
+    def observe(self, targets: Sequence[Any]) -> dict[str, Any]:
+        t0 = time.monotonic()
+        runs = run_plays([Play(self.observe_playbook, tuple(t.name for t in targets), self.layer)], {},
+                         self.settings)
+        dur = time.monotonic() - t0
+        return {t.name: self._observation(runs[t.name], "observe", dur) for t in targets}
+
+    @staticmethod
+    def observe_together(parts: Sequence[tuple["AnsibleDriver", Sequence[Any]]]) -> list[dict[str, Any]]:
+        """Observe several layers in one run (one play per part); observations per part."""
+        t0 = time.monotonic()
+        plays = [Play(d.observe_playbook, tuple(t.name for t in ts), d.layer) for d, ts in parts]
+        runs = run_plays(plays, {}, parts[0][0].settings)
+        dur = time.monotonic() - t0
+        out = [{t.name: d._observation(runs[t.name], "observe", dur) for t in ts} for d, ts in parts]
+        for i, (d, ts) in enumerate(parts[1:], 1):
+            if not any(_touched(runs[t.name]) for t in ts):  # the run ended before this play
+                out[i] = d.observe(ts)
+        return out
+
+    def apply(self, plans: Sequence[Any], dry_run: bool = False) -> dict[str, Any]:
+        return self.apply_together([(self, plans)], dry_run)[0]
+
+    @staticmethod
+    def apply_together(parts: Sequence[tuple["AnsibleDriver", Sequence[Any]]],
+                       dry_run: bool = False) -> list[dict[str, Any]]:
+        """Apply several layers' plans in one run, one play per part in order; results per part."""
+        t0 = time.monotonic()
+        prepared = [d._prepare(plans, dry_run) for d, plans in parts]
+        if dry_run:
+            return [p.results for p in prepared]
+        pending = [p for p in prepared if p.todo]
+        while pending:
+            runs = run_plays([p.play() for p in pending], {k: v for p in pending for k, v in p.hostvars().items()},
+                             pending[0].driver.settings,
+                             files={k: v for p in pending for k, v in p.files().items()})
+            dur = time.monotonic() - t0
+            done = [p for p in pending if p is pending[0] or any(_touched(runs[n]) for n in p.todo)]
+            for p in done:
+                p.driver._finish(p, runs, dur)
+            # Ansible ends a run when every host of a play failed: run the untouched layers alone
+            pending = [p for p in pending if p not in done]
+        return [p.results for p in prepared]
+
+    # -- steps of apply
+    def _prepare(self, plans: Sequence[Any], dry_run: bool) -> _Prepared:
+        results: dict[str, ApplyResult] = {}
+        rendered: dict[str, Rendered] = {}
+        for p in plans:
+            name = p.target.name
+            try:
+                rendered[name] = self.render(p)
+            except ValueError as e:
+                results[name] = ApplyResult(name, Outcome.FAILED, error=f"{self.layer.value}/{name}: {e}")
+        by_name = {p.target.name: p for p in plans}
+        if dry_run:
+            for name, r in rendered.items():
+                results[name] = ApplyResult(name, Outcome.DRY_RUN if r.writes else Outcome.NOOP, 0,
+                                            details=tuple(r.details))
+            return _Prepared(self, results, rendered, [], by_name)
+        for n, r in rendered.items():
+            if not r.writes:  # not contacted: the state it was planned on is still the latest read
+                results[n] = ApplyResult(n, Outcome.NOOP, 0, details=tuple(r.details),
+                                         observed=tuple(by_name[n].observed))
+        return _Prepared(self, results, rendered, [n for n, r in rendered.items() if r.writes], by_name)
+
+    def _finish(self, p: _Prepared, runs: dict[str, HostRun], dur: float) -> None:
+        for n in p.todo:
+            hr, r = runs[n], p.rendered[n]
+            if hr.unreachable:
+                p.results[n] = ApplyResult(n, Outcome.UNREACHABLE, 0, error=hr.error, details=tuple(r.details),
+                                           duration_s=dur)
+                continue
+            if not hr.ok:
+                p.results[n] = ApplyResult(n, Outcome.FAILED, r.writes, error=f"{hr.failed_task}: {hr.error}",
+                                           details=tuple(r.details), duration_s=dur)
+                continue
+            soft = [f"{t}: rc={hr.results[t].get('rc')} {_short(hr.results[t].get('stderr', ''), 200)}"
+                    for t in self.soft_tasks if t in hr.results and hr.results[t].get("rc")]
+            obs = self._observation(hr, "observe", dur)
+            self.verified[n] = obs
+            bad = self.verify(p.by_name[n], obs.resources) if obs.ok else ["(verify observe failed)"]
+            readback = obs.resources if obs.ok else None   # the engine may use it as the next observation
+            if bad:
+                p.results[n] = ApplyResult(n, Outcome.FAILED, r.writes, error="not converged after apply: "
+                                           + ", ".join(map(str, bad[:10])) + "".join(f"; {x}" for x in soft),
+                                           details=tuple(r.details + soft),
+                                           duration_s=dur, failed_keys=tuple(map(str, bad)), observed=readback)
+            else:
+                p.results[n] = ApplyResult(n, Outcome.APPLIED, r.writes, details=tuple(r.details + soft),
+                                           duration_s=dur, observed=readback)
+
+    def _observation(self, hr: HostRun, task: str, dur: float) -> Observation:
+        if hr.unreachable:
+            return Observation(hr.host, Outcome.UNREACHABLE, error=hr.error, duration_s=dur)
+        if not hr.ok or task not in hr.results:
+            return Observation(hr.host, Outcome.FAILED, error=hr.error or f"no {task} result", duration_s=dur)
+        try:
+            resources = tuple(self.parse(hr.host, hr.results[task].get("stdout", "")))
+        except (ValueError, KeyError, TypeError) as e:
+            return Observation(hr.host, Outcome.FAILED, error=f"cannot parse {self.layer.value} state: {e}",
+                               duration_s=dur)
+        return Observation(hr.host, Outcome.NOOP, resources, duration_s=dur)
+
+    def verify(self, plan: Any, observed: Sequence[Any]) -> list:
+        """Keys in the plan's scope that the post-apply observation does not show as desired."""
+        scope = plan_scope(plan)
+        obs = {r.key: r for r in observed}
+        bad = []
+        for d in plan.desired:
+            if scope is not None and d.key not in scope:
+                continue
+            o = obs.get(d.key)
+            if o is None or not o.owned or o.spec != d.spec:
+                bad.append(d.key)
+        if plan.prune:
+            want = {d.key for d in plan.desired}
+            for o in plan.observed:
+                if o.owned and o.key not in want and (scope is None or o.key in scope) \
+                        and o.key in obs and obs[o.key].owned and self.prunable(o):
+                    bad.append(o.key)
+        return bad
+
+
+def _touched(hr: HostRun) -> bool:
+    """The run reached this host's play (any result at all)."""
+    return bool(hr.results or hr.unreachable or hr.failed_task or hr.skipped)
