@@ -1,0 +1,109 @@
+"""Several layers in one ansible-runner run (reconciler.drivers.ansible.run_plays and
+AnsibleDriver.apply_together) against real ansible-playbook, local connections, no netns:
+plays run in the given order, each on its own hosts; when every host of an earlier play fails
+(Ansible then ends the run), the later layers are still applied, in a run of their own."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import yaml
+
+from reconciler.drivers.ansible import Play, RunSettings, run_plays
+from reconciler.drivers.ansible_driver import AnsibleDriver, Rendered
+from reconciler.drivers.base import Target, TargetPlan
+from reconciler.model import Layer
+from reconciler.status import Outcome
+
+# play 1 (hypervisor layer) leaves a mark; play 2 (host layer) shows whether the mark is there
+UNDERLAY = """
+- hosts: "{{ ni_hosts_hypervisor | default('all') }}"
+  gather_facts: false
+  tasks:
+    - name: observe
+      ansible.builtin.command:
+        argv: [touch, "{{ ni_mark }}"]
+"""
+OVERLAY = """
+- hosts: "{{ ni_hosts_host | default('all') }}"
+  gather_facts: false
+  tasks:
+    - name: observe
+      ansible.builtin.command:
+        argv: [ls, "{{ ni_mark }}"]
+"""
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def lab(tmp_path):
+    local = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
+    inv = tmp_path / "inv.yml"
+    inv.write_text(yaml.safe_dump({"all": {
+        "vars": {"ni_mark": str(tmp_path / "underlay-done")},
+        "hosts": {"u1": local, "o1": local, "o2": local,
+                  "down": {"ansible_host": "127.0.0.1", "ansible_port": _closed_port(), "ansible_user": "nobody"}}}}))
+    (tmp_path / "underlay.yml").write_text(UNDERLAY)
+    (tmp_path / "overlay.yml").write_text(OVERLAY)
+    return tmp_path
+
+
+def test_plays_run_in_order_each_on_its_own_hosts(lab):
+    plays = [Play(str(lab / "underlay.yml"), ("u1",), Layer.HYPERVISOR),
+             Play(str(lab / "overlay.yml"), ("o1", "o2"), Layer.HOST)]
+    runs = run_plays(plays, {}, RunSettings(str(lab / "inv.yml"), timeout_s=60))
+    assert set(runs) == {"u1", "o1", "o2"}
+    assert all(r.ok for r in runs.values()), {h: r.error for h, r in runs.items()}
+    # the overlay play found the underlay's mark: it ran after the underlay play finished
+    assert runs["o1"].results["observe"]["rc"] == 0 and runs["o2"].results["observe"]["rc"] == 0
+
+
+def test_a_host_in_two_plays_is_refused(lab):
+    with pytest.raises(ValueError):
+        run_plays([Play(str(lab / "underlay.yml"), ("u1",), Layer.HYPERVISOR),
+                   Play(str(lab / "overlay.yml"), ("u1",), Layer.HOST)], {}, RunSettings(str(lab / "inv.yml")))
+
+
+class _Layer(AnsibleDriver):
+    def parse(self, target, stdout):
+        return []
+
+    def render(self, plan):
+        return Rendered(writes=1)
+
+
+class _Underlay(_Layer):
+    layer = Layer.HYPERVISOR
+
+
+class _Overlay(_Layer):
+    layer = Layer.HOST
+
+
+def _plans(layer, names):
+    return [TargetPlan(Target(n, layer), ("change",), (), ()) for n in names]
+
+
+def test_a_failed_underlay_does_not_silently_skip_the_layers_above(lab):
+    under = _Underlay(str(lab / "inv.yml"), timeout_s=60, connect_timeout_s=2)
+    over = _Overlay(str(lab / "inv.yml"), timeout_s=60, connect_timeout_s=2)
+    under.apply_playbook, over.apply_playbook = str(lab / "underlay.yml"), str(lab / "overlay.yml")
+    assert under.fuse_key == over.fuse_key
+    # every host of the first play is unreachable: Ansible ends that run before play 2
+    res_under, res_over = AnsibleDriver.apply_together([(under, _plans(Layer.HYPERVISOR, ["down"])),
+                                                        (over, _plans(Layer.HOST, ["o1", "o2"]))])
+    assert res_under["down"].outcome is Outcome.UNREACHABLE
+    # the overlay still ran (its own run): its check ran and found no mark, as no underlay ran
+    for n in ("o1", "o2"):
+        assert res_over[n].outcome is Outcome.FAILED and "No such file" in res_over[n].error, res_over[n].error
+    # in order when all is well: the overlay's check sees the underlay's mark
+    res_under, res_over = AnsibleDriver.apply_together([(under, _plans(Layer.HYPERVISOR, ["u1"])),
+                                                        (over, _plans(Layer.HOST, ["o1"]))])
+    assert res_under["u1"].outcome is Outcome.APPLIED and res_over["o1"].outcome is Outcome.APPLIED
