@@ -4,8 +4,11 @@ Contract (registered as "switch"; batched Protocol of base.py):
 - Everything platform-specific comes from the target's `Platform` (platforms.py): observe
   sections, parsers, renderers (with negation rules), the running-config snapshot and the
   session style. This module has no per-platform branches.
-- observe(targets): per switch one SSH login and one round trip running every observe
-  section; parsed into compile/switch.py's kinds and spec shapes (exact diff).
+- observe(targets): per switch one SSH round trip running every observe section, parsed into
+  compile/switch.py's kinds and spec shapes (exact diff). Sessions (switch_session.py) are kept
+  idle for `session_reuse_s` (switch_pool.py), so the apply that follows an observe, or the next
+  run, does not log in again; a stale reused session is replaced by a new login once, before
+  anything is written. `close()` closes the idle ones.
 - apply(plans): per switch, in one SSH session:
     1. observe again and capture the running config (the commit-confirm point),
     2. render only the plan's changes (against that fresh observation) and send them as one
@@ -28,13 +31,9 @@ Last verified observation per target is kept in `driver.verified[target]`.
 """
 from __future__ import annotations
 
-import base64
 import concurrent.futures as cf
-import re
-import shlex
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ..diff import diff_specs
@@ -42,141 +41,11 @@ from ..events import Event, EventKind
 from ..model import Layer, Resource, State
 from ..plan import make_plan
 from ..status import Action, Outcome
+from .switch_pool import SessionPool
 from .base import ApplyResult, Observation, Target, TargetPlan, register
-from .platforms import Command, InvalidValue, Platform, platform_of
+from .platforms import InvalidValue, platform_of
 
-CHUNK = 2000                # base64 chars per uploaded line (under the 4096-byte tty line limit)
-BEGIN, END, FAIL = "@@NI-BEGIN", "@@NI-END", "@@NI-FAIL"
-
-
-class SwitchError(RuntimeError):
-    """A switch-side failure (command rejected, unparsable output); message is user-facing."""
-
-
-class Unreachable(SwitchError):
-    pass
-
-
-@dataclass
-class Sent:
-    ok: bool
-    output: str
-    failed_index: int = -1   # index into the command list of the rejected command
-    rc: int = 0
-
-
-# ------------------------------------------------------------------------ one SSH session
-class Session:
-    """One netmiko connection to one switch (not thread-safe; one per worker)."""
-
-    def __init__(self, target: Target, platform: Platform, timeout_s: float,
-                 connect: Callable[..., Any] | None = None) -> None:
-        self.target, self.platform, self.timeout_s = target, platform, timeout_s
-        v = target.vars
-        params: dict[str, Any] = {
-            "device_type": str(v.get("netintent_device_type") or platform.device_type),
-            "host": str(v.get("ansible_host", target.name)),
-            "port": int(v.get("ansible_port", 22)),
-            "username": str(v.get("ansible_user", "root")),
-            "conn_timeout": timeout_s, "auth_timeout": timeout_s, "banner_timeout": timeout_s,
-            "read_timeout_override": None, "session_timeout": timeout_s * 3,
-            "allow_agent": False, "ssh_strict": False, "system_host_keys": False,
-            "alt_host_keys": False, "fast_cli": True, "ssh_config_file": None,
-        }
-        key = v.get("ansible_ssh_private_key_file")
-        if key:
-            params.update(use_keys=True, key_file=str(key))
-        if v.get("ansible_password"):
-            params["password"] = str(v["ansible_password"])
-        params = {k: val for k, val in params.items() if val is not None}
-        if connect is None:
-            from netmiko import ConnectHandler as connect  # imported lazily: slow import
-        try:
-            self.conn = connect(**params)
-        except Exception as e:  # netmiko raises many types; all mean "not reachable"
-            raise Unreachable(f"{target.name}: cannot log in to {params['host']}:{params['port']} "
-                              f"as {params['username']}: {type(e).__name__}: {_first_line(e)}") from None
-
-    def close(self) -> None:
-        try:
-            self.conn.disconnect()
-        except Exception:
-            pass
-
-    def send(self, line: str, timeout: float | None = None) -> str:
-        try:
-            # No echo check: the terminal wraps long lines in the echo; markers delimit output.
-            return self.conn.send_command(line, read_timeout=timeout or self.timeout_s,
-                                          strip_prompt=True, strip_command=True, cmd_verify=False)
-        except Exception as e:
-            raise SwitchError(f"{self.target.name}: no answer to a command within "
-                              f"{timeout or self.timeout_s:g}s: {type(e).__name__}") from None
-
-    def run_script(self, script: str, timeout: float | None = None) -> str:
-        """Upload `script` (base64, short lines) and run it with sh; returns its output."""
-        b64 = base64.b64encode(script.encode()).decode()
-        chunks = [b64[i:i + CHUNK] for i in range(0, len(b64), CHUNK)] or [""]
-        self.send(f"ni_f=$(mktemp /tmp/netintent.XXXXXX) && printf %s {shlex.quote(chunks[0])} > \"$ni_f\"")
-        for c in chunks[1:]:
-            self.send(f"printf %s {shlex.quote(c)} >> \"$ni_f\"")
-        return self.send('base64 -d "$ni_f" > "$ni_f.sh" && sh "$ni_f.sh" </dev/null 2>&1; '
-                         'echo "@@NI-RC $?@@"; rm -f "$ni_f" "$ni_f.sh"', timeout)
-
-    # -- observe ---------------------------------------------------------------------
-    def observe_raw(self) -> dict[str, str]:
-        tvars = {k: shlex.quote(v) for k, v in self.platform.template_vars(self.target.vars).items()}
-        parts = []
-        for sec in self.platform.observe:
-            if sec.needs and self.target.vars.get(sec.needs) in (None, ""):
-                continue
-            parts.append(f"printf '\\n{BEGIN} {sec.name}@@\\n'; {sec.template.format(**tvars)} 2>&1; "
-                         f"printf '\\n{END} {sec.name} %s@@\\n' \"$?\"")
-        out = self.run_script("\n".join(parts) + "\n")
-        raw: dict[str, str] = {}
-        for m in re.finditer(rf"{BEGIN} (\S+)@@\r?\n(.*?)\r?\n{END} \1 (\d+)@@", out, re.S):
-            name, text, rc = m.group(1), m.group(2), int(m.group(3))
-            if rc != 0:
-                raise SwitchError(f"{self.target.name}: observe section {name} failed (rc={rc}): "
-                                  f"{_tail(text)}")
-            raw[name] = text.replace("\r\n", "\n")
-        missing = [s.name for s in self.platform.observe if s.name not in raw
-                   and not (s.needs and self.target.vars.get(s.needs) in (None, ""))]
-        if missing:
-            raise SwitchError(f"{self.target.name}: no output for observe section(s) {', '.join(missing)}: "
-                              f"{_tail(out)}")
-        return raw
-
-    def observe(self) -> tuple[list[Resource], dict[str, str]]:
-        raw = self.observe_raw()
-        try:
-            return self.platform.parse(self.target.name, raw, self.target.vars), raw
-        except (ValueError, KeyError, TypeError) as e:
-            raise SwitchError(f"{self.target.name}: cannot parse switch output: {type(e).__name__}: {e}") from None
-
-    # -- config session --------------------------------------------------------------
-    def send_config(self, cmds: Sequence[Command]) -> Sent:
-        lines = ["#!/bin/sh"]
-        for i, c in enumerate(cmds):
-            lines.append(f"{c.text()} || {{ ni_rc=$?; printf '\\n{FAIL} {i} %s@@\\n' \"$ni_rc\"; exit 1; }}")
-        out = self.run_script("\n".join(lines) + "\n", timeout=self.timeout_s * 2)
-        m = re.search(rf"{FAIL} (\d+) (\d+)@@", out)
-        if m:
-            return Sent(False, out[:m.start()].strip(), int(m.group(1)), int(m.group(2)))
-        rc = re.search(r"@@NI-RC (\d+)@@", out)
-        if rc is None or rc.group(1) != "0":
-            return Sent(False, _tail(out), -1, int(rc.group(1)) if rc else -1)
-        return Sent(True, out)
-
-
-# ------------------------------------------------------------------------ helpers (pure)
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else ""
-
-
-def _tail(text: str, n: int = 400) -> str:
-    text = " | ".join(l.strip() for l in text.strip().splitlines() if l.strip() and "@@NI-" not in l)
-    return text[-n:]
+from .switch_session import Session, SwitchError, Unreachable, _tail
 
 
 def verify(changes: Sequence[Any], observed: Sequence[Resource]) -> list[tuple[str, str]]:
@@ -215,7 +84,7 @@ class SwitchDriver:
     def __init__(self, inventory_path: str | None = None, publish: Callable[[Event], None] | None = None,
                  timeout_s: float = 30.0, max_parallel: int = 16, deadline_s: float | None = None,
                  io_timeout_s: float | None = None, connect: Callable[..., Any] | None = None,
-                 run_id: str = "", **_: Any) -> None:
+                 run_id: str = "", session_reuse_s: float = 60.0, **_: Any) -> None:
         self.inventory_path = inventory_path
         self.publish = publish
         # timeout_s (the engine-wide setting) bounds one switch's whole observe or apply;
@@ -227,6 +96,30 @@ class SwitchDriver:
         self.run_id = run_id
         self.verified: dict[str, tuple[Resource, ...]] = {}
         self._lock = threading.Lock()
+        self.sessions = SessionPool(self._session, session_reuse_s)
+
+    def close(self) -> None:
+        """Close the idle sessions kept for reuse."""
+        self.sessions.close()
+
+    def _first_observe(self, t: Target) -> tuple[Session, list[Resource], dict[str, str]]:
+        """A session (reused when one is idle) and a fresh observation through it. A reused
+        session that fails this first, read-only step is replaced by a new login, once."""
+        s, reused = self.sessions.take(t)
+        try:
+            resources, raw = s.observe()
+            return s, resources, raw
+        except SwitchError:
+            s.close()
+            if not reused:
+                raise
+        s = self._session(t)
+        try:
+            resources, raw = s.observe()
+        except BaseException:
+            s.close()
+            raise
+        return s, resources, raw
 
     # -- fan-out with a bound and a per-target deadline -----------------------------
     def _fan_out(self, items: Sequence[tuple[str, Callable[[], Any]]],
@@ -270,19 +163,16 @@ class SwitchDriver:
     def _observe_one(self, t: Target) -> Observation:
         start = time.monotonic()
         try:
-            s = self._session(t)
+            s, resources, raw = self._first_observe(t)
         except (Unreachable, InvalidValue) as e:
             return Observation(t.name, Outcome.UNREACHABLE if isinstance(e, Unreachable) else Outcome.FAILED,
                                error=str(e), duration_s=time.monotonic() - start)
-        try:
-            resources, raw = s.observe()
-            for line in s.platform.health(raw):
-                self._log(t.name, line)
-            return Observation(t.name, Outcome.NOOP, tuple(resources), duration_s=time.monotonic() - start)
-        except (SwitchError, InvalidValue) as e:
+        except SwitchError as e:
             return Observation(t.name, Outcome.FAILED, error=str(e), duration_s=time.monotonic() - start)
-        finally:
-            s.close()
+        self.sessions.give(t, s, healthy=True)
+        for line in s.platform.health(raw):
+            self._log(t.name, line)
+        return Observation(t.name, Outcome.NOOP, tuple(resources), duration_s=time.monotonic() - start)
 
     def running_config(self, target: Target) -> dict:
         """The platform's canonical running-config snapshot of one switch (tests, rollback)."""
@@ -321,16 +211,19 @@ class SwitchDriver:
         res = lambda outcome, **kw: ApplyResult(name, outcome, details=tuple(details),  # noqa: E731
                                                 duration_s=time.monotonic() - start, **kw)
         try:
-            s = self._session(tp.target)
+            s, before, raw_before = self._first_observe(tp.target)
         except (Unreachable, InvalidValue) as e:
             return res(Outcome.UNREACHABLE if isinstance(e, Unreachable) else Outcome.FAILED, error=str(e))
+        except SwitchError as e:
+            return res(Outcome.FAILED, error=f"{name}: {e}")  # nothing written
+        healthy = False
         try:
             try:
-                before, raw_before = s.observe()
                 cfg_before = s.platform.running_config(raw_before)
                 cmds = s.platform.render(tp.changes, before, tp.desired, tp.target.vars)
             except (SwitchError, InvalidValue) as e:
                 return res(Outcome.FAILED, error=f"{name}: {e}")  # nothing written
+            healthy = True
             if not cmds:
                 return res(Outcome.NOOP, observed=tuple(before))
             details += [f"> {c.text()}" for c in cmds]
@@ -356,9 +249,10 @@ class SwitchDriver:
             self._log(name, failure, Outcome.FAILED)
             return self._rollback(s, tp, before, cfg_before, failure, failed_keys, len(cmds), details, res)
         except SwitchError as e:
+            healthy = False   # the session's state is unknown: never reused
             return res(Outcome.FAILED, error=f"{name}: {e}; state unknown, observe again")
         finally:
-            s.close()
+            self.sessions.give(tp.target, s, healthy)
 
     def _rollback(self, s: Session, tp: TargetPlan, before: Sequence[Resource], cfg_before: dict,
                   failure: str, failed_keys: tuple, writes: int, details: list[str], res) -> ApplyResult:

@@ -230,3 +230,33 @@ def test_dead_and_silent_switches_do_not_hold_up_the_others(fabric):
     assert obs["silent"].outcome is Outcome.UNREACHABLE and obs["dead"].outcome is Outcome.UNREACHABLE
     assert obs["leaf1"].duration_s < 5 and obs["leaf2"].duration_s < 5
     assert elapsed < 8, elapsed
+
+
+def test_sessions_are_reused_and_a_stale_one_is_replaced_before_any_write(fabric):
+    """The next observe of a switch goes through the session the last one left idle (no new
+    login); when that session died on the switch side, the driver logs in again, once."""
+    import re
+    from reconciler.drivers.switch import SwitchDriver
+    lab = fabric["lab"]
+    leaf1 = [t for t in switch_targets(lab) if t.name == "leaf1"]
+    drv = SwitchDriver(io_timeout_s=3, deadline_s=9)
+    try:
+        assert drv.observe(leaf1)["leaf1"].ok
+        (first, _), = drv.sessions._idle.values()
+        assert drv.observe(leaf1)["leaf1"].ok
+        (again, _), = drv.sessions._idle.values()
+        assert again is first                                   # reused: no second login
+        # kill the sshd process serving exactly this connection (found by its TCP port)
+        port = first.conn.remote_conn.get_transport().sock.getsockname()[1]
+        ss = lab.exec("leaf1", ["ss", "-Htnp", "state", "established", "( sport = :22 )"]).stdout
+        pids = {m.group(1) for line in ss.splitlines() if f":{port} " in line + " "
+                for m in re.finditer(r"pid=(\d+)", line)}
+        assert pids, ss
+        lab.exec("leaf1", ["kill", *sorted(pids)])
+        obs = drv.observe(leaf1)["leaf1"]
+        assert obs.ok, obs.error
+        (fresh, _), = drv.sessions._idle.values()
+        assert fresh is not first
+    finally:
+        drv.close()
+    assert drv.sessions._idle == {}
