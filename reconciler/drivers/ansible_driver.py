@@ -1,10 +1,12 @@
 """Base of the drivers that work through Ansible (host, hypervisor): the batched Driver Protocol
 over `ansible.run_plays`.
 
-Contract: a subclass gives its playbooks, `parse` (stdout of the observe step -> resources)
+Contract: a subclass gives its apply playbook (its observe command is in playbooks/observe.yml
+under its layer's name), `parse` (stdout of the observe step -> resources)
 and `render` (TargetPlan -> Rendered: extravars, files, a count of writes).
 - observe(targets): one ansible-runner run for all targets; one Observation per target.
-  observe_together([(driver, targets), ...]) does several layers in one run.
+  observe_together([(driver, targets), ...]) does several layers in one run and one play
+  (playbooks/observe.yml picks each target's command by its layer).
 - apply(plans): targets with nothing to write are not contacted (NOOP, their planned-on
   observation is returned as the read-back); the others go in one run whose apply step ends
   with an observe in the same module call: APPLIED only when every key in the plan's scope now
@@ -31,6 +33,7 @@ from .ansible import HostRun, Play, Publish, RunSettings, _short, run_plays
 from .base import ApplyResult, Observation
 
 SEPARATOR = "@@NI@@"
+OBSERVE_PLAYBOOK = "observe.yml"   # one playbook for every Ansible layer, command by layer
 
 
 @dataclass
@@ -76,7 +79,6 @@ class AnsibleDriver:
     """Batched Driver over ansible-runner (see the module docstring)."""
 
     layer: Layer
-    observe_playbook: str
     apply_playbook: str
     # tasks allowed to fail (`soft` steps in the playbook): their rc/stderr become details,
     # and the verify observation decides the outcome
@@ -121,24 +123,18 @@ class AnsibleDriver:
 
     # -- Protocol
     def observe(self, targets: Sequence[Any]) -> dict[str, Any]:
-        t0 = time.monotonic()
-        runs = run_plays([Play(self.observe_playbook, tuple(t.name for t in targets), self.layer)], {},
-                         self.settings)
-        dur = time.monotonic() - t0
-        return {t.name: self._observation(runs[t.name], "observe", dur) for t in targets}
+        return self.observe_together([(self, targets)])[0]
 
     @staticmethod
     def observe_together(parts: Sequence[tuple["AnsibleDriver", Sequence[Any]]]) -> list[dict[str, Any]]:
-        """Observe several layers in one run (one play per part); observations per part."""
+        """Observe several layers in one run: ONE play over all their targets (the observe
+        playbook picks each target's command by its layer), so they are read in parallel."""
         t0 = time.monotonic()
-        plays = [Play(d.observe_playbook, tuple(t.name for t in ts), d.layer) for d, ts in parts]
-        runs = run_plays(plays, {}, parts[0][0].settings)
+        hosts = tuple(t.name for _, ts in parts for t in ts)
+        runs = run_plays([Play(OBSERVE_PLAYBOOK, hosts)],
+                         {t.name: {"layer": d.layer.value} for d, ts in parts for t in ts}, parts[0][0].settings)
         dur = time.monotonic() - t0
-        out = [{t.name: d._observation(runs[t.name], "observe", dur) for t in ts} for d, ts in parts]
-        for i, (d, ts) in enumerate(parts[1:], 1):
-            if not any(_touched(runs[t.name]) for t in ts):  # the run ended before this play
-                out[i] = d.observe(ts)
-        return out
+        return [{t.name: d._observation(runs[t.name], "observe", dur) for t in ts} for d, ts in parts]
 
     def apply(self, plans: Sequence[Any], dry_run: bool = False) -> dict[str, Any]:
         return self.apply_together([(self, plans)], dry_run)[0]

@@ -1,7 +1,7 @@
 """Host driver: instance addresses, routes and nftables on workload hosts, via ansible-runner.
 
 Contract (registered as "host"; see base.py for the batched Protocol):
-- observe: one `observe_host.yml` run for all targets (`ip -j -4 addr`, `ip -j -4 route`,
+- observe: one `observe.yml` run for all targets (`ip -j -4 addr`, `ip -j -4 route`,
   `nft -j list ruleset` in one `raw` command per host) parsed into compile/host.py's shapes:
     address `<iface>:<ip>` {interface, address, prefixlen}; owned when its label is
             `<iface>:ni` (the reconciler's mark); other IPv4 addresses (not on lo) are reported
@@ -142,7 +142,6 @@ def render_ip(desired: Iterable[Resource], observed: Iterable[Resource], prune: 
 
 class HostDriver(AnsibleDriver):
     layer = Layer.HOST
-    observe_playbook = "observe_host.yml"
     apply_files = ("ip.batch", "rules.nft")
     apply_playbook = "apply_host.yml"
     soft_tasks = ("ip",)

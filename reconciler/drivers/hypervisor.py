@@ -1,7 +1,7 @@
 """Hypervisor driver: each hypervisor's own Open vSwitch (userspace datapath), via ansible-runner.
 
 Contract (registered as "hypervisor"; see base.py for the batched Protocol):
-- observe: one `observe_hypervisor.yml` run for all targets (one `raw` command each): `ovs-vsctl --format=json` (Port:
+- observe: one `observe.yml` run for all targets (one `raw` command each): `ovs-vsctl --format=json` (Port:
   tag, trunks, external_ids; the bridge's ports and external_ids) and `ovs-ofctl --no-stats
   dump-flows` filtered by the 0x4E49 cookie prefix, parsed by ovs.py into compile's shapes
   (ovs-port, trunk-vlan, ovs-flow). The bridge is the target's `netintent_bridge` (default br0).
@@ -32,7 +32,6 @@ def parse_hypervisor(target: str, stdout: str) -> list[Resource]:
 
 class HypervisorDriver(AnsibleDriver):
     layer = Layer.HYPERVISOR
-    observe_playbook = "observe_hypervisor.yml"
     apply_files = ("flows.txt",)
     apply_playbook = "apply_hypervisor.yml"
 
