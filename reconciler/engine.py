@@ -10,7 +10,9 @@ with a `TargetReport` (outcome, writes, error) and the run with a `RunReport`.
   sidecar), deletes in the reverse order, so no traffic is sent where the path does not
   exist yet. Each layer's targets go to its driver in one batched call; consecutive layers
   whose drivers share a `fuse_key` (the Ansible ones) go in one `apply_together` call that
-  keeps the order (one play per layer) and saves a process start per layer.
+  keeps the order (one play per layer) and saves a process start per layer. A driver that can
+  `prestart` is started while the step below it is applied and told `go` when that step is
+  done (it sends nothing before): its start-up overlaps the layer below, the order holds.
 - Converge: up to `attempts` rounds with exponential backoff between them; a converged
   state (empty plan) makes no apply call at all, so it issues zero writes.
 - Every step is published as an `Event` on the bus; the engine itself keeps no history.
@@ -20,15 +22,14 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from .diff import ignored_paths
 from .drivers.base import ApplyResult, Driver, Observation, Target, TargetPlan
 from .events import Event, EventBus, EventKind
 from .intent import IgnoreRule, Inventory
 from .model import FrozenDict, Layer, ObservedState, Resource, State
 from .plan import Change, Plan, make_plan
+from .report import RunReport, TargetReport
 from .status import Action, Outcome, Phase
 
 # Inventory group of each layer.
@@ -44,61 +45,6 @@ def targets_from_inventory(inventory: Inventory) -> dict[Layer, list[Target]]:
     out[Layer.SIDECAR] = [Target(str(h.vars.get("netintent_xds_node") or h.name), Layer.SIDECAR, dict(h.vars))
                           for h in inventory.group(LAYER_GROUPS[Layer.SIDECAR])]
     return out
-
-
-@dataclass
-class TargetReport:
-    layer: Layer
-    target: str
-    outcome: Outcome = Outcome.NOOP
-    writes: int = 0
-    error: str = ""
-    rolled_back: bool = False
-    apps: set[str] = field(default_factory=set)
-    details: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome.ok
-
-    def to_json(self) -> dict:
-        return {"layer": self.layer.value, "target": self.target, "outcome": self.outcome.value,
-                "writes": self.writes, "error": self.error, "rolled_back": self.rolled_back,
-                "apps": sorted(self.apps)}
-
-
-@dataclass
-class RunReport:
-    run_id: str
-    revision: str
-    phase: Phase
-    started: float
-    duration_s: float
-    initial: Plan
-    residual: Plan
-    targets: dict[tuple[Layer, str], TargetReport]
-    attempts: int
-    dry_run: bool
-    # (layer, target) -> {(key, app)} of desired resources on targets that were never observed
-    unknown: dict = field(default_factory=dict)
-
-    @property
-    def converged(self) -> bool:
-        return self.residual.empty and all(t.ok for t in self.targets.values())
-
-    @property
-    def writes(self) -> int:
-        return sum(t.writes for t in self.targets.values())
-
-    def apps(self) -> list[str]:
-        return sorted({c.app for c in self.initial.drift} | {a for t in self.targets.values() for a in t.apps})
-
-    def to_json(self) -> dict:
-        return {"run_id": self.run_id, "revision": self.revision, "phase": self.phase.value,
-                "duration_s": round(self.duration_s, 3), "attempts": self.attempts, "dry_run": self.dry_run,
-                "converged": self.converged, "writes": self.writes,
-                "initial": self.initial.to_json(), "residual": self.residual.to_json(),
-                "targets": [self.targets[k].to_json() for k in sorted(self.targets, key=lambda k: (k[0].create_rank, k[1]))]}
 
 
 class Engine:
@@ -290,8 +236,24 @@ class Engine:
                     steps[-1].append((layer, driver, tplans))   # next layer, same run, in order
                 else:
                     steps.append([(layer, driver, tplans)])
-            for step in steps:
-                complete = self._apply_step(step, reports, readback, run_id, dry_run) and complete
+            started = None
+            for i, step in enumerate(steps):
+                upcoming = None
+                nxt = steps[i + 1] if i + 1 < len(steps) else None
+                if not dry_run and nxt is not None and hasattr(nxt[0][1], "prestart"):
+                    # start the next step's driver now; it writes nothing before go()
+                    try:
+                        upcoming = nxt[0][1].prestart([(d, tps) for _, d, tps in nxt])  # type: ignore[attr-defined]
+                    except Exception:
+                        upcoming = None
+                ok = False
+                try:
+                    complete = self._apply_step(step, reports, readback, run_id, dry_run, started) and complete
+                    ok = True
+                finally:
+                    if upcoming is not None:
+                        upcoming.go(ok)   # always answered: a waiting run must never hang
+                started = upcoming
         if dry_run or not complete or not readback:
             return None
         index = {k: r for k, r in observed.resources.items() if (k.layer, k.target) not in readback}
@@ -304,15 +266,18 @@ class Engine:
 
     def _apply_step(self, step: list[tuple[Layer, Driver, list[TargetPlan]]],
                     reports: dict[tuple[Layer, str], TargetReport], readback: dict, run_id: str,
-                    dry_run: bool) -> bool:
-        """One driver call (one layer, or consecutive fusable layers in order); folds the results
-        into the reports. False when a written target did not read its state back."""
+                    dry_run: bool, started: Any = None) -> bool:
+        """One driver call (one layer, or consecutive fusable layers in order), or the results of
+        the call `started` ahead of time; folds the results into the reports. False when a
+        written target did not read its state back."""
         for layer, _, tplans in step:
             for tp in tplans:
                 self.bus.publish(Event(EventKind.APPLY_STARTED, run_id, layer=layer, target=tp.target.name,
                                        data={"changes": len(tp.changes), "dry_run": dry_run}))
         try:
-            if len(step) == 1:
+            if started is not None:
+                step_results = started.result()
+            elif len(step) == 1:
                 step_results = [step[0][1].apply(step[0][2], dry_run=dry_run)]
             else:
                 step_results = step[0][1].apply_together([(d, tps) for _, d, tps in step],  # type: ignore[attr-defined]

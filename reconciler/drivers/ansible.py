@@ -119,12 +119,28 @@ class Play:
         return f"ni_hosts_{self.layer.value if self.layer else 'all'}"
 
 
+# Waits on the controller until the engine says go (writes `go` into the FIFO `ni_gate`), so the
+# ansible-playbook start-up overlaps the layer below it; anything else ends the run unapplied.
+GATE_PLAY = """- name: wait for the layers below
+  hosts: localhost
+  gather_facts: false
+  vars: {ansible_connection: local}
+  tasks:
+    - name: gate
+      ansible.builtin.raw: cat {{ ni_gate | quote }}
+      register: ni_gate_answer
+      changed_when: false
+      failed_when: ni_gate_answer.stdout | trim != 'go'
+"""
+
+
 def run_plays(plays: Sequence[Play], hostvars: Mapping[str, Mapping[str, Any]], settings: RunSettings,
-              files: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, HostRun]:
+              files: Mapping[str, Mapping[str, str]] | None = None, gate: str | None = None) -> dict[str, HostRun]:
     """Run several of our playbooks, in the given order, in ONE ansible-runner invocation (one
     process start instead of one per playbook; Ansible runs the plays one after the other, so
     their order is kept). Each playbook's `hosts:` is its own list (extravar `Play.var`); a host
-    may appear in one play only. One HostRun per host."""
+    may appear in one play only. With `gate` (a FIFO path) the run first waits for `go` on it.
+    One HostRun per host."""
     plays = [p for p in plays if p.hosts]
     hosts = [h for p in plays for h in p.hosts]
     if len(set(hosts)) != len(hosts):
@@ -183,21 +199,27 @@ def run_plays(plays: Sequence[Play], hostvars: Mapping[str, Mapping[str, Any]], 
                 (hdir / name).write_text(text)
         extravars = {"ni": {h: dict(hostvars.get(h, {})) for h in hosts}, "ni_files": str(fdir),
                      "ni_task_timeout": int(settings.task_timeout_s)}
-        if len(plays) == 1:
+        limit = list(hosts)
+        if len(plays) == 1 and gate is None:
             playbook_path = str(PLAYBOOK_DIR / plays[0].playbook)   # `hosts: all` within --limit
         else:
             # A wrapper importing our playbooks in order; only constant paths go into it (JSON
             # quoting is valid YAML), the host lists are extravars.
             playbook_path = str(tmp / "run.yml")
-            Path(playbook_path).write_text("".join(
+            Path(playbook_path).write_text((GATE_PLAY if gate else "") + "".join(
                 f"- import_playbook: {json.dumps(str(PLAYBOOK_DIR / p.playbook))}\n" for p in plays))
             extravars.update({p.var: list(p.hosts) for p in plays})
+            if gate:
+                extravars["ni_gate"] = gate
+                limit.append("localhost")
         # extravars go to a JSON file (not the command line): large payloads are fine.
         r = ansible_runner.run(
             private_data_dir=str(tmp), playbook=playbook_path,
-            inventory=os.path.abspath(settings.inventory_path), limit=",".join(hosts),
+            inventory=os.path.abspath(settings.inventory_path), limit=",".join(limit),
             extravars=extravars, envvars=_env(settings), forks=max(1, min(settings.forks, len(hosts))),
-            event_handler=on_event, quiet=True, timeout=int(settings.timeout_s),
+            event_handler=on_event, quiet=True,
+            # a gated run also waits for the layer below: give it that much more time
+            timeout=int(settings.timeout_s * (2 if gate else 1)),
             suppress_env_files=True, json_mode=False)
         rc_note = "" if r.status == "successful" else f"ansible run {r.status} (rc={r.rc})"
         for hr in out.values():

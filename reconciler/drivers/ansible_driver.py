@@ -15,7 +15,10 @@ and `render` (TargetPlan -> Rendered: extravars, files, a count of writes).
 - apply_together([(driver, plans), ...]): the same for several layers in ONE ansible-runner
   run, one play per layer in the given order (Ansible finishes a play on every host before it
   starts the next, so the engine's layer order holds). Drivers whose `fuse_key` is equal may
-  be combined. When Ansible stops before a later play (it does when every host of a play
+  be combined. `prestart(parts)` starts such a run before the layer below is done: it waits at a
+  gate (a FIFO read by a first play on the controller) until `go()`, so the process start-up
+  (most of a short run) overlaps the layer below and nothing is sent early. When Ansible stops
+  before a later play (it does when every host of a play
   failed), the layers that got no result at all are run again on their own, so a failed
   underlay never silently skips the layers above it (the engine's rule, as without fusion).
 Nothing raises for one bad target: unreachable and failed hosts are results.
@@ -23,9 +26,14 @@ Nothing raises for one bad target: unreachable and failed hosts are results.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import shutil
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..model import Layer
 from ..status import Outcome
@@ -141,8 +149,9 @@ class AnsibleDriver:
 
     @staticmethod
     def apply_together(parts: Sequence[tuple["AnsibleDriver", Sequence[Any]]],
-                       dry_run: bool = False) -> list[dict[str, Any]]:
-        """Apply several layers' plans in one run, one play per part in order; results per part."""
+                       dry_run: bool = False, gate: "Gate | None" = None) -> list[dict[str, Any]]:
+        """Apply several layers' plans in one run, one play per part in order; results per part.
+        With `gate`, the run starts at once but writes nothing before `gate.go()`."""
         t0 = time.monotonic()
         prepared = [d._prepare(plans, dry_run) for d, plans in parts]
         if dry_run:
@@ -151,7 +160,16 @@ class AnsibleDriver:
         while pending:
             runs = run_plays([p.play() for p in pending], {k: v for p in pending for k, v in p.hostvars().items()},
                              pending[0].driver.settings,
-                             files={k: v for p in pending for k, v in p.files().items()})
+                             files={k: v for p in pending for k, v in p.files().items()},
+                             gate=gate.path if gate is not None else None)
+            if gate is not None and not gate.opened:
+                for p in pending:      # stopped at the gate: nothing was sent
+                    for n in p.todo:
+                        why = ("not applied: the run was stopped before this layer" if gate.stopped
+                               else runs[n].error or "not applied: the run ended before the gate opened")
+                        p.results[n] = ApplyResult(n, Outcome.FAILED, error=why, details=tuple(p.rendered[n].details))
+                break
+            gate = None
             dur = time.monotonic() - t0
             done = [p for p in pending if p is pending[0] or any(_touched(runs[n]) for n in p.todo)]
             for p in done:
@@ -159,6 +177,13 @@ class AnsibleDriver:
             # Ansible ends a run when every host of a play failed: run the untouched layers alone
             pending = [p for p in pending if p not in done]
         return [p.results for p in prepared]
+
+    @staticmethod
+    def prestart(parts: Sequence[tuple["AnsibleDriver", Sequence[Any]]]) -> "Prestarted":
+        """Start `apply_together(parts)` now, gated: ansible-playbook starts up (the costly part
+        of a short run) while the layer below is still being applied, and sends nothing before
+        `go()`. `result()` waits for the results; `go(False)` stops it unapplied."""
+        return Prestarted(parts)
 
     # -- steps of apply
     def _prepare(self, plans: Sequence[Any], dry_run: bool) -> _Prepared:
@@ -238,6 +263,65 @@ class AnsibleDriver:
                         and o.key in obs and obs[o.key].owned and self.prunable(o):
                     bad.append(o.key)
         return bad
+
+
+class Gate:
+    """A FIFO the gated run's first play reads: `go` lets it on, anything else stops it."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="ni-gate-")
+        self.path = os.path.join(self.dir, "gate")
+        os.mkfifo(self.path, 0o600)
+        self.opened = self.stopped = False
+
+    def open(self, go: bool, alive: Callable[[], bool], deadline_s: float) -> None:
+        self.opened, self.stopped = go, not go
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as e:          # ENXIO: the run is not reading yet (still starting)
+                if e.errno != errno.ENXIO or not alive() or time.monotonic() > end:
+                    return
+                time.sleep(0.005)
+        try:
+            os.write(fd, b"go\n" if go else b"stop\n")
+        finally:
+            os.close(fd)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Prestarted:
+    """A gated `apply_together` running in a thread (see AnsibleDriver.prestart)."""
+
+    def __init__(self, parts: Sequence[tuple[AnsibleDriver, Sequence[Any]]]) -> None:
+        self.gate = Gate()
+        self.deadline_s = parts[0][0].settings.timeout_s
+        self._out: list[dict[str, Any]] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(list(parts),), name="ni-ansible-prestart",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, parts: list) -> None:
+        try:
+            self._out = AnsibleDriver.apply_together(parts, gate=self.gate)
+        except BaseException as e:  # handed to the caller of result()
+            self._error = e
+
+    def go(self, go: bool = True) -> None:
+        self.gate.open(go, self._thread.is_alive, self.deadline_s)
+
+    def result(self) -> list[dict[str, Any]]:
+        self._thread.join()
+        self.gate.remove()
+        if self._error is not None:
+            raise self._error
+        assert self._out is not None
+        return self._out
 
 
 def _touched(hr: HostRun) -> bool:

@@ -107,3 +107,33 @@ def test_a_failed_underlay_does_not_silently_skip_the_layers_above(lab):
     res_under, res_over = AnsibleDriver.apply_together([(under, _plans(Layer.HYPERVISOR, ["u1"])),
                                                         (over, _plans(Layer.HOST, ["o1"]))])
     assert res_under["u1"].outcome is Outcome.APPLIED and res_over["o1"].outcome is Outcome.APPLIED
+
+
+def _drivers(lab):
+    under = _Underlay(str(lab / "inv.yml"), timeout_s=60, connect_timeout_s=2)
+    over = _Overlay(str(lab / "inv.yml"), timeout_s=60, connect_timeout_s=2)
+    under.apply_playbook, over.apply_playbook = str(lab / "underlay.yml"), str(lab / "overlay.yml")
+    return under, over
+
+
+def test_a_prestarted_run_writes_nothing_before_go(lab):
+    import time
+    under, over = _drivers(lab)
+    mark = lab / "underlay-done"
+    run = AnsibleDriver.prestart([(under, _plans(Layer.HYPERVISOR, ["u1"])), (over, _plans(Layer.HOST, ["o1"]))])
+    time.sleep(3)                                # long enough for ansible-playbook to start and wait
+    assert not mark.exists()
+    t_go = time.time()
+    run.go()
+    res_under, res_over = run.result()
+    assert res_under["u1"].outcome is Outcome.APPLIED and res_over["o1"].outcome is Outcome.APPLIED
+    assert mark.stat().st_mtime >= t_go - 0.01
+
+
+def test_a_prestarted_run_told_to_stop_applies_nothing(lab):
+    under, over = _drivers(lab)
+    run = AnsibleDriver.prestart([(under, _plans(Layer.HYPERVISOR, ["u1"]))])
+    run.go(False)
+    (res,) = run.result()
+    assert res["u1"].outcome is Outcome.FAILED and "not applied" in res["u1"].error, res["u1"].error
+    assert not (lab / "underlay-done").exists()

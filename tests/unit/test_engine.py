@@ -127,3 +127,46 @@ def test_driver_readback_replaces_the_verify_observe(tmp_path):
     assert not report.converged
     assert report.targets[(Layer.HOST, "t1")].outcome is Outcome.FAILED
     assert "still differs" in report.targets[(Layer.HOST, "t1")].error
+
+
+def test_fused_and_prestarted_layers_keep_the_create_order(tmp_path):
+    """Hypervisor and host share a fuse_key: one apply_together call, prestarted while the switch
+    layer applies, and told `go` only after the switch apply returned."""
+    eng, targets, path = engine_for(tmp_path, {"resources": []})
+    log = []
+
+    class Fused(Recording):
+        fuse_key = ("fake",)
+
+        @staticmethod
+        def apply_together(parts, dry_run=False):
+            log.append(("together", [d.layer for d, _ in parts]))
+            return [d.apply(plans, dry_run) for d, plans in parts]
+
+        @staticmethod
+        def prestart(parts):
+            log.append(("prestart", [d.layer for d, _ in parts]))
+
+            class Handle:
+                def go(self, ok=True):
+                    log.append(("go", ok))
+
+                def result(self):
+                    log.append(("result",))
+                    return Fused.apply_together(parts)
+            return Handle()
+
+    class Switch(Recording):
+        def apply(self, plans, dry_run=False):
+            log.append(("switch-apply",))
+            return super().apply(plans, dry_run)
+
+    eng.drivers = {Layer.SWITCH: Switch(Layer.SWITCH, path), Layer.HYPERVISOR: Fused(Layer.HYPERVISOR, path),
+                   Layer.HOST: Fused(Layer.HOST, path)}
+    desired = State.of(R(l, "t1", "new") for l in (Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST))
+    report = eng.run(desired, {l: targets[l] for l in eng.drivers})
+    assert report.converged
+    assert log == [("prestart", [Layer.HYPERVISOR, Layer.HOST]), ("switch-apply",), ("go", True), ("result",),
+                   ("together", [Layer.HYPERVISOR, Layer.HOST])]
+    creates = [l for a, l in Recording.calls if a is not Action.DELETE]
+    assert creates == [Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST]
