@@ -4,8 +4,6 @@ plays run in the given order, each on its own hosts; when every host of an earli
 (Ansible then ends the run), the later layers are still applied, in a run of their own."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 import yaml
 
@@ -34,22 +32,14 @@ OVERLAY = """
 """
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, closed_port):
     local = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {
         "vars": {"ni_mark": str(tmp_path / "underlay-done")},
         "hosts": {"u1": local, "o1": local, "o2": local,
-                  "down": {"ansible_host": "127.0.0.1", "ansible_port": _closed_port(), "ansible_user": "nobody"}}}}))
+                  "down": {"ansible_host": "127.0.0.1", "ansible_port": closed_port, "ansible_user": "nobody"}}}}))
     (tmp_path / "underlay.yml").write_text(UNDERLAY)
     (tmp_path / "overlay.yml").write_text(OVERLAY)
     return tmp_path

@@ -3,8 +3,6 @@ per-host results from runner events, an unreachable host as data, payload files 
 without ever being templated, and published events carrying no payloads."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 import yaml
 
@@ -25,23 +23,15 @@ PLAYBOOK = """
 """
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, closed_port):
     pb = tmp_path / "pb.yml"
     pb.write_text(PLAYBOOK)
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {"hosts": {
         "a": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"},
         "b": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"},
-        "down": {"ansible_host": "127.0.0.1", "ansible_port": _closed_port(), "ansible_user": "nobody"},
+        "down": {"ansible_host": "127.0.0.1", "ansible_port": closed_port, "ansible_user": "nobody"},
     }}}))
     return pb, inv
 
