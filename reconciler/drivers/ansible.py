@@ -119,6 +119,8 @@ class Play:
         return f"ni_hosts_{self.layer.value if self.layer else 'all'}"
 
 
+GATE_WAIT_S = 600   # how long a gated run waits for the layer below at most
+
 # Waits on the controller until the engine says go (writes `go` into the FIFO `ni_gate`), so the
 # ansible-playbook start-up overlaps the layer below it; anything else ends the run unapplied.
 GATE_PLAY = """- name: wait for the layers below
@@ -128,6 +130,8 @@ GATE_PLAY = """- name: wait for the layers below
   tasks:
     - name: gate
       ansible.builtin.raw: cat {{ ni_gate | quote }}
+      # bounded even if the engine is gone (kill -9): the run then ends without writing
+      timeout: "{{ ni_gate_timeout }}"
       register: ni_gate_answer
       changed_when: false
       failed_when: ni_gate_answer.stdout | trim != 'go'
@@ -210,7 +214,7 @@ def run_plays(plays: Sequence[Play], hostvars: Mapping[str, Mapping[str, Any]], 
                 f"- import_playbook: {json.dumps(str(PLAYBOOK_DIR / p.playbook))}\n" for p in plays))
             extravars.update({p.var: list(p.hosts) for p in plays})
             if gate:
-                extravars["ni_gate"] = gate
+                extravars.update(ni_gate=gate, ni_gate_timeout=GATE_WAIT_S)
                 limit.append("localhost")
         # extravars go to a JSON file (not the command line): large payloads are fine.
         r = ansible_runner.run(
@@ -219,7 +223,7 @@ def run_plays(plays: Sequence[Play], hostvars: Mapping[str, Mapping[str, Any]], 
             extravars=extravars, envvars=_env(settings), forks=max(1, min(settings.forks, len(hosts))),
             event_handler=on_event, quiet=True,
             # a gated run also waits for the layer below: give it that much more time
-            timeout=int(settings.timeout_s * (2 if gate else 1)),
+            timeout=int(settings.timeout_s + (GATE_WAIT_S if gate else 0)),
             suppress_env_files=True, json_mode=False)
         rc_note = "" if r.status == "successful" else f"ansible run {r.status} (rc={r.rc})"
         for hr in out.values():

@@ -299,7 +299,7 @@ class Prestarted:
 
     def __init__(self, parts: Sequence[tuple[AnsibleDriver, Sequence[Any]]]) -> None:
         self.gate = Gate()
-        self.deadline_s = parts[0][0].settings.timeout_s
+        self.deadline_s = parts[0][0].settings.timeout_s   # to reach the gate: a start-up, not a wait
         self._out: list[dict[str, Any]] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(list(parts),), name="ni-ansible-prestart",

@@ -127,3 +127,17 @@ def test_a_prestarted_run_told_to_stop_applies_nothing(lab):
     (res,) = run.result()
     assert res["u1"].outcome is Outcome.FAILED and "not applied" in res["u1"].error, res["u1"].error
     assert not (lab / "underlay-done").exists()
+
+
+def test_a_gate_nobody_answers_ends_the_run_unapplied(lab, monkeypatch):
+    """The engine died before answering (kill -9): the gate's own timeout ends the run."""
+    import time
+    from reconciler.drivers import ansible as ansible_mod
+    monkeypatch.setattr(ansible_mod, "GATE_WAIT_S", 3)
+    under, _ = _drivers(lab)
+    t0 = time.monotonic()
+    run = AnsibleDriver.prestart([(under, _plans(Layer.HYPERVISOR, ["u1"]))])
+    (res,) = run.result()                      # nobody calls go()
+    assert time.monotonic() - t0 < 30
+    assert res["u1"].outcome is Outcome.FAILED
+    assert not (lab / "underlay-done").exists()
