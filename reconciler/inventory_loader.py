@@ -269,6 +269,7 @@ VAR_RULES: dict[str, list[tuple[str, bool, Callable[[Any], bool], str]]] = {
         ("ansible_port", False, lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535, "a port number 1..65535"),
         ("ansible_ssh_private_key_file", False, _rx(FILEPATH_RE), "a file path"),
         ("ansible_python_interpreter", False, _rx(FILEPATH_RE), "a file path"),
+        ("netintent_known_hosts", False, _rx(FILEPATH_RE), "a file path"),
     ],
     "hosts": [
         ("netintent_interface", False, _iface, "an interface name"),

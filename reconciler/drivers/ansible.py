@@ -17,13 +17,15 @@ arguments, stdin and stdout are never published (they may hold data the user con
 sensitive; secrets are never passed through here at all).
 
 Transport settings (env): SSH pipelining, ControlMaster/ControlPersist with a stable control
-path dir (later runs reuse the connections), host key checking off (lab), no fact gathering,
-connection timeout. The private data dir is a temp dir removed after the run.
+path dir (later runs reuse the connections), host keys checked against the inventory's
+`netintent_known_hosts` file when it names one (`reconciler lab up` writes it), else not
+checked; no fact gathering, connection timeout. The private data dir is a temp dir removed after the run.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -68,22 +70,35 @@ class RunSettings:
     connect_timeout_s: int = 5
     forks: int = 50
     run_id: str = ""
+    # known_hosts file to check host keys against (inventory `netintent_known_hosts`); None:
+    # host keys are not checked (labs whose keys change on every `up`)
+    known_hosts: str | None = None
+
+
+KNOWN_HOSTS_RE = re.compile(r"^/[A-Za-z0-9_./+-]{1,4095}\Z")   # absolute, nothing ssh would split
 
 
 def _env(s: RunSettings) -> dict[str, str]:
-    # One control dir per inventory: two labs that reuse an address never share a master.
+    # One control dir per inventory and host key mode: two labs that reuse an address never
+    # share a master, and a master opened unchecked never serves a checked run.
     import hashlib
-    cp = CONTROL_PATH_DIR / hashlib.blake2b(os.path.abspath(s.inventory_path).encode(), digest_size=4).hexdigest()
+    tag = f"{os.path.abspath(s.inventory_path)}\0{s.known_hosts or ''}"
+    cp = CONTROL_PATH_DIR / hashlib.blake2b(tag.encode(), digest_size=4).hexdigest()
     cp.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if s.known_hosts is not None:
+        if not KNOWN_HOSTS_RE.match(s.known_hosts):
+            raise ValueError(f"netintent_known_hosts: not an absolute file path: {s.known_hosts!r}")
+        keys = f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={s.known_hosts} "
+    else:
+        keys = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
     return {
         "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s "
-                            "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s " + keys +
                             "-o ServerAliveInterval=5 -o ServerAliveCountMax=2",
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp),
         # `raw` observes read stdout and stderr apart; a pty would merge them and add CRs
         "ANSIBLE_SSH_USETTY": "False",
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_HOST_KEY_CHECKING": str(s.known_hosts is not None),
         "ANSIBLE_TIMEOUT": str(s.connect_timeout_s),
         "ANSIBLE_SSH_RETRIES": "0",
         "ANSIBLE_GATHERING": "explicit",
@@ -180,7 +195,8 @@ def run_plays(plays: Sequence[Play], hostvars: Mapping[str, Mapping[str, Any]], 
                 hr.skipped.add(task)
             elif status == "unreachable":
                 hr.unreachable = True
-                hr.error = _short(res.get("msg", "unreachable"))
+                # ssh says why at the end (e.g. "Host key verification failed."): keep both ends
+                hr.error = _ends(res.get("msg", "unreachable"))
             else:
                 hr.failed_task = str(res.get("failed_step") or task)
                 hr.error = _short(res.get("stderr") or res.get("msg") or "failed")
@@ -243,6 +259,11 @@ def _path_with_our_ansible() -> str:
     path = os.environ.get("PATH", os.defpath)
     bindir = Path(sys.executable).parent
     return f"{bindir}{os.pathsep}{path}" if (bindir / "ansible-playbook").exists() else path
+
+
+def _ends(text: Any, head: int = 120, tail: int = 280) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= head + tail + 5 else f"{s[:head]} ... {s[-tail:]}"
 
 
 def _short(text: Any, limit: int = 400) -> str:

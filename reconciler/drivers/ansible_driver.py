@@ -140,7 +140,8 @@ class AnsibleDriver:
         t0 = time.monotonic()
         hosts = tuple(t.name for _, ts in parts for t in ts)
         runs = run_plays([Play(OBSERVE_PLAYBOOK, hosts)],
-                         {t.name: {"layer": d.layer.value} for d, ts in parts for t in ts}, parts[0][0].settings)
+                         {t.name: {"layer": d.layer.value} for d, ts in parts for t in ts},
+                         _settings(parts[0][0].settings, [t for _, ts in parts for t in ts]))
         dur = time.monotonic() - t0
         return [{t.name: d._observation(runs[t.name], "observe", dur) for t in ts} for d, ts in parts]
 
@@ -159,7 +160,8 @@ class AnsibleDriver:
         pending = [p for p in prepared if p.todo]
         while pending:
             runs = run_plays([p.play() for p in pending], {k: v for p in pending for k, v in p.hostvars().items()},
-                             pending[0].driver.settings,
+                             _settings(pending[0].driver.settings,
+                                       [p.by_name[n].target for p in pending for n in p.todo]),
                              files={k: v for p in pending for k, v in p.files().items()},
                              gate=gate.path if gate is not None else None)
             if gate is not None and not gate.opened:
@@ -322,6 +324,14 @@ class Prestarted:
             raise self._error
         assert self._out is not None
         return self._out
+
+
+def _settings(settings: RunSettings, targets: Sequence[Any]) -> RunSettings:
+    """The run's settings with the targets' `netintent_known_hosts` (one file for one run)."""
+    files = {str(t.vars["netintent_known_hosts"]) for t in targets if t.vars.get("netintent_known_hosts")}
+    if len(files) > 1:
+        raise ValueError(f"targets of one run name different netintent_known_hosts files: {sorted(files)}")
+    return dataclasses.replace(settings, known_hosts=files.pop() if files else None)
 
 
 def _touched(hr: HostRun) -> bool:

@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 
 from google.protobuf import any_pb2
 
-from ..model import FrozenDict, Layer, Resource, ResourceKey, freeze, thaw
+from ..model import FrozenDict, Layer, Resource, ResourceKey, freeze
 from ..status import Outcome
 from ..xds import resources as R
 from ..xds.server import AckState, SnapshotCache, XdsServer

@@ -58,6 +58,9 @@ class Session:
             "allow_agent": False, "ssh_strict": False, "system_host_keys": False,
             "alt_host_keys": False, "fast_cli": True, "ssh_config_file": None,
         }
+        known = v.get("netintent_known_hosts")
+        if known:   # host key checked: unknown or different keys are refused (paramiko RejectPolicy)
+            params.update(ssh_strict=True, alt_host_keys=True, alt_key_file=str(known))
         key = v.get("ansible_ssh_private_key_file")
         if key:
             params.update(use_keys=True, key_file=str(key))
@@ -145,8 +148,9 @@ class Session:
 
 # ------------------------------------------------------------------------ helpers (pure)
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else ""
+    """The exception's message on one line (netmiko puts paramiko's reason on a later line)."""
+    text = " ".join(l.strip() for l in str(e).strip().splitlines() if l.strip())
+    return text[:300]
 
 
 def _tail(text: str, n: int = 400) -> str:

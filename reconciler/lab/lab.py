@@ -259,7 +259,14 @@ class Lab:
                 raise errors[0]
         t = self._mark("nodes", t)
         try:
-            inventory.write(topo, str(L.key_path), self.inventory_path)
+            lines = []
+            for n in linux:
+                pub = (L.node_dir(n.name) / "ssh_host_ed25519_key.pub").read_text().split()
+                lines.append(f"{n.mgmt_ipv4} {pub[0]} {pub[1]}\n")
+            tmp = L.known_hosts_path.with_suffix(".tmp")
+            tmp.write_text("".join(lines))
+            os.replace(tmp, L.known_hosts_path)
+            inventory.write(topo, str(L.key_path), self.inventory_path, str(L.known_hosts_path))
         except (inventory.InventoryError, OSError) as e:
             raise StepError("write inventory", str(e)) from None
         self._mark("inventory", t)

@@ -59,6 +59,11 @@ class Layout:
         return self.state_dir / "id_ed25519"
 
     @property
+    def known_hosts_path(self) -> Path:
+        """Every node's SSH host key by management address: the drivers check host keys."""
+        return self.state_dir / "known_hosts"
+
+    @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
 

@@ -260,3 +260,38 @@ def test_sessions_are_reused_and_a_stale_one_is_replaced_before_any_write(fabric
     finally:
         drv.close()
     assert drv.sessions._idle == {}
+
+
+def test_host_keys_are_checked_against_the_known_hosts_file(fabric, tmp_path):
+    """The lab's inventory names its known_hosts: every driver checks host keys against it, and a
+    file holding other keys makes switches (netmiko) and hosts (Ansible) unreachable, saying why."""
+    import dataclasses
+    import subprocess
+    from pathlib import Path
+
+    import yaml
+    from reconciler.drivers.host import HostDriver
+    from reconciler.drivers.switch import SwitchDriver
+    lab = fabric["lab"]
+    known = yaml.safe_load(lab.inventory_path.read_text())["all"]["vars"]["netintent_known_hosts"]
+    lines = Path(known).read_text().splitlines()
+    assert len(lines) == 11 and all(len(l.split()) == 3 for l in lines)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    other = (tmp_path / "other.pub").read_text().split()
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text("".join(f"{l.split()[0]} {other[0]} {other[1]}\n" for l in lines))
+    leaf1 = next(t for t in fabric["targets"][Layer.SWITCH] if t.name == "leaf1")
+    h1 = next(t for t in fabric["targets"][Layer.HOST] if t.name == "h1")
+    assert leaf1.vars["netintent_known_hosts"] == known == h1.vars["netintent_known_hosts"]
+
+    def using(t, path):
+        return dataclasses.replace(t, vars={**t.vars, "netintent_known_hosts": str(path)})
+    sw, host = SwitchDriver(io_timeout_s=3, deadline_s=9), HostDriver(inventory_path=str(lab.inventory_path))
+    try:
+        got = sw.observe([using(leaf1, wrong)])["leaf1"]
+        assert got.outcome is Outcome.UNREACHABLE and "key" in got.error.lower(), got.error
+        got = host.observe([using(h1, wrong)])["h1"]
+        assert got.outcome is Outcome.UNREACHABLE and "host key verification failed" in got.error.lower(), got.error
+        assert sw.observe([leaf1])["leaf1"].ok and host.observe([h1])["h1"].ok
+    finally:
+        sw.close()

@@ -23,10 +23,11 @@ def topo(body: str, **kw):
 def test_reference_lab_matches_the_committed_inventory():
     t = load(REFERENCE)
     key = "/var/lib/netintent/lab/app-fabric/id_ed25519"
-    built = inventory.build(t, key)
+    known = "/var/lib/netintent/lab/app-fabric/known_hosts"
+    built = inventory.build(t, key, known)
     assert built == yaml.safe_load((REPO / "examples/intents/inventory.yml").read_text())
     # render() is what `lab up` writes: same data after a YAML round trip
-    assert yaml.safe_load(inventory.render(t, key)) == built
+    assert yaml.safe_load(inventory.render(t, key, known)) == built
 
 
 def test_reference_lab_shape():
