@@ -76,6 +76,9 @@ class SidecarAdapter:
             spec["rbac"] = {"principals": [], "source_ips": ["10.9.9.9/32"]}
             snap[R.LISTENER][name] = R.to_proto(kind, name, spec)
         cache.set_node(target, snap)  # another writer: ownership unchanged
+        # the client applies a push when it gets it: wait for its ACK, or an observe may still
+        # (rightly) read the old config back
+        cache.wait_for({target: cache.versions(target)}, timeout=5.0)
         return ResourceKey(Layer.SIDECAR, target, kind, name)
 
     def make_unowned(self, target: str) -> None:
