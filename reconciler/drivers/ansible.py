@@ -1,10 +1,9 @@
-"""One ansible-runner invocation per layer per call, covering every target with forks.
+"""ansible-runner invocations covering every target with forks.
 
-Contract: `run_playbook(name, hosts, hostvars, settings, files, ...)` runs
-`playbooks/<name>` once against `hosts` (an Ansible `--limit` over the user's inventory file,
-which is passed as is). `run_plays([Play, ...], ...)` runs several of our playbooks in order in
-one invocation (each restricted to its own hosts): consecutive Ansible layers of one engine step
-share one process start. Per-host data reaches the playbook as extravars `ni[<host>]`; larger
+Contract: `run_plays([Play(name, hosts, layer), ...], hostvars, settings, files, gate)` runs
+`playbooks/<name>` (one or several, in order, each restricted to its own hosts) in ONE
+invocation against the user's inventory file, passed as is, with an Ansible `--limit` of all
+the hosts: consecutive Ansible layers of one engine step share one process start. Per-host data reaches the playbook as extravars `ni[<host>]`; larger
 payloads (nft scripts, `ip -batch` files, flow files) are written to files under the run's
 private temp dir and read by the playbook with a `file` lookup, which Ansible never templates,
 and fed to commands on stdin (never interpolated into a shell string).
@@ -111,13 +110,6 @@ def _env(s: RunSettings) -> dict[str, str]:
         "PATH": _path_with_our_ansible(),
         "ANSIBLE_LIBRARY": str(PLAYBOOK_DIR / "library"),
     }
-
-
-def run_playbook(playbook: str, hosts: Sequence[str], hostvars: Mapping[str, Mapping[str, Any]],
-                 settings: RunSettings, files: Mapping[str, Mapping[str, str]] | None = None,
-                 layer: Layer | None = None) -> dict[str, HostRun]:
-    """Run `playbooks/<playbook>` once for all `hosts`; return one HostRun per host."""
-    return run_plays([Play(playbook, tuple(hosts), layer)], hostvars, settings, files)
 
 
 @dataclass(frozen=True)

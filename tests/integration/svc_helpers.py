@@ -1,7 +1,7 @@
 """Helpers for the service tests: real git repos, a slow snapshot driver, waiting.
 
-`IntentsRepo(tmp)` makes a bare repo (`origin.git`) seeded with examples/intents and a work
-clone to commit and push from. `slow_factory` builds snapshot drivers whose apply sleeps for
+`IntentsRepo(tmp)` makes a bare repo (`origin.git`) seeded with examples/intents (or what
+`fill` writes) and a work clone to commit and push from. `stop(process)` ends a process. `slow_factory` builds snapshot drivers whose apply sleeps for
 the seconds written in `<snapshot>.delay` (0 if absent) and touches `<snapshot>.applying`
 first, so tests can kill or burst the daemon in the middle of an apply.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -33,17 +34,22 @@ def git(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> s
 
 
 class IntentsRepo:
-    def __init__(self, tmp: Path, inventory_vars: dict[str, Any] | None = None) -> None:
+    """`fill(work)` writes the first commit's files instead of examples/intents; `sync` updates
+    the `sync` section of its reconciler.yaml."""
+
+    def __init__(self, tmp: Path, inventory_vars: dict[str, Any] | None = None,
+                 fill: Callable[[Path], Any] | None = None, sync: dict[str, Any] | None = None) -> None:
         self.bare = tmp / "origin.git"
         self.work = tmp / "work"
         git(tmp, "init", "-q", "--bare", "-b", "main", str(self.bare))
         git(tmp, "clone", "-q", str(self.bare), str(self.work))
         git(self.work, "checkout", "-q", "-b", "main", check=False)
-        for p in EXAMPLE.iterdir():
-            if p.is_dir():
-                shutil.copytree(p, self.work / p.name)
-            else:
-                shutil.copy(p, self.work / p.name)
+        if fill is not None:
+            fill(self.work)
+        else:
+            shutil.copytree(EXAMPLE, self.work, dirs_exist_ok=True)
+        if sync:
+            self.edit_yaml("reconciler.yaml", lambda cfg: cfg["sync"].update(sync))
         if inventory_vars:
             inv = yaml.safe_load((self.work / "inventory.yml").read_text())
             inv["all"]["vars"].update(inventory_vars)
@@ -111,6 +117,17 @@ def wait_until(pred: Callable[[], Any], timeout: float = 20.0, interval: float =
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
+
+
+def stop(p: subprocess.Popen, wait_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after `wait_s`: a test never leaves its process behind."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
 
 
 def free_port() -> int:

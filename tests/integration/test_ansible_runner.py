@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reconciler.drivers.ansible import RunSettings, run_playbook
+from reconciler.drivers.ansible import Play, RunSettings, run_plays
 
 PLAYBOOK = """
 - hosts: all
@@ -40,11 +40,11 @@ def test_per_host_results_unreachable_as_data_and_untemplated_payload(setup):
     pb, inv = setup
     events = []
     payload = "table inet x { {{ lookup('pipe', 'id') }} }\n{% raw %}"
-    runs = run_playbook(str(pb), ["a", "b", "down"],
-                        {"a": {"payload": True, "word": "alpha"}, "b": {"word": "beta"},
-                         "down": {"word": "never"}},
-                        RunSettings(str(inv), publish=events.append, timeout_s=60, connect_timeout_s=2),
-                        files={"a": {"payload.txt": payload}})
+    runs = run_plays([Play(str(pb), ("a", "b", "down"))],
+                     {"a": {"payload": True, "word": "alpha"}, "b": {"word": "beta"},
+                      "down": {"word": "never"}},
+                     RunSettings(str(inv), publish=events.append, timeout_s=60, connect_timeout_s=2),
+                     files={"a": {"payload.txt": payload}})
     assert runs["a"].ok and runs["b"].ok
     assert runs["a"].results["echo"]["stdout"] == payload.rstrip("\n")   # verbatim: never templated
     assert runs["a"].results["var"]["stdout"] == "alpha"
@@ -58,4 +58,4 @@ def test_per_host_results_unreachable_as_data_and_untemplated_payload(setup):
 
 def test_empty_host_list_runs_nothing(setup):
     pb, inv = setup
-    assert run_playbook(str(pb), [], {}, RunSettings(str(inv))) == {}
+    assert run_plays([Play(str(pb), ())], {}, RunSettings(str(inv))) == {}

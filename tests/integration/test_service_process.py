@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from svc_helpers import IntentsRepo, empty_snapshot, free_port, wait_until
+from svc_helpers import IntentsRepo, empty_snapshot, free_port, stop, wait_until
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,16 +33,6 @@ def runs(db: Path) -> list[tuple]:
             return c.execute("SELECT run_id, trigger, phase, revision, dry_run FROM runs ORDER BY started").fetchall()
     except sqlite3.OperationalError:
         return []
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 def test_kill_9_mid_apply_marks_the_run_interrupted_and_reconciles_again(tmp_path):

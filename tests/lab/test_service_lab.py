@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,9 @@ import yaml
 
 from hd_setup import MINI, MINI_APPS, write_repo
 from minilab import MiniLab
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from svc_helpers import IntentsRepo, stop  # noqa: E402
 
 pytestmark = pytest.mark.lab
 
@@ -63,13 +65,7 @@ def svc_lab(tmp_path):
         yield lab, tmp_path, procs
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(10)
+            stop(p, 30)
         lab.down()
 
 
@@ -88,18 +84,9 @@ def _cli(*args: str) -> str:
 
 def test_push_converges_the_lab_and_self_heal_repairs_manual_drift(svc_lab):
     lab, tmp, procs = svc_lab
-    bare, work = tmp / "origin.git", tmp / "work"
-    git(tmp, "init", "-q", "--bare", "-b", "main", str(bare))
-    git(tmp, "clone", "-q", str(bare), str(work))
-    git(work, "checkout", "-q", "-B", "main")
-    write_repo(work, MINI_APPS, lab.inventory_path)
-    cfg = yaml.safe_load((work / "reconciler.yaml").read_text())
-    cfg["sync"].update(self_heal=True, drift_interval_s=int(DRIFT_S))
-    (work / "reconciler.yaml").write_text(yaml.safe_dump(cfg))
-    git(work, "add", "-A")
-    git(work, "commit", "-qm", "mini lab intents")
-    git(work, "push", "-q", "origin", "HEAD:main")
-    first = git(work, "rev-parse", "HEAD").stdout.strip()
+    repo = IntentsRepo(tmp, fill=lambda w: write_repo(w, MINI_APPS, lab.inventory_path),
+                       sync={"self_heal": True, "drift_interval_s": int(DRIFT_S)})
+    bare, work, first = repo.bare, repo.work, repo.first
 
     port = free_port()
     secret = tmp / "secret"

@@ -5,8 +5,6 @@ a host and on a hypervisor repaired by self-heal. Marked `lab` (root, OVS, FRR, 
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,12 +14,12 @@ import pytest
 import yaml
 
 from reconciler.probe import Flow, probe_tcp
-from test_service_lab import _cli, _health, free_port, git, wait_until
+from test_service_lab import _cli, _health, free_port, git, wait_until  # also puts svc_helpers on the path
+from svc_helpers import IntentsRepo, stop  # noqa: E402
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "labs" / "app-fabric.clab.yml"
-INTENTS = REPO / "examples" / "intents"
 DRIFT_S = 10
 
 WEB_TO_API = Flow("h1", "10.50.1.11", "h3", "10.50.1.21", 8080, "shop/web -> shop/api v1")
@@ -37,18 +35,8 @@ def test_service_on_the_reference_lab(lab_factory, tmp_path):
     lab = lab_factory(REFERENCE, name="ni-svc-ref", mgmt_subnet="172.31.67.0/24",
                       features=("base", "ssh", "ovs", "frr"))
     inv = str(lab.inventory_path)
-    bare, work = tmp_path / "origin.git", tmp_path / "work"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    git(tmp_path, "clone", "-q", str(bare), str(work))
-    git(work, "checkout", "-q", "-B", "main")
-    shutil.copytree(INTENTS, work, dirs_exist_ok=True)
-    cfg = yaml.safe_load((work / "reconciler.yaml").read_text())
-    cfg["sync"].update(self_heal=True, drift_interval_s=DRIFT_S)
-    (work / "reconciler.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    git(work, "add", "-A")
-    git(work, "commit", "-qm", "example intents")
-    git(work, "push", "-q", "origin", "HEAD:main")
-    first = git(work, "rev-parse", "HEAD").stdout.strip()
+    repo = IntentsRepo(tmp_path, sync={"self_heal": True, "drift_interval_s": DRIFT_S})  # examples/intents
+    bare, work, first = repo.bare, repo.work, repo.first
     port = free_port()
     secret = tmp_path / "secret"
     secret.write_text("ref-lab-webhook-secret-0123456789")
@@ -100,9 +88,4 @@ def test_service_on_the_reference_lab(lab_factory, tmp_path):
         print(f"reference lab: push-to-converged {took:.1f}s; first scan {scans[0] - t_drift:.1f}s and self-heal "
               f"{min(r['started'] for r in heals) - t_drift:.1f}s after the manual change")
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait(10)
+        stop(daemon, 60)
