@@ -25,13 +25,14 @@ sys.path.insert(0, str(ROOT / "tests" / "lab"))
 
 from hd_setup import MINI, MINI_APPS, write_repo  # noqa: E402
 from minilab import MiniLab  # noqa: E402
+
 from reconciler.compile import compile_repo  # noqa: E402
+from reconciler.drivers.ansible.host import HostDriver  # noqa: E402
+from reconciler.drivers.ansible.hypervisor import HypervisorDriver  # noqa: E402
 from reconciler.drivers.base import Target  # noqa: E402
-from reconciler.drivers.host import HostDriver  # noqa: E402
-from reconciler.drivers.hypervisor import HypervisorDriver  # noqa: E402
 from reconciler.engine import Engine  # noqa: E402
+from reconciler.intents.validate import load_repo  # noqa: E402
 from reconciler.model import Layer, State  # noqa: E402
-from reconciler.validate import load_repo  # noqa: E402
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reconciler.drivers.nftables import parse_ruleset, plan_script, render_table  # noqa: E402
+from reconciler.drivers.ansible.nftables import parse_ruleset, plan_script, render_table  # noqa: E402
 from reconciler.model import Layer, Resource, ResourceKey  # noqa: E402
 
 TABLE = "netintent_bench"

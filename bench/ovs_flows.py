@@ -23,9 +23,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
 
 from minilab import MiniLab  # noqa: E402
-from reconciler.compile.hypervisor import app_cookie  # noqa: E402
-from reconciler.drivers.ovs import parse_ovs, render_ovs  # noqa: E402
+
+from reconciler.drivers.ansible.ovs import parse_ovs, render_ovs  # noqa: E402
 from reconciler.model import Layer, Resource, ResourceKey  # noqa: E402
+from reconciler.names import app_cookie  # noqa: E402
 
 
 def flows(n: int, shift: int = 0) -> list[Resource]:

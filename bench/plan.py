@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconciler.compile import Compiler  # noqa: E402
-from reconciler.intent import Application, Inventory, InventoryHost, IntentRepo, RepoConfig  # noqa: E402
+from reconciler.intents.models import Application, IntentRepo, Inventory, InventoryHost, RepoConfig  # noqa: E402
 from reconciler.model import State  # noqa: E402
 from reconciler.plan import make_plan  # noqa: E402
 

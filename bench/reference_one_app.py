@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reconciler.compile import Compiler  # noqa: E402
-from reconciler.drivers import REGISTRY  # noqa: E402
-from reconciler.engine import Engine, targets_from_inventory  # noqa: E402
+from reconciler.drivers.registry import build_drivers, targets_of  # noqa: E402
+from reconciler.engine import Engine  # noqa: E402
+from reconciler.intents.validate import load_repo  # noqa: E402
 from reconciler.lab import Lab  # noqa: E402
 from reconciler.model import Layer  # noqa: E402
-from reconciler.validate import load_repo  # noqa: E402
 
 
 def main() -> int:
@@ -38,8 +38,6 @@ def main() -> int:
     ap.add_argument("--layers", default="switch,hypervisor,host")
     args = ap.parse_args()
     layers = [Layer(x) for x in args.layers.split(",")]
-    for layer in layers:
-        __import__(f"reconciler.drivers.{layer.value}")
     work = Path(tempfile.mkdtemp(prefix="ni-bench-ref-"))
     lab = Lab.from_file(ROOT / "labs" / "app-fabric.clab.yml", "ni-bench-ref", work, "172.31.67.0/24")
     lab.up()
@@ -47,13 +45,13 @@ def main() -> int:
         repo_dir = work / "repo"
         shutil.copytree(ROOT / "examples" / "intents", repo_dir)
         inv = str(lab.inventory_path)
-        drivers = {layer: REGISTRY[layer.value](inventory_path=inv, timeout_s=60) for layer in layers}
+        drivers = build_drivers(layers, {"inventory_path": inv, "timeout_s": 60})
         engine, compiler = Engine(drivers, attempts=3), Compiler()
 
         def run(what: str) -> float:
             repo = load_repo(str(repo_dir), inventory_override=inv)
             desired = compiler.compile(repo)
-            targets = {k: v for k, v in targets_from_inventory(repo.inventory).items() if k in drivers}
+            targets = {k: v for k, v in targets_of(repo.inventory).items() if k in drivers}
             t0 = time.perf_counter()
             rep = engine.run(desired, targets, prune=False)
             dt = time.perf_counter() - t0

@@ -20,7 +20,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reconciler.drivers.base import Target, TargetPlan  # noqa: E402
-from reconciler.drivers.platforms import platform_of  # noqa: E402
-from reconciler.drivers.switch import SwitchDriver  # noqa: E402
+from reconciler.drivers.switch.driver import SwitchDriver  # noqa: E402
+from reconciler.drivers.switch.platforms import platform_of  # noqa: E402
 from reconciler.lab import Lab  # noqa: E402
 from reconciler.model import Layer, Resource, ResourceKey, State  # noqa: E402
 from reconciler.plan import make_plan  # noqa: E402

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reconciler.events import Event, EventKind  # noqa: E402
-from reconciler.store import Store, sqlite_url  # noqa: E402
+from reconciler.service.store import Store, sqlite_url  # noqa: E402
 from tui.app import ReconcilerApp  # noqa: E402
 from tui.demo import build_demo, step_clock  # noqa: E402
 from tui.screens import AppDetailScreen  # noqa: E402

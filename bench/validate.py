@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler.validate import check_repo  # noqa: E402
+from reconciler.intents.validate import check_repo  # noqa: E402
 
 SLOTS_PER_LEAF = 1000
 

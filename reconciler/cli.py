@@ -17,17 +17,17 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from .compile import CompileConflicts, Compiler
-from .model import Layer
+from reconciler.compile import CompileConflicts, Compiler
+from reconciler.model import Layer
 
 log = logging.getLogger("reconciler")
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
-# Modules that contribute subcommands (optional until their work lands).
-CLI_MODULES = ("reconciler.validate", "reconciler.lab.cli", "reconciler.xds.cli", "reconciler.service_cli",
+# Modules that contribute subcommands through `add_cli(subparsers)`.
+CLI_MODULES = ("reconciler.intents.cli", "reconciler.lab.cli", "reconciler.service.xds_cli", "reconciler.service.cli",
                "tui.cli", "reconciler.demo")
 
 
@@ -43,7 +43,7 @@ def _colour(args: argparse.Namespace) -> bool:
 
 def load(repo_dir: str, inventory: str | None = None):
     """Load and validate an intents repo or raise RepoInvalid (printed by the caller)."""
-    from .validate import load_repo
+    from reconciler.intents.validate import load_repo
     if not Path(repo_dir).is_dir():
         raise UserError(f"{repo_dir}: not a directory")
     return load_repo(repo_dir, inventory_override=inventory)
@@ -58,15 +58,15 @@ def _print_invalid(exc: Exception) -> None:
 
 # ---- plan ---------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import make_plan, render_text
+    from reconciler.plan import make_plan, render_text
     if args.from_rev or args.to_rev:
-        from .gitrange import plan_range
+        from reconciler.revision import plan_range
         plan = plan_range(args.repo, args.from_rev or "HEAD~1", args.to_rev or "HEAD", args.inventory)
     else:
         repo = load(args.repo, args.inventory)
         desired = Compiler().compile(repo)
         observed = _snapshot_state(args.observed) if args.observed else None
-        from .model import State
+        from reconciler.model import State
         plan = make_plan(desired, observed or State(), prune=args.prune, ignore=repo.config.ignore)
     if args.json:
         print(json.dumps(plan.to_json(), indent=2, sort_keys=True))
@@ -76,8 +76,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _snapshot_state(path: str):
-    from .drivers.snapshot import read_snapshot
-    from .model import State
+    from reconciler.drivers.snapshot import read_snapshot
+    from reconciler.model import State
     try:
         return State.from_json(read_snapshot(path).get("resources", []))
     except FileNotFoundError:
@@ -87,49 +87,34 @@ def _snapshot_state(path: str):
 
 
 # ---- diff / apply -------------------------------------------------------------------------
-def build_engine(args: argparse.Namespace, publish=None):
-    """Drivers from the registry: the snapshot driver for --observed, real drivers otherwise."""
-    from .drivers import REGISTRY
-    from .engine import Engine
-    from .events import EventBus
-    from . import drivers as _d  # noqa: F401  (registry population below)
+def build_engine(args: argparse.Namespace, targets: Mapping[Layer, Any], publish=None):
+    """Drivers from the registry (snapshot drivers for --observed) and an engine over them."""
+    from reconciler.drivers.registry import drivers_for
+    from reconciler.engine import Engine
+    from reconciler.events import EventBus
     bus = EventBus()
     if publish:
         bus.subscribe(publish)
-    drivers = {}
-    if getattr(args, "observed", None):
-        from .drivers.snapshot import SnapshotDriver
-        drivers = {layer: SnapshotDriver(layer, args.observed) for layer in Layer}
-    else:
-        wanted = getattr(args, "layers", None)
-        for layer in Layer:
-            name = layer.value
-            if wanted and name not in wanted:
-                continue
-            if name not in REGISTRY:
-                try:
-                    importlib.import_module(f"reconciler.drivers.{name}")
-                except ModuleNotFoundError:
-                    continue
-            if name in REGISTRY:
-                drivers[layer] = REGISTRY[name](inventory_path=args.inventory_path, publish=bus.publish,
-                                                timeout_s=args.timeout)
+    drivers = drivers_for(targets, {"inventory_path": getattr(args, "inventory_path", None), "publish": bus.publish,
+                                    "timeout_s": args.timeout},
+                          layers=getattr(args, "layers", None), observed=getattr(args, "observed", None))
     return Engine(drivers, bus, attempts=args.attempts), bus
 
 
 def _targets(repo, layers=None):
-    from .engine import targets_from_inventory
-    t = targets_from_inventory(repo.inventory)
+    from reconciler.drivers.registry import targets_of
+    t = targets_of(repo.inventory)
     return {l: v for l, v in t.items() if layers is None or l in layers}
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .plan import render_text
+    from reconciler.plan import render_text
     repo = load(args.repo, args.inventory)
     args.inventory_path = _inventory_path(args, repo)
     desired = Compiler().compile(repo)
-    engine, _ = build_engine(args)
-    report = engine.run(desired, _targets(repo), prune=args.prune, dry_run=True,
+    targets = _targets(repo)
+    engine, _ = build_engine(args, targets)
+    report = engine.run(desired, targets, prune=args.prune, dry_run=True,
                         apps=args.app or None, ignore=repo.config.ignore, revision=_rev(args.repo), trigger="diff")
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
@@ -142,7 +127,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from .plan import render_text
+    from reconciler.plan import render_text
     repo = load(args.repo, args.inventory)
     if args.prune and not repo.apps and not args.allow_empty:
         # An empty or missing apps/ is valid, but pruning against it deletes everything owned.
@@ -150,8 +135,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
                         "(add --allow-empty if that is what you want)")
     args.inventory_path = _inventory_path(args, repo)
     desired = Compiler().compile(repo)
-    engine, _ = build_engine(args)
-    report = engine.run(desired, _targets(repo), prune=args.prune, dry_run=args.dry_run,
+    targets = _targets(repo)
+    engine, _ = build_engine(args, targets)
+    report = engine.run(desired, targets, prune=args.prune, dry_run=args.dry_run,
                         apps=args.app or None, ignore=repo.config.ignore, revision=_rev(args.repo), trigger="cli")
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
@@ -255,20 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     for modname in CLI_MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name and modname.startswith(exc.name):
-                continue  # that part has not landed
-            raise
-        if hasattr(mod, "add_cli"):
-            mod.add_cli(sub)
+        importlib.import_module(modname).add_cli(sub)
     return parser
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .gitrange import RevisionError
-    from .validate import UsageError
+    from reconciler.intents.validate import UsageError
+    from reconciler.revision import RevisionError
     return (RevisionError, UsageError)
 
 
@@ -281,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.verbose:
         logging.getLogger().setLevel(logging.INFO)
-    from .validate import RepoInvalid
+    from reconciler.intents.validate import RepoInvalid
     try:
         return int(args.func(args) or 0)
     except RepoInvalid as exc:

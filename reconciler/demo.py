@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from .probe import Flow, probe_tcp
+from reconciler.lab.probe import Flow, probe_tcp
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_FILE = ROOT / "labs" / "app-fabric.clab.yml"
@@ -60,12 +60,12 @@ def _check_flows(lab, title: str) -> bool:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .cli import build_engine, format_report
-    from .compile import Compiler
-    from .engine import targets_from_inventory
-    from .lab import Lab
-    from .plan import render_text
-    from .validate import load_repo
+    from reconciler.cli import build_engine, format_report
+    from reconciler.compile import Compiler
+    from reconciler.drivers.registry import targets_of
+    from reconciler.intents.validate import load_repo
+    from reconciler.lab import Lab
+    from reconciler.plan import render_text
 
     t_start = time.monotonic()
     steps: list[tuple[str, bool, float]] = []
@@ -84,11 +84,11 @@ def run_demo(args: argparse.Namespace) -> int:
         desired = Compiler().compile(repo)
         ns = SimpleNamespace(observed=None, inventory_path=str(lab.inventory_path), timeout=60.0,
                              attempts=3, layers=args.layers)
-        engine, _ = build_engine(ns)
+        targets = targets_of(repo.inventory)
+        engine, _ = build_engine(ns, targets)
         layers = [l for l in engine.drivers]
         _say(f"== apply: {len(repo.apps)} applications, {len(desired)} resources, layers: "
              f"{', '.join(l.value for l in layers)}")
-        targets = targets_from_inventory(repo.inventory)
         targets = {l: ts for l, ts in targets.items() if l in engine.drivers}
         t0 = time.monotonic()
         report = engine.run(desired, targets, ignore=repo.config.ignore, trigger="demo")

@@ -16,8 +16,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .intent import IgnoreRule
-from .model import FrozenDict, Resource, ResourceKey, State
+from reconciler.model import FrozenDict, IgnoreRule, Resource, ResourceKey, State
 
 # Fields drivers may report that carry no intent: counters, handles, ids, timestamps.
 VOLATILE: Mapping[str, tuple[str, ...]] = {

@@ -3,15 +3,14 @@
 Contract: `Engine.run(desired, ...)` never raises for device trouble; every target ends
 with a `TargetReport` (outcome, writes, error) and the run with a `RunReport`.
 - Observe: every layer's driver is called once per attempt (layers in parallel threads;
-  each driver batches its own targets; layers whose drivers share a `fuse_key` are observed
-  by one `observe_together` call). A target whose observation failed is neither
+  each driver batches its own targets; layers whose drivers are `FusableObserve` with one `fuse_key`
+  are observed by one `observe_together` call). A target whose observation failed is neither
   planned nor written in that attempt, and it is reported; the others go on.
 - Apply: creates/updates run layer by layer in creation order (switch, hypervisor, host,
   sidecar), deletes in the reverse order, so no traffic is sent where the path does not
   exist yet. Each layer's targets go to its driver in one batched call; consecutive layers
-  whose drivers share a `fuse_key` (the Ansible ones) go in one `apply_together` call that
-  keeps the order (one play per layer) and saves a process start per layer. A driver that can
-  `prestart` is started while the step below it is applied and told `go` when that step is
+  whose drivers are `FusableApply` with one `fuse_key` (the Ansible ones) go in one `apply_together` call that
+  keeps the order (one play per layer) and saves a process start per layer. A `Prestartable` driver is started while the step below it is applied and told `go` when that step is
   done (it sends nothing before): its start-up overlaps the layer below, the order holds.
 - Converge: up to `attempts` rounds with exponential backoff between them; a converged
   state (empty plan) makes no apply call at all, so it issues zero writes.
@@ -24,27 +23,21 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
-from .drivers.base import ApplyResult, Driver, Observation, Target, TargetPlan
-from .events import Event, EventBus, EventKind
-from .intent import IgnoreRule, Inventory
-from .model import FrozenDict, Layer, ObservedState, Resource, State
-from .plan import Change, Plan, make_plan
-from .report import RunReport, TargetReport
-from .status import Action, Outcome, Phase
-
-# Inventory group of each layer.
-LAYER_GROUPS: Mapping[Layer, str] = {
-    Layer.SWITCH: "switches", Layer.HYPERVISOR: "hypervisors", Layer.HOST: "hosts", Layer.SIDECAR: "sidecars",
-}
-
-
-def targets_from_inventory(inventory: Inventory) -> dict[Layer, list[Target]]:
-    """Targets per layer. Sidecar targets are named by xDS node id, as compile names them."""
-    out = {layer: [Target.from_inventory(h, layer) for h in inventory.group(group)]
-           for layer, group in LAYER_GROUPS.items()}
-    out[Layer.SIDECAR] = [Target(str(h.vars.get("netintent_xds_node") or h.name), Layer.SIDECAR, dict(h.vars))
-                          for h in inventory.group(LAYER_GROUPS[Layer.SIDECAR])]
-    return out
+from reconciler.drivers.base import (
+    ApplyResult,
+    Driver,
+    FusableApply,
+    FusableObserve,
+    Observation,
+    Prestartable,
+    Target,
+    TargetPlan,
+)
+from reconciler.events import Event, EventBus, EventKind
+from reconciler.model import FrozenDict, IgnoreRule, Layer, ObservedState, Resource, State
+from reconciler.plan import Change, Plan, make_plan
+from reconciler.report import RunReport, TargetReport
+from reconciler.status import Action, Outcome, Phase
 
 
 class Engine:
@@ -66,8 +59,7 @@ class Engine:
 
         groups: list[list[Layer]] = []   # layers observed by one driver call
         for layer in layers:
-            g = next((g for g in groups if _fusable(self.drivers[g[0]], self.drivers[layer])
-                      and hasattr(self.drivers[g[0]], "observe_together")), None)
+            g = next((g for g in groups if _fusable(self.drivers[g[0]], self.drivers[layer], FusableObserve)), None)
             if g is None:
                 groups.append([layer])
             else:
@@ -77,8 +69,9 @@ class Engine:
             try:
                 if len(group) == 1:
                     return [(group[0], self.drivers[group[0]].observe(list(targets[group[0]])))]
-                got = self.drivers[group[0]].observe_together(  # type: ignore[attr-defined]
-                    [(self.drivers[l], list(targets[l])) for l in group])
+                lead = self.drivers[group[0]]
+                assert isinstance(lead, FusableObserve)  # grouped by _fusable
+                got = lead.observe_together([(self.drivers[l], list(targets[l])) for l in group])
                 return list(zip(group, got))
             except Exception as exc:  # a driver bug must not stop the other layers
                 return [(l, {t.name: Observation(t.name, Outcome.FAILED, error=f"{l.value} driver: {exc!r}")
@@ -232,7 +225,7 @@ class Engine:
                                              tuple(observed.for_target(l, name)), plan.prune))
                 if not tplans:
                     continue
-                if steps and _fusable(steps[-1][-1][1], driver):
+                if steps and _fusable(steps[-1][-1][1], driver, FusableApply):
                     steps[-1].append((layer, driver, tplans))   # next layer, same run, in order
                 else:
                     steps.append([(layer, driver, tplans)])
@@ -240,10 +233,11 @@ class Engine:
             for i, step in enumerate(steps):
                 upcoming = None
                 nxt = steps[i + 1] if i + 1 < len(steps) else None
-                if not dry_run and nxt is not None and hasattr(nxt[0][1], "prestart"):
+                nxt_driver = nxt[0][1] if nxt is not None else None
+                if not dry_run and nxt is not None and isinstance(nxt_driver, Prestartable):
                     # start the next step's driver now; it writes nothing before go()
                     try:
-                        upcoming = nxt[0][1].prestart([(d, tps) for _, d, tps in nxt])  # type: ignore[attr-defined]
+                        upcoming = nxt_driver.prestart([(d, tps) for _, d, tps in nxt])
                     except Exception:
                         upcoming = None
                 ok = False
@@ -280,8 +274,9 @@ class Engine:
             elif len(step) == 1:
                 step_results = [step[0][1].apply(step[0][2], dry_run=dry_run)]
             else:
-                step_results = step[0][1].apply_together([(d, tps) for _, d, tps in step],  # type: ignore[attr-defined]
-                                                         dry_run=dry_run)
+                lead = step[0][1]
+                assert isinstance(lead, FusableApply)  # steps are only fused by _fusable
+                step_results = lead.apply_together([(d, tps) for _, d, tps in step], dry_run=dry_run)
         except Exception as exc:
             step_results = [{tp.target.name: ApplyResult(tp.target.name, Outcome.FAILED,
                                                          error=f"{layer.value} driver: {exc!r}") for tp in tplans}
@@ -352,10 +347,9 @@ class Engine:
                                      "targets": [t.to_json() for t in report.targets.values()]}))
 
 
-def _fusable(a: Driver, b: Driver) -> bool:
-    """Two layers' drivers can apply in one run (in order) when both say so with the same key."""
-    ka, kb = getattr(a, "fuse_key", None), getattr(b, "fuse_key", None)
-    return ka is not None and ka == kb and hasattr(a, "apply_together")
+def _fusable(a: Driver, b: Driver, capability: type) -> bool:
+    """Two layers' drivers share one call (in order) when both have the capability and equal keys."""
+    return isinstance(a, capability) and isinstance(b, capability) and a.fuse_key == b.fuse_key  # type: ignore[attr-defined]
 
 
 def _filter_apps(state: State, apps: set[str] | None) -> State:

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .model import Layer
-from .status import Outcome
+from reconciler.model import Layer
+from reconciler.status import Outcome
 
 log = logging.getLogger(__name__)
 

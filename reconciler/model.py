@@ -5,6 +5,7 @@ desired or observed state, identified by a `ResourceKey(layer, target, kind, nam
 tagged with the application that wants it. `spec` is a JSON-compatible value frozen with
 `freeze()` (dicts become `FrozenDict`, lists become tuples) so resources can be shared,
 hashed and compared without defensive copies; `thaw()` gives back plain JSON values.
+`IgnoreRule` (from reconciler.yaml) tells diff which state another tool owns.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterable, Iterator, Mapping
+
+from pydantic import BaseModel, ConfigDict
 
 # Label put on everything the reconciler creates, so ownership is decidable on a device
 # (nftables table names, OVS external_ids, flow cookies, interface aliases).
@@ -186,3 +189,16 @@ class DesiredState(State):
 
 class ObservedState(State):
     """What the drivers saw on the devices."""
+
+
+class IgnoreRule(BaseModel):
+    """State another tool owns on purpose: diff skips `paths` of resources matching `key`.
+
+    `key` is an fnmatch pattern over `layer/target/kind/name`; `paths` are dotted field paths
+    (`*` matches any one segment, list elements are addressed by index or `*`). No `paths`
+    means the whole resource is ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    key: str
+    paths: tuple[str, ...] = ()

@@ -12,13 +12,12 @@ Contract:
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from .diff import FieldDiff, diff_pair, ignored_paths, pair
-from .intent import IgnoreRule
-from .model import FrozenDict, Layer, Resource, ResourceKey, State
-from .status import Action
+from reconciler.diff import FieldDiff, diff_pair, ignored_paths, pair
+from reconciler.model import FrozenDict, IgnoreRule, Layer, Resource, ResourceKey, State
+from reconciler.status import Action
 
 
 @dataclass(frozen=True)

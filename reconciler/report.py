@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import Layer
-from .plan import Plan
-from .status import Outcome, Phase
+from reconciler.model import Layer
+from reconciler.plan import Plan
+from reconciler.status import Outcome, Phase
 
 
 @dataclass

@@ -89,25 +89,24 @@ class NoActions:
         return ActionResult(True, f"self-heal {app}", f"self-heal {'enabled' if on else 'disabled'} for {app}")
 
 
-DriverFactory = Callable[[str], Mapping[Layer, Any]]   # inventory path -> {layer: driver}
+# (inventory path, targets per layer) -> {layer: driver}
+DriverFactory = Callable[[str, Mapping[Layer, Any]], Mapping[Layer, Any]]
 
 
 def snapshot_drivers(path: str | Path) -> DriverFactory:
-    from reconciler.drivers.snapshot import SnapshotDriver
+    """Offline: every layer read from a snapshot file (the registry's snapshot driver)."""
+    from reconciler.drivers.registry import drivers_for
 
-    def make(_inventory_path: str) -> Mapping[Layer, Any]:
-        return {layer: SnapshotDriver(layer, path) for layer in Layer}
+    def make(_inventory_path: str, targets: Mapping[Layer, Any]) -> Mapping[Layer, Any]:
+        return drivers_for(targets, {}, observed=str(path))
     return make
 
 
 def real_drivers(timeout_s: float = 60.0) -> DriverFactory:
-    """The registered drivers of every layer (as `reconciler apply` builds them)."""
-    def make(inventory_path: str) -> Mapping[Layer, Any]:
-        import argparse
-        from reconciler.cli import build_engine
-        engine, _ = build_engine(argparse.Namespace(observed=None, inventory_path=inventory_path,
-                                                    timeout=timeout_s, attempts=3))
-        return engine.drivers
+    """The real driver of every layer with targets, from the registry (as `reconciler apply`)."""
+    def make(inventory_path: str, targets: Mapping[Layer, Any]) -> Mapping[Layer, Any]:
+        from reconciler.drivers.registry import drivers_for
+        return drivers_for(targets, {"inventory_path": inventory_path, "timeout_s": timeout_s})
     return make
 
 
@@ -152,7 +151,7 @@ class LocalActions:
     def self_heal_policy(self) -> bool | None:
         """The repo's `sync.self_heal` (what an app without an override does); None if unreadable."""
         try:
-            from reconciler.validate import load_repo
+            from reconciler.intents.validate import load_repo
             return bool(load_repo(self.repo_dir).config.sync.self_heal)
         except Exception:
             return None
@@ -181,9 +180,10 @@ class LocalActions:
     def _run_locked(self, app: str, dry_run: bool, trigger: str, progress: Progress, show_plan: bool,
                     title: str) -> ActionResult:
         from reconciler.compile import Compiler
-        from reconciler.engine import Engine, targets_from_inventory
+        from reconciler.drivers.registry import targets_of
+        from reconciler.engine import Engine
+        from reconciler.intents.validate import load_repo
         from reconciler.plan import render_lines
-        from reconciler.validate import load_repo
 
         progress(0, None, "loading and validating intents")
         repo = load_repo(self.repo_dir)
@@ -191,8 +191,9 @@ class LocalActions:
             return ActionResult(False, title, f"{app}: no such application in {self.repo_dir}")
         desired = self._compile(repo) if self._compile else Compiler().compile(repo)
         inventory_path = str((Path(self.repo_dir) / repo.config.inventory).resolve())
-        drivers = self.drivers(inventory_path)
-        targets = {l: ts for l, ts in targets_from_inventory(repo.inventory).items() if l in drivers}
+        all_targets = targets_of(repo.inventory)
+        drivers = self.drivers(inventory_path, all_targets)
+        targets = {l: ts for l, ts in all_targets.items() if l in drivers}
         total = sum(len(ts) for ts in targets.values())
         state = {"done": 0}
         bus = EventBus()

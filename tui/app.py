@@ -17,9 +17,9 @@ from typing import Callable
 from textual.app import App
 from textual.binding import Binding
 
-from .actions import ActionResult, Actions, NoActions
-from .data import ReadModel
-from .screens import ActionScreen, AppDetailScreen, AppListScreen, ConfirmScreen, HelpScreen
+from tui.actions import ActionResult, Actions, NoActions
+from tui.data import ReadModel
+from tui.screens import ActionScreen, AppDetailScreen, AppListScreen, ConfirmScreen, HelpScreen
 
 ACTION_TEXT = {
     "sync": ("Sync {app} now?", "Observe every target of {app}, apply the difference to the intents and verify.",

@@ -59,7 +59,7 @@ def _read_secret(path: str | None) -> bytes | None:
 def _store_url(value: str) -> str:
     if "://" in value:
         return value
-    from reconciler.store import sqlite_url
+    from reconciler.service.store import sqlite_url
     return sqlite_url(value)
 
 
@@ -72,13 +72,13 @@ def _check_repo(repo: str | None) -> str | None:
 
 
 def build(args: argparse.Namespace) -> tuple[Any, Any]:
-    from .actions import LocalActions, NoActions, real_drivers, snapshot_drivers
-    from .storemodel import StoreReadModel
+    from tui.actions import LocalActions, NoActions, real_drivers, snapshot_drivers
+    from tui.storemodel import StoreReadModel
 
     repo = _check_repo(getattr(args, "repo", None))
     if getattr(args, "demo", False):
-        from reconciler.store import Store, sqlite_url
-        from .demo import build_demo
+        from reconciler.service.store import Store, sqlite_url
+        from tui.demo import build_demo
         work = Path(tempfile.mkdtemp(prefix="reconciler-tui-demo-"))
         repo = repo or str(EXAMPLES)
         store = Store(sqlite_url(work / "demo.db"))
@@ -93,8 +93,8 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
             raise TuiUsageError("--snapshot needs --repo DIR (the intents to compare the snapshot with)")
         if not Path(args.snapshot).is_file():
             raise TuiUsageError(f"{args.snapshot}: snapshot file not found")
-        from reconciler.validate import load_repo
-        from .eventmodel import EventModel
+        from reconciler.intents.validate import load_repo
+        from tui.eventmodel import EventModel
         intents = load_repo(repo)
         model = EventModel({a: intents.config.sync.self_heal for a in intents.apps},
                            source=f"snapshot {args.snapshot} (read-only)", read_only=True)
@@ -116,7 +116,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
     if repo:
         local = LocalActions(repo, real_drivers(), [model.observer], read_model=model, write=not args.daemon)
     if args.daemon:
-        from .http_actions import DaemonActions
+        from tui.http_actions import DaemonActions
         return model, DaemonActions(args.daemon, _read_secret(args.webhook_secret_file), model, local=local)
     if local is not None:
         return model, local
@@ -129,7 +129,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     except TuiUsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from .app import ReconcilerApp
+    from tui.app import ReconcilerApp
     try:
         ReconcilerApp(model, actions, poll_s=args.poll, open_app=args.app).run()
     finally:

@@ -89,12 +89,13 @@ def inject_drift(path: Path) -> dict[str, str]:
 def build_demo(repo_dir: str | Path, workdir: str | Path, observers: Iterable[Callable[[Event], None]],
                clock: Callable[[], float] | None = None, desired: State | None = None) -> Path:
     from reconciler.compile import Compiler
-    from reconciler.engine import Engine, targets_from_inventory
-    from reconciler.validate import load_repo
+    from reconciler.drivers.registry import targets_of
+    from reconciler.engine import Engine
+    from reconciler.intents.validate import load_repo
 
     repo = load_repo(str(repo_dir))
     desired = desired if desired is not None else Compiler().compile(repo)
-    targets = targets_from_inventory(repo.inventory)
+    targets = targets_of(repo.inventory)
     snap = Path(workdir) / "observed.json"
     write_snapshot(snap, {"resources": []})
     bus = EventBus()
@@ -115,10 +116,11 @@ def screenshot(out: str | Path, app_name: str | None = "shop", size: tuple[int, 
     """Save an SVG screenshot of the TUI on the demo data (for the README)."""
     import asyncio
     import tempfile
-    from reconciler.store import Store, sqlite_url
-    from .app import ReconcilerApp
-    from .storemodel import StoreReadModel
-    from .actions import LocalActions, snapshot_drivers
+
+    from reconciler.service.store import Store, sqlite_url
+    from tui.actions import LocalActions, snapshot_drivers
+    from tui.app import ReconcilerApp
+    from tui.storemodel import StoreReadModel
 
     repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parent.parent / "examples" / "intents"
     with tempfile.TemporaryDirectory(prefix="tui-shot-") as work:
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     sh.add_argument("--press", default="n", help="keys to press first, comma separated")
     args = p.parse_args(argv)
     if args.cmd == "store":
-        from reconciler.store import Store, sqlite_url
+        from reconciler.service.store import Store, sqlite_url
         store = Store(sqlite_url(args.db))
         build_demo(args.repo, args.workdir, [store.observer])
         store.flush()

@@ -25,8 +25,7 @@ from typing import Any, Iterable, Mapping
 from reconciler.events import Event, EventKind
 from reconciler.model import ResourceKey
 from reconciler.status import Health, Outcome, Phase, Sync
-
-from .data import AppRow, DriftRow, ResourceRow, ResState, RunRow, redact
+from tui.data import AppRow, DriftRow, ResourceRow, ResState, RunRow, redact
 
 MAX_RUNS = 500
 MAX_DRIFT = 2000

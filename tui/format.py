@@ -8,8 +8,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from reconciler.status import Health, Phase, Sync
-
-from .data import HEALTH_STYLES, PHASE_STYLES, SYNC_STYLES, AppRow, ResState
+from tui.data import HEALTH_STYLES, PHASE_STYLES, SYNC_STYLES, AppRow, ResState
 
 SYNC_ICONS = {Sync.SYNCED: "✔", Sync.OUT_OF_SYNC: "✘", Sync.UNKNOWN: "?"}
 HEALTH_ICONS = {Health.HEALTHY: "♥", Health.PROGRESSING: "◌", Health.DEGRADED: "!", Health.UNKNOWN: "?"}

@@ -1,6 +1,6 @@
 """DaemonActions: actions through a running daemon (`reconciler serve`) and its store.
 
-Contract: `sync` POSTs `/sync` to the daemon's HTTP API (reconciler/http.py), signed with
+Contract: `sync` POSTs `/sync` to the daemon's HTTP API (reconciler/service/http.py), signed with
 the webhook secret (HMAC-SHA256, `X-Hub-Signature-256`), then follows the run the daemon
 records in the store until it finishes (bounded by `timeout_s`), reporting its outcome.
 The daemon syncs every application that needs it (its API has no per-app sync).
@@ -17,8 +17,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
-from .actions import ActionResult, NoActions, Progress, _no_progress
-from .data import row_run
+from tui.actions import ActionResult, NoActions, Progress, _no_progress
+from tui.data import row_run
 
 
 def daemon_base(url: str) -> str:
@@ -50,7 +50,7 @@ class DaemonActions:
             return json.loads(r.read() or b"{}")
 
     def _post_sync(self, app: str) -> int:
-        from reconciler.http import sign
+        from reconciler.service.http import sign
         body = json.dumps({"source": "tui", "app": app}).encode()
         req = urllib.request.Request(f"{self.base}/sync", data=body, method="POST",
                                      headers={"X-Hub-Signature-256": sign(self._secret or b"", body),

@@ -1,4 +1,4 @@
-"""StoreReadModel: the TUI's `ReadModel` over the service's store (`reconciler.store.Store`).
+"""StoreReadModel: the TUI's `ReadModel` over the service's store (`reconciler.service.store.Store`).
 
 Contract: every call reads the store (the screens poll about once a second); records are
 converted with tui.data's `row_*` functions. Two things the store records only at a run's
@@ -15,9 +15,19 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler.status import Health, Outcome, Phase
-
-from .data import (AppRow, DriftRow, ResourceRow, ResState, RunRow, _enum, _get, row_app, row_drift,
-                   row_resource, row_run)
+from tui.data import (
+    AppRow,
+    DriftRow,
+    ResourceRow,
+    ResState,
+    RunRow,
+    _enum,
+    _get,
+    row_app,
+    row_drift,
+    row_resource,
+    row_run,
+)
 
 STALE_RUN_S = 900.0
 
@@ -33,7 +43,7 @@ class StoreReadModel:
 
     @classmethod
     def open(cls, url: str) -> "StoreReadModel":
-        from reconciler.store import Store  # lands with the GitOps service
+        from reconciler.service.store import Store  # lands with the GitOps service
         return cls(Store(url), source=_safe_url(url))
 
     def apps(self) -> list[AppRow]:

@@ -12,21 +12,13 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
-from ..intent import Application, IntentRepo
-from ..model import DesiredState, FrozenDict, Layer, Resource, ResourceKey
-from . import host, hypervisor, switch
-from .context import CompileContext
-
-import importlib
-import importlib.util
-
-# The sidecar compiler lands with the xDS work; until then the layer compiles to nothing.
-_sidecar = (importlib.import_module(f"{__name__}.sidecar")
-            if importlib.util.find_spec(f"{__name__}.sidecar") else None)
+from reconciler.compile import host, hypervisor, sidecar, switch
+from reconciler.compile.context import CompileContext
+from reconciler.intents.models import Application, IntentRepo
+from reconciler.model import DesiredState, FrozenDict, Layer, Resource, ResourceKey
 
 AppCompiler = Callable[[Application, CompileContext], list[Resource]]
 FabricCompiler = Callable[[CompileContext], list[Resource]]
@@ -35,9 +27,8 @@ LAYER_COMPILERS: dict[Layer, tuple[AppCompiler, FabricCompiler | None]] = {
     Layer.SWITCH: (switch.compile_app, switch.compile_fabric),
     Layer.HYPERVISOR: (hypervisor.compile_app, hypervisor.compile_fabric),
     Layer.HOST: (host.compile_app, None),
+    Layer.SIDECAR: (sidecar.compile_app, None),
 }
-if _sidecar is not None:
-    LAYER_COMPILERS[Layer.SIDECAR] = (_sidecar.compile_app, getattr(_sidecar, "compile_fabric", None))
 
 
 @dataclass(frozen=True)
@@ -143,21 +134,6 @@ class Compiler:
         state = DesiredState(FrozenDict(index))
         state.__dict__["by_app"] = by_app  # prefill State.by_app (cached_property)
         return state
-
-
-def _index(resources: Iterable[Resource]) -> DesiredState:
-    index: dict[ResourceKey, Resource] = {}
-    conflicts: list[CompileConflict] = []
-    for r in resources:
-        prev = index.get(r.key)
-        if prev is not None:
-            if prev.spec != r.spec or prev.app != r.app:
-                conflicts.append(CompileConflict(r.key, tuple(sorted({prev.app, r.app}))))
-            continue
-        index[r.key] = r
-    if conflicts:
-        raise CompileConflicts(conflicts)
-    return DesiredState(FrozenDict(index))
 
 
 def compile_repo(repo: IntentRepo) -> DesiredState:

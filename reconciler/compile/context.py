@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable, Mapping
 
-from ..intent import Application, IntentRepo, Inventory, InventoryHost, RepoConfig
+from reconciler.intents.models import Application, IntentRepo, Inventory, InventoryHost, RepoConfig
 
 
 @dataclass(frozen=True)

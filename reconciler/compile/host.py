@@ -13,9 +13,9 @@ parses `nft -j` back into the same shape.
 """
 from __future__ import annotations
 
-from ..intent import Application
-from ..model import OWNER, Layer, Resource, ResourceKey
-from .context import CompileContext, ServiceRef, iter_instances
+from reconciler.compile.context import CompileContext, ServiceRef, iter_instances
+from reconciler.intents.models import Application
+from reconciler.model import OWNER, Layer, Resource, ResourceKey
 
 
 def table_name(app: str) -> str:

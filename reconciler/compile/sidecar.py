@@ -28,10 +28,10 @@ and TLS on one port).
 """
 from __future__ import annotations
 
-from ..intent import Application, Traffic
-from ..model import Layer, Resource, ResourceKey
-from ..xds.names import server_listener_name
-from .context import CompileContext, Flow, ServiceRef
+from reconciler.compile.context import CompileContext, Flow, ServiceRef
+from reconciler.intents.models import Application, Traffic
+from reconciler.model import Layer, Resource, ResourceKey
+from reconciler.names import server_listener_name
 
 SIDECARS_GROUP = "sidecars"
 RETRY_ON = ("unavailable",)

@@ -22,11 +22,9 @@ Fabric resources (app ''):
 """
 from __future__ import annotations
 
-import zlib
-
-from ..intent import Application
-from ..model import Layer, Resource, ResourceKey
-from .context import CompileContext, iter_instances
+from reconciler.compile.context import CompileContext, iter_instances
+from reconciler.intents.models import Application
+from reconciler.model import Layer, Resource, ResourceKey
 
 
 def anycast_mac(vlan: int) -> str:

@@ -1,4 +1,4 @@
-"""Drivers: one per layer, found in `REGISTRY` by name (see base.py for the Protocol)."""
-from .base import REGISTRY, ApplyResult, Driver, Observation, Target, TargetPlan, register
+"""Drivers: one per layer (the Protocol in base.py), built by registry.py."""
+from reconciler.drivers.base import ApplyResult, Driver, Observation, Target, TargetPlan
 
-__all__ = ["REGISTRY", "ApplyResult", "Driver", "Observation", "Target", "TargetPlan", "register"]
+__all__ = ["ApplyResult", "Driver", "Observation", "Target", "TargetPlan"]

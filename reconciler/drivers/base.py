@@ -1,4 +1,4 @@
-"""The driver Protocol and the registry.
+"""The driver Protocol, its optional capabilities, and the targets of each layer.
 
 Contract: a driver talks to the real devices of one layer. It is batched, because the
 efficient transports are (one ansible-runner run covers every target of a layer; netmiko
@@ -14,15 +14,19 @@ Observed resources use the same kinds and spec shapes that compile produces for 
 layer, with volatile fields stripped, so diff is exact. Resources found on the device that
 the reconciler does not own are reported with `owned=False` (or not at all) and never
 changed.
+
+Optional capabilities are `runtime_checkable` Protocols (`FusableObserve`, `FusableApply`,
+`Prestartable`); the
+engine checks them with `isinstance`. Drivers are built by `registry.build_drivers`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Hashable, Mapping, Protocol, Sequence, runtime_checkable
 
-from ..intent import InventoryHost
-from ..model import Layer, Resource
-from ..status import Outcome
+from reconciler.intents.models import Inventory, InventoryHost
+from reconciler.model import Layer, Resource
+from reconciler.status import Outcome
 
 
 @dataclass(frozen=True)
@@ -88,13 +92,60 @@ class Driver(Protocol):
     def apply(self, plans: Sequence[TargetPlan], dry_run: bool = False) -> Mapping[str, ApplyResult]: ...
 
 
-# name -> factory(context) returning a Driver. Context is a dict of engine-wide settings
-# (inventory path, event publisher, timeouts); factories take what they need.
-REGISTRY: dict[str, Callable[..., Driver]] = {}
+@runtime_checkable
+class StartedApply(Protocol):
+    """An apply started ahead of time by `Prestartable.prestart`: it writes nothing before
+    `go(True)`; `go(False)` stops it unapplied; `result()` waits for the results per part."""
+
+    def go(self, go: bool = True) -> None: ...
+
+    def result(self) -> list[Mapping[str, ApplyResult]]: ...
 
 
-def register(name: str) -> Callable[[Callable[..., Driver]], Callable[..., Driver]]:
-    def deco(factory: Callable[..., Driver]) -> Callable[..., Driver]:
-        REGISTRY[name] = factory
-        return factory
-    return deco
+@runtime_checkable
+class FusableObserve(Protocol):
+    """Optional capability: consecutive layers whose drivers have equal `fuse_key`s are
+    observed in one call (one transport run for several layers). Each part is (driver,
+    targets); results come back per part, in order."""
+
+    @property
+    def fuse_key(self) -> Hashable: ...
+
+    def observe_together(self, parts: Sequence[tuple[Any, Sequence[Target]]]) -> list[Mapping[str, Observation]]: ...
+
+
+@runtime_checkable
+class FusableApply(Protocol):
+    """Optional capability: consecutive layers whose drivers have equal `fuse_key`s are
+    applied in one call that keeps their order (one play per layer). Each part is (driver,
+    plans); results come back per part, in order."""
+
+    @property
+    def fuse_key(self) -> Hashable: ...
+
+    def apply_together(self, parts: Sequence[tuple[Any, Sequence[TargetPlan]]],
+                       dry_run: bool = False) -> list[Mapping[str, ApplyResult]]: ...
+
+
+@runtime_checkable
+class Prestartable(Protocol):
+    """Optional capability: start an apply before the layer below is done (its start-up
+    overlaps that layer); it sends nothing before `go()`."""
+
+    def prestart(self, parts: Sequence[tuple[Any, Sequence[TargetPlan]]]) -> StartedApply: ...
+
+
+# Inventory group of each layer.
+LAYER_GROUPS: Mapping[Layer, str] = {
+    Layer.SWITCH: "switches", Layer.HYPERVISOR: "hypervisors", Layer.HOST: "hosts", Layer.SIDECAR: "sidecars",
+}
+
+
+def targets_of(inventory: Inventory) -> dict[Layer, list[Target]]:
+    """Targets per layer. Sidecar targets are named by xDS node id (`netintent_xds_node`,
+    default the host name), as compile names them."""
+    out = {layer: [Target.from_inventory(h, layer) for h in inventory.group(group)]
+           for layer, group in LAYER_GROUPS.items()}
+    out[Layer.SIDECAR] = [Target(str(h.vars.get("netintent_xds_node") or h.name), Layer.SIDECAR, dict(h.vars))
+                          for h in inventory.group(LAYER_GROUPS[Layer.SIDECAR])]
+    return out

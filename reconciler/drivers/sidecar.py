@@ -35,11 +35,11 @@ from typing import Any, Mapping, Sequence
 
 from google.protobuf import any_pb2
 
-from ..model import FrozenDict, Layer, Resource, ResourceKey, freeze
-from ..status import Outcome
-from ..xds import resources as R
-from ..xds.server import AckState, SnapshotCache, XdsServer
-from .base import ApplyResult, Observation, Target, TargetPlan, register
+from reconciler.drivers.base import ApplyResult, Observation, Target, TargetPlan, targets_of
+from reconciler.model import FrozenDict, Layer, Resource, ResourceKey, freeze
+from reconciler.status import Outcome
+from reconciler.xds import resources as R
+from reconciler.xds.server import AckState, SnapshotCache, XdsServer
 
 DEFAULT_CSDS_PORT = 18000
 _SHORT = {R.LISTENER: "LDS", R.ROUTE: "RDS", R.CLUSTER: "CDS", R.ENDPOINTS: "EDS"}
@@ -48,8 +48,7 @@ _SHORT = {R.LISTENER: "LDS", R.ROUTE: "RDS", R.CLUSTER: "CDS", R.ENDPOINTS: "EDS
 def sidecar_targets(inventory) -> list[Target]:
     """Targets of the sidecar layer named as compile names them: the xDS node id
     (`netintent_xds_node`, default the host name) of each host in the `sidecars` group."""
-    from ..engine import targets_from_inventory
-    return targets_from_inventory(inventory)[Layer.SIDECAR]
+    return targets_of(inventory)[Layer.SIDECAR]
 
 
 def csds_address(target: Target) -> str:
@@ -127,7 +126,7 @@ class SidecarDriver:
             return dict(zip([t.name for t in targets], pool.map(self._observe_one, targets)))
 
     def _observe_one(self, target: Target) -> Observation:
-        from ..xds import csds  # grpc channel code only when observing
+        from reconciler.xds import csds  # grpc channel code only when observing
 
         t0 = time.monotonic()
         node = target.name
@@ -319,7 +318,6 @@ class SidecarDriver:
         return {key(n) for n, a in new.items() if n not in old or old[n].value != a.value}
 
 
-@register("sidecar")
 def factory(context: Mapping[str, Any] | None = None, **kw: Any) -> SidecarDriver:
     """Context keys: `xds_server` (a running XdsServer), else `xds_address` (default: env
     RECONCILER_XDS_ADDRESS or 127.0.0.1:18001) where one is started here, with TLS from
@@ -336,7 +334,7 @@ def factory(context: Mapping[str, Any] | None = None, **kw: Any) -> SidecarDrive
                       or "127.0.0.1:18001")
         creds = None
         if ctx.get("xds_tls_cert"):
-            from ..xds.server import tls_credentials
+            from reconciler.xds.server import tls_credentials
             creds = tls_credentials(ctx["xds_tls_cert"], ctx["xds_tls_key"], ctx.get("xds_tls_client_ca"))
         server = XdsServer(address, credentials=creds)
         try:

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..model import Layer, Resource, State
-from ..status import Action, Outcome
-from .base import ApplyResult, Observation, Target, TargetPlan, register
+from reconciler.drivers.base import ApplyResult, Observation, Target, TargetPlan
+from reconciler.model import Layer, Resource, State
+from reconciler.status import Action, Outcome
 
 _LOCK = threading.Lock()  # layers share one file; serialise read-modify-write
 
@@ -103,7 +103,6 @@ class SnapshotDriver:
         return out
 
 
-@register("snapshot")
 def snapshot_driver(layer: Layer, path: str | os.PathLike, **kw: Any) -> SnapshotDriver:
     return SnapshotDriver(layer, path, **kw)
 

@@ -8,9 +8,9 @@ Public API:
 Modules: topology (pure parsing), layout (pure naming), inventory (pure build + write),
 system (command wrappers), node (per-node services), teardown (down/status), lab, cli.
 """
-from .lab import Lab, LabError, LabState
-from .system import StepError, missing_tools
-from .topology import Topology, TopologyError, load, parse
+from reconciler.lab.lab import Lab, LabError, LabState
+from reconciler.lab.system import StepError, missing_tools
+from reconciler.lab.topology import Topology, TopologyError, load, parse
 
 __all__ = ["Lab", "LabError", "LabState", "StepError", "Topology", "TopologyError", "load", "parse",
            "missing_tools"]

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import time
 
-from .lab import Lab, LabError, LabState
-from .system import StepError
-from .topology import TopologyError
+from reconciler.lab.lab import Lab, LabError, LabState
+from reconciler.lab.system import StepError
+from reconciler.lab.topology import TopologyError
 
 
 def add_cli(subparsers) -> argparse.ArgumentParser:

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from .layout import TRUE
-from .topology import Node, Topology
+from reconciler.lab.layout import TRUE
+from reconciler.lab.topology import Node, Topology
 
 
 class InventoryError(ValueError):

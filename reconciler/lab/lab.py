@@ -34,10 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import inventory, node as nodeops, teardown
-from .layout import FRR_SHARED_FILES, Layout
-from .system import StepError, alive, in_node, ip_batch, missing_tools, netns_list, run
-from .topology import Topology, TopologyError, load
+from reconciler.lab import inventory, teardown
+from reconciler.lab import node as nodeops
+from reconciler.lab.layout import FRR_SHARED_FILES, Layout
+from reconciler.lab.system import StepError, alive, in_node, ip_batch, missing_tools, netns_list, run
+from reconciler.lab.topology import Topology, TopologyError, load
 
 DEFAULT_MTU = 9500   # containerlab's default veth MTU
 WORKERS = 4

@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .topology import Node, Topology
+from reconciler.lab.topology import Node, Topology
 
 STATE_ROOT = Path("/var/lib/netintent/lab")
 FRR_ETC = Path("/etc/frr")

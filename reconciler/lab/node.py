@@ -15,9 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from .layout import Layout
-from .system import OVS_SCHEMA, StepError, alive, in_node, read_pid, run
-from .topology import Node
+from reconciler.lab.layout import Layout
+from reconciler.lab.system import OVS_SCHEMA, StepError, alive, in_node, read_pid, run
+from reconciler.lab.topology import Node
 
 FRR_DEFAULT_DAEMONS = "zebra=yes\nbgpd=yes\nstaticd=yes\nvtysh_enable=yes\n" \
     'zebra_options="  -A 127.0.0.1 -s 90000000"\nbgpd_options="   -A 127.0.0.1"\n' \

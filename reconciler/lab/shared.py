@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .lab import Lab
-from .system import alive, missing_tools
+from reconciler.lab.lab import Lab
+from reconciler.lab.system import alive, missing_tools
 
 
 def skip_reason(features=("base", "ssh", "ovs", "frr")) -> str | None:

@@ -17,9 +17,19 @@ import os
 import shutil
 from pathlib import Path
 
-from .layout import FRR_SHARED_FILES, FRR_TMP, Layout
-from .system import (OVS_SCHEMA, StepError, alive, ip_batch, kill_all, netns_list, netns_pids,
-                     process_running, read_pid, run)
+from reconciler.lab.layout import FRR_SHARED_FILES, FRR_TMP, Layout
+from reconciler.lab.system import (
+    OVS_SCHEMA,
+    StepError,
+    alive,
+    ip_batch,
+    kill_all,
+    netns_list,
+    netns_pids,
+    process_running,
+    read_pid,
+    run,
+)
 
 
 def _ovs_pids(d: Path) -> list[int]:

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .yamlpos import TopologyError, _Ctx, _line_index
+from reconciler.lab.yamlpos import TopologyError, _Ctx, _line_index
 
 SUPPORTED_KINDS = ("linux", "bridge", "ovs-bridge")
 # Fields that only make sense for a container engine: read, ignored, reported once.

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from .ca import CA, Identity
-from .names import SERVER_LISTENER_TEMPLATE
+from reconciler.names import SERVER_LISTENER_TEMPLATE
+from reconciler.xds.ca import CA, Identity
 
 
 def bootstrap(node_id: str, ads_uri: str, identities: Mapping[str, Identity] | None = None,

@@ -21,12 +21,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from envoy.service.discovery.v3 import discovery_pb2
-
-from .resources import CLUSTER, LISTENER
+from reconciler.xds.resources import CLUSTER, LISTENER
 
 WILDCARD_TYPES = (LISTENER, CLUSTER)
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 from google.protobuf import any_pb2
 
-from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
-
-from . import resources as _resources  # noqa: F401  (registers the resource protos)
-
+from reconciler.xds import resources as _resources  # noqa: F401  (registers the resource protos)
 
 _STATUS = csds_pb2.ClientConfig.GenericXdsConfig.DESCRIPTOR.fields_by_name["client_status"].enum_type
 

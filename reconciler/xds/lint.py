@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .names import server_listener_name
+from reconciler.names import server_listener_name
 
 
 def lint(resources: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[str]:

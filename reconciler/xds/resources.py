@@ -30,9 +30,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
-from google.protobuf.message import Message
-
 # The resource modules must be imported before json_format/Any unpacking (see DESIGN.md).
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
@@ -47,8 +44,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+from google.protobuf.message import Message
 
-from .names import SERVER_LISTENER_PREFIX, server_listener_name  # noqa: F401 (re-export)
+from reconciler.names import SERVER_LISTENER_PREFIX, server_listener_name  # noqa: F401 (re-export)
 
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -392,4 +391,4 @@ def _server_listener_spec(msg: listener_pb2.Listener) -> dict:
     return spec
 
 
-from .lint import lint  # noqa: E402,F401  (re-export: one import for callers)
+from reconciler.xds.lint import lint  # noqa: E402,F401  (re-export: one import for callers)

@@ -31,10 +31,9 @@ import threading
 from typing import Any
 
 import grpc
-
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from .cache import WILDCARD_TYPES, AckState, SnapshotCache, TypeStatus, _Stream, _Sub  # noqa: F401
+from reconciler.xds.cache import WILDCARD_TYPES, AckState, SnapshotCache, TypeStatus, _Stream, _Sub  # noqa: F401
 
 log = logging.getLogger(__name__)
 

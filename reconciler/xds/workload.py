@@ -19,7 +19,7 @@ from typing import Sequence
 
 import grpc
 
-from . import csds
+from reconciler.xds import csds
 
 AGENT = Path(__file__).resolve().parents[2] / "labs" / "workloads" / "agent.py"
 

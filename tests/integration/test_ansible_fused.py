@@ -1,4 +1,4 @@
-"""Several layers in one ansible-runner run (reconciler.drivers.ansible.run_plays and
+"""Several layers in one ansible-runner run (reconciler.drivers.ansible.runner.run_plays and
 AnsibleDriver.apply_together) against real ansible-playbook, local connections, no netns:
 plays run in the given order, each on its own hosts; when every host of an earlier play fails
 (Ansible then ends the run), the later layers are still applied, in a run of their own."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reconciler.drivers.ansible import Play, RunSettings, run_plays
-from reconciler.drivers.ansible_driver import AnsibleDriver, Rendered
+from reconciler.drivers.ansible.driver import AnsibleDriver, Rendered
+from reconciler.drivers.ansible.runner import Play, RunSettings, run_plays
 from reconciler.drivers.base import Target, TargetPlan
 from reconciler.model import Layer
 from reconciler.status import Outcome
@@ -132,7 +132,8 @@ def test_a_prestarted_run_told_to_stop_applies_nothing(lab):
 def test_a_gate_nobody_answers_ends_the_run_unapplied(lab, monkeypatch):
     """The engine died before answering (kill -9): the gate's own timeout ends the run."""
     import time
-    from reconciler.drivers import ansible as ansible_mod
+
+    from reconciler.drivers.ansible import runner as ansible_mod
     monkeypatch.setattr(ansible_mod, "GATE_WAIT_S", 3)
     under, _ = _drivers(lab)
     t0 = time.monotonic()

@@ -1,4 +1,4 @@
-"""reconciler.drivers.ansible against real ansible-runner/ansible-playbook (no netns needed):
+"""reconciler.drivers.ansible.runner against real ansible-runner/ansible-playbook (no netns needed):
 per-host results from runner events, an unreachable host as data, payload files fed on stdin
 without ever being templated, and published events carrying no payloads."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reconciler.drivers.ansible import Play, RunSettings, run_plays
+from reconciler.drivers.ansible.runner import Play, RunSettings, run_plays
 
 PLAYBOOK = """
 - hosts: all

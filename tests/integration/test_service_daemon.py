@@ -12,12 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from reconciler.daemon import Daemon, DaemonConfig
-from reconciler.drivers.snapshot import read_snapshot
-from reconciler.http import sign
-from reconciler.status import Phase, Sync
 from svc_helpers import IntentsRepo, empty_snapshot, snapshot_edit, wait_until
+
+from reconciler.drivers.snapshot import read_snapshot
+from reconciler.service.daemon import Daemon, DaemonConfig
+from reconciler.service.http import sign
+from reconciler.status import Phase, Sync
 
 SECRET = b"test-webhook-secret-0123456789"
 
@@ -151,7 +151,7 @@ def test_bad_commit_is_refused_and_last_good_stays_applied(env):
     refused_runs = [r for r in commit_runs(d) if r.revision == bad]
     assert len(refused_runs) == 1 and refused_runs[0].phase == Phase.FAILED.value
     assert "apps/shop.yaml:" in refused_runs[0].error and "99999" in refused_runs[0].error
-    from reconciler.hooks import check_revision
+    from reconciler.service.hooks import check_revision
     hook_errors = check_revision(env.repo.bare, bad)
     assert hook_errors and refused_runs[0].error == "refused: " + "\n".join(hook_errors), "same errors as the hook"
     assert d.store.service("refused")["sha"] == bad
@@ -250,7 +250,7 @@ def test_deny_window_blocks_auto_sync_but_not_manual(env):
 
 def test_failing_app_is_retried_with_backoff_and_never_holds_healthy_ones(env):
     from reconciler.compile import Compiler
-    from reconciler.validate import load_repo
+    from reconciler.intents.validate import load_repo
     desired = Compiler().compile(load_repo(str(env.repo.work)))
     bad_key = next(str(r.key) for r in desired if r.app == "analytics" and r.key.target == "h4" and r.key.layer.value == "host")
     snapshot_edit(env.snapshot, lambda s: s.update(reject=[bad_key]))

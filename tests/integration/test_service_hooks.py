@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from svc_helpers import IntentsRepo, empty_snapshot, git, wait_until
 
 from reconciler.cli import main
-from reconciler.daemon import Daemon, DaemonConfig
-from svc_helpers import IntentsRepo, empty_snapshot, git, wait_until
+from reconciler.service.daemon import Daemon, DaemonConfig
 
 SECRET = b"hooks-test-secret-0123456789abcdef"
 

@@ -14,17 +14,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pg_helpers import PgServer, available
 from sqlalchemy import text
+from svc_helpers import EXAMPLE, IntentsRepo, empty_snapshot, free_port, wait_until
 
 from reconciler.compile import Compiler
+from reconciler.drivers.registry import targets_of
 from reconciler.drivers.snapshot import SnapshotDriver
-from reconciler.engine import Engine, targets_from_inventory
+from reconciler.engine import Engine
+from reconciler.intents.validate import load_repo
 from reconciler.model import Layer
+from reconciler.service.store import SchemaMismatch, Store
 from reconciler.status import Sync
-from reconciler.store import SchemaMismatch, Store
-from reconciler.validate import load_repo
-from pg_helpers import PgServer, available
-from svc_helpers import EXAMPLE, IntentsRepo, empty_snapshot, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(bool(available()), reason=available() or "ok")
 HERE = Path(__file__).resolve().parent
@@ -51,7 +52,7 @@ def test_store_on_postgres_records_runs_and_checks_the_schema_version(pg, tmp_pa
     store = Store(pg.url, owner="t")
     eng, repo = _engine(tmp_path, store)
     desired = Compiler().compile(repo)
-    rep = eng.run(desired, targets_from_inventory(repo.inventory), revision="r1", trigger="commit")
+    rep = eng.run(desired, targets_of(repo.inventory), revision="r1", trigger="commit")
     assert rep.converged
     assert store.runs()[0].phase == "succeeded" and store.runs(app="shop")[0].run_id == rep.run_id
     assert {a.app for a in store.apps()} == {"shop", "billing", "analytics"}
@@ -72,7 +73,7 @@ def test_events_are_kept_while_postgres_is_down_and_written_when_it_is_back(pg, 
     eng, repo = _engine(tmp_path, store)
     desired = Compiler().compile(repo)
     pg.stop()
-    rep = eng.run(desired, targets_from_inventory(repo.inventory), revision="r-outage", trigger="commit")
+    rep = eng.run(desired, targets_of(repo.inventory), revision="r-outage", trigger="commit")
     assert rep.converged, "the run goes on without its database"
     assert not store.available and store.pending > 0
     assert not store.flush()
@@ -186,5 +187,5 @@ def test_daemon_survives_postgres_outage(pg, tmp_path):
 
 
 def _sig(tmp: Path, body: bytes) -> str:
-    from reconciler.http import sign
+    from reconciler.service.http import sign
     return sign((tmp / "secret").read_bytes().strip(), body)

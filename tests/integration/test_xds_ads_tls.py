@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 from reconciler.drivers.sidecar import SidecarDriver
 from reconciler.xds.bootstrap import write_workload_files
 from reconciler.xds.ca import CA
 from reconciler.xds.server import XdsServer, tls_credentials
 from reconciler.xds.workload import Workload
-from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2")
 

@@ -19,9 +19,9 @@ import sys
 import time
 
 import pytest
+from xds_helpers import share, wait_until
 
 from reconciler.xds.workload import Workload
-from xds_helpers import share, wait_until
 
 SHOP = """apiVersion: netintent/v1
 kind: Application

@@ -7,12 +7,13 @@ failed target naming the application while the other application stays in sync.
 """
 from __future__ import annotations
 
-from reconciler.engine import Engine
-from reconciler.model import Layer, State, thaw
-from reconciler.status import Outcome
-from reconciler.xds import resources as R
 from test_xds_nack import billing_app
 from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
+
+from reconciler.engine import Engine
+from reconciler.model import Layer, State
+from reconciler.status import Outcome
+from reconciler.xds import resources as R
 
 NODES = ("w1", "a1", "a2", "l1")
 

@@ -9,10 +9,11 @@ shows the NACK, and observe shows billing's resources (only) as drifted.
 """
 from __future__ import annotations
 
-from reconciler.intent import Application
+from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
+
+from reconciler.intents.models import Application
 from reconciler.model import thaw
 from reconciler.status import Outcome
-from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2", "l1")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from xds_helpers import BATCH_ID, WEB_ID, compile_nodes, loopback_addr, shop_app, wait_until
 
 from reconciler.model import Layer, Resource, ResourceKey, thaw
 from reconciler.status import Outcome
-from xds_helpers import BATCH_ID, WEB_ID, compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2", "b1")
 

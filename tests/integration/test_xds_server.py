@@ -11,10 +11,10 @@ import threading
 
 import grpc
 import pytest
-from google.rpc import status_pb2
-
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.rpc import status_pb2
+
 from reconciler.xds import resources as R
 from reconciler.xds.server import AckState, XdsServer
 

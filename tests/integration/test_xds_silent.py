@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 from reconciler.model import Layer, Resource, ResourceKey, thaw
 from reconciler.status import Outcome
 from reconciler.xds import resources as R
 from reconciler.xds.server import AckState
-from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2")
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 
+from xds_helpers import WEB_ID, compile_nodes, loopback_addr, share, shop_app, wait_until
+
 from reconciler.model import thaw
 from reconciler.status import Outcome
-from xds_helpers import WEB_ID, compile_nodes, loopback_addr, share, shop_app, wait_until
 
 HOSTS = ("w1", "a1", "a2", "b1")
 

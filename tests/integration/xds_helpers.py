@@ -17,7 +17,7 @@ from reconciler.compile.context import CompileContext
 from reconciler.compile.sidecar import compile_app
 from reconciler.drivers.base import Target, TargetPlan
 from reconciler.drivers.sidecar import SidecarDriver
-from reconciler.intent import Application, Inventory, InventoryHost, RepoConfig
+from reconciler.intents.models import Application, Inventory, InventoryHost, RepoConfig
 from reconciler.model import Layer, Resource
 from reconciler.xds.bootstrap import write_workload_files
 from reconciler.xds.ca import CA

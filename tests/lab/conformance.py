@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from reconciler.drivers.base import Target, TargetPlan
-from reconciler.model import Layer, Resource, State
+from reconciler.model import Resource, State
 from reconciler.plan import make_plan
 from reconciler.status import Outcome
 

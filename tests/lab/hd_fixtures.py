@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from hd_setup import MINI, MINI_APPS, desired_for, write_repo
 from minilab import MiniLab
+
+from reconciler.drivers.ansible.host import HostDriver
+from reconciler.drivers.ansible.hypervisor import HypervisorDriver
 from reconciler.drivers.base import Target
-from reconciler.drivers.host import HostDriver
-from reconciler.drivers.hypervisor import HypervisorDriver
 from reconciler.model import Layer, ResourceKey, State
 
 HOSTS = ["h1", "h2", "h3", "h4"]
@@ -24,7 +24,8 @@ HYPERVISORS = ["hv1", "hv2"]
 
 @pytest.fixture(scope="module")
 def mini_lab(tmp_path_factory):
-    import os, shutil
+    import os
+    import shutil
     if os.geteuid() != 0 or not shutil.which("ovs-vswitchd") or not shutil.which("nft"):
         pytest.skip("needs root, Open vSwitch and nftables")
     lab = MiniLab("ni-hd-")

@@ -15,10 +15,9 @@ import yaml
 
 from reconciler.compile import compile_repo
 from reconciler.drivers.base import Target, TargetPlan
-from reconciler.model import Layer, Resource
+from reconciler.intents.validate import load_repo
+from reconciler.model import Layer, State
 from reconciler.plan import make_plan
-from reconciler.model import State
-from reconciler.validate import load_repo
 
 MINI = {
     "nodes": {"h1": "host", "h2": "host", "h3": "host", "h4": "host",

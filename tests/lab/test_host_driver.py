@@ -4,10 +4,10 @@ set changes, and prune. Marked `lab`."""
 from __future__ import annotations
 
 import pytest
-
 from conformance import CHECKS, converge, mismatches, observe, owned, plans, without_app
 from hd_fixtures import HOSTS, HostAdapter, HypervisorAdapter, mini_lab  # noqa: F401 (fixture)
 from hd_setup import MINI_APPS, desired_for, write_repo
+
 from reconciler.model import Layer, Resource, State
 from reconciler.status import Outcome
 

@@ -8,28 +8,24 @@ that layer. Marked `lab`.
 from __future__ import annotations
 
 import pytest
-
 from minilab import listen, tcp_connects
+
 from reconciler.compile import compile_repo
-from reconciler.drivers import REGISTRY
-from reconciler.engine import Engine, targets_from_inventory
+from reconciler.drivers.registry import build_drivers, targets_of
+from reconciler.engine import Engine
+from reconciler.intents.validate import load_repo
 from reconciler.model import Layer, State
 from reconciler.status import Outcome
-from reconciler.validate import load_repo
 
 pytestmark = pytest.mark.lab
 EXAMPLES = "examples/intents"
 
 
 def _engine(lab, layers):
-    import reconciler.drivers.host  # noqa: F401  (registers)
-    import reconciler.drivers.hypervisor  # noqa: F401
-    if Layer.SWITCH in layers:
-        import reconciler.drivers.switch  # noqa: F401
-    drivers = {l: REGISTRY[l.value](inventory_path=str(lab.inventory_path), timeout_s=120) for l in layers}
+    drivers = build_drivers(layers, {"inventory_path": str(lab.inventory_path), "timeout_s": 120})
     repo = load_repo(EXAMPLES, inventory_override=str(lab.inventory_path))
     desired = State.of(r for r in compile_repo(repo) if r.key.layer in layers)
-    targets = {l: ts for l, ts in targets_from_inventory(repo.inventory).items() if l in layers}
+    targets = {l: ts for l, ts in targets_of(repo.inventory).items() if l in layers}
     return Engine(drivers, attempts=3, backoff_s=0.5), desired, targets
 
 
@@ -85,11 +81,6 @@ def test_examples_host_and_hypervisor_layers(app_fabric_lab, listeners):
 
 def test_cross_leaf_flows(app_fabric_lab, listeners):
     lab = app_fabric_lab
-    if "switch" not in REGISTRY:
-        try:
-            import reconciler.drivers.switch  # noqa: F401
-        except ImportError:
-            pytest.skip("no switch driver: cross-leaf segments need the switch layer")
     engine, desired, targets = _engine(lab, (Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST))
     report = engine.run(desired, targets, prune=False)
     assert report.converged, [(t.target, t.outcome, t.error) for t in report.targets.values()

@@ -3,10 +3,8 @@ suite, segment isolation and anti-spoofing checked with TCP. Marked `lab`."""
 from __future__ import annotations
 
 import pytest
-
 from conformance import CHECKS, converge, mismatches, observe
 from hd_fixtures import HostAdapter, HypervisorAdapter, mini_lab  # noqa: F401 (fixture)
-from reconciler.status import Outcome
 
 pytestmark = pytest.mark.lab
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from labcheck import tcp_roundtrip
 
 pytestmark = pytest.mark.lab

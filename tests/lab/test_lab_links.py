@@ -6,11 +6,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from labcheck import TOPOLOGIES, assert_lab_gone, ssh, tcp_roundtrip
 
 from reconciler.lab import Lab, LabError, TopologyError
 from reconciler.lab.system import alive, netns_list, netns_pids
-
-from labcheck import TOPOLOGIES, assert_lab_gone, ssh, tcp_roundtrip
 
 pytestmark = pytest.mark.lab
 LINKS = TOPOLOGIES / "links.clab.yml"

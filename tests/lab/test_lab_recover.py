@@ -6,8 +6,8 @@ import json
 import textwrap
 
 import pytest
-
 from labcheck import TOPOLOGIES, ssh
+
 from reconciler.lab import LabState
 from reconciler.lab.system import kill_all, netns_pids
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from labcheck import TOPOLOGIES, assert_lab_gone, frr_tmp_dirs, ssh, tcp_roundtrip
+
 from reconciler.lab import Lab
 from reconciler.lab.shared import skip_reason
 from reconciler.lab.system import netns_pids, process_running

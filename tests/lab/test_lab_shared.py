@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from labcheck import TOPOLOGIES, assert_lab_gone
+
 from reconciler.lab import Lab
 from reconciler.lab.shared import shared_lab, skip_reason
 

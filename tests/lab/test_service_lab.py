@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from hd_setup import MINI, MINI_APPS, write_repo
 from minilab import MiniLab
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from reconciler.probe import Flow, probe_tcp
-from test_service_lab import _cli, _health, free_port, git, wait_until  # also puts svc_helpers on the path
 from svc_helpers import IntentsRepo, stop  # noqa: E402
+from test_service_lab import _cli, _health, free_port, git, wait_until  # also puts svc_helpers on the path
+
+from reconciler.lab.probe import Flow, probe_tcp
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]

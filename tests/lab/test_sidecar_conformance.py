@@ -16,11 +16,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from conformance import CHECKS  # noqa: E402
-from reconciler.drivers.sidecar import SidecarDriver  # noqa: E402
-from reconciler.intent import Application  # noqa: E402
-from reconciler.model import Layer, ResourceKey, State, thaw  # noqa: E402
-from reconciler.xds import resources as R  # noqa: E402
 from xds_helpers import Mesh, compile_nodes, free_port, loopback_net, shop_app  # noqa: E402
+
+from reconciler.drivers.sidecar import SidecarDriver  # noqa: E402
+from reconciler.intents.models import Application  # noqa: E402
+from reconciler.model import Layer, ResourceKey, State  # noqa: E402
+from reconciler.xds import resources as R  # noqa: E402
 
 NODES = ("w1", "a1", "a2")
 MANUAL = "ops-manual.tools:1"

@@ -10,13 +10,13 @@ route without its tag; unreachable = SSH dropped by an nftables table in the lea
 from __future__ import annotations
 
 import pytest
-
 from conformance import CHECKS
-from reconciler.compile import compile_repo
-from reconciler.drivers.switch import SwitchDriver
-from reconciler.model import Layer, ResourceKey, State
-from reconciler.validate import load_repo
 from switch_fabric import EXAMPLES, fabric_lab, switch_targets
+
+from reconciler.compile import compile_repo
+from reconciler.drivers.switch.driver import SwitchDriver
+from reconciler.intents.validate import load_repo
+from reconciler.model import Layer, ResourceKey, State
 
 BLOCK = ("table inet ni_sw_block {\n chain input {\n  type filter hook input priority -300; policy accept;\n"
          "  tcp dport 22 drop\n }\n}")

@@ -14,21 +14,19 @@ import threading
 import time
 
 import pytest
+from switch_fabric import EXAMPLES, fabric_lab, switch_targets, tcp_eventually, tcp_listen, tcp_ok, wait_bgp
 
+import reconciler.drivers.ansible.host  # noqa: F401  (registers "host")
+import reconciler.drivers.ansible.hypervisor  # noqa: F401
+import reconciler.drivers.switch.driver  # noqa: F401
 from reconciler.compile import compile_repo
-from reconciler.drivers.base import REGISTRY, TargetPlan
-from reconciler.engine import Engine, targets_from_inventory
+from reconciler.drivers.base import TargetPlan
+from reconciler.drivers.registry import build_drivers, targets_of
+from reconciler.engine import Engine
+from reconciler.intents.validate import load_repo
 from reconciler.model import Layer, Resource, ResourceKey, State
 from reconciler.plan import make_plan
 from reconciler.status import Action, Outcome
-from reconciler.validate import load_repo
-
-import reconciler.drivers.host  # noqa: F401  (registers "host")
-import reconciler.drivers.hypervisor  # noqa: F401
-import reconciler.drivers.switch  # noqa: F401
-
-from switch_fabric import (EXAMPLES, fabric_lab, switch_targets, tcp_eventually, tcp_listen, tcp_ok,
-                            wait_bgp)
 
 pytestmark = pytest.mark.lab
 
@@ -46,9 +44,9 @@ def fabric(tmp_path_factory):
     with fabric_lab(tmp_path_factory.mktemp("inv")) as lab:
         repo = load_repo(str(EXAMPLES), inventory_override=str(lab.inventory_path))
         desired = compile_repo(repo)
-        targets = targets_from_inventory(repo.inventory)
-        drivers = {layer: REGISTRY[layer.value](inventory_path=str(lab.inventory_path))
-                   for layer in (Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST)}
+        targets = targets_of(repo.inventory)
+        drivers = build_drivers((Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST),
+                                {"inventory_path": str(lab.inventory_path)})
         wait_bgp(lab, VTEPS)
         report = Engine(drivers, attempts=3).run(desired, targets)
         bad = {f"{l.value}/{t}": (r.outcome.value, r.error) for (l, t), r in report.targets.items() if not r.ok}
@@ -210,7 +208,7 @@ def test_dead_and_silent_switches_do_not_hold_up_the_others(fabric):
     th = threading.Thread(target=accept, daemon=True)
     th.start()
     from reconciler.drivers.base import Target
-    from reconciler.drivers.switch import SwitchDriver
+    from reconciler.drivers.switch.driver import SwitchDriver
     base = switch_targets(lab)
     silent = Target("silent", Layer.SWITCH, {**base[0].vars, "ansible_host": "127.0.0.1",
                                              "ansible_port": ls.getsockname()[1]})
@@ -236,7 +234,8 @@ def test_sessions_are_reused_and_a_stale_one_is_replaced_before_any_write(fabric
     """The next observe of a switch goes through the session the last one left idle (no new
     login); when that session died on the switch side, the driver logs in again, once."""
     import re
-    from reconciler.drivers.switch import SwitchDriver
+
+    from reconciler.drivers.switch.driver import SwitchDriver
     lab = fabric["lab"]
     leaf1 = [t for t in switch_targets(lab) if t.name == "leaf1"]
     drv = SwitchDriver(io_timeout_s=3, deadline_s=9)
@@ -270,8 +269,9 @@ def test_host_keys_are_checked_against_the_known_hosts_file(fabric, tmp_path):
     from pathlib import Path
 
     import yaml
-    from reconciler.drivers.host import HostDriver
-    from reconciler.drivers.switch import SwitchDriver
+
+    from reconciler.drivers.ansible.host import HostDriver
+    from reconciler.drivers.switch.driver import SwitchDriver
     lab = fabric["lab"]
     known = yaml.safe_load(lab.inventory_path.read_text())["all"]["vars"]["netintent_known_hosts"]
     lines = Path(known).read_text().splitlines()

@@ -17,11 +17,11 @@ from typing import Callable
 
 import pytest
 
-from reconciler.store import Store, sqlite_url
+from reconciler.service.store import Store, sqlite_url
 from tui.actions import LocalActions, snapshot_drivers
 from tui.app import ReconcilerApp
-from tui.storemodel import StoreReadModel
 from tui.demo import build_demo, pinned, step_clock
+from tui.storemodel import StoreReadModel
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "intents"
@@ -97,6 +97,6 @@ async def wait_for(pilot, cond: Callable[[], bool], timeout_s: float = 30.0) -> 
 
 if __name__ == "__main__":  # regenerate fixtures/demo_desired.json from examples/intents
     from reconciler.compile import Compiler
-    from reconciler.validate import load_repo
+    from reconciler.intents.validate import load_repo
     DESIRED.write_text(Compiler().compile(load_repo(str(EXAMPLES))).dumps() + "\n")
     print(DESIRED)

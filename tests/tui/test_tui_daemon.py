@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.service.store import sqlite_url
 from reconciler.status import Sync
-from reconciler.store import sqlite_url
 from tui.app import ReconcilerApp
-from tui.storemodel import StoreReadModel
 from tui.http_actions import DaemonActions
 from tui.screens import ActionScreen, ConfirmScreen
+from tui.storemodel import StoreReadModel
 from tui.widgets import AppTable
 
 from .conftest import EXAMPLES, wait_for

@@ -6,8 +6,9 @@ import pytest
 
 from reconciler.events import Event, EventKind
 from reconciler.model import Layer, ResourceKey
+from reconciler.service.store_models import AppStatus, DriftEventRow, ResourceStateRow
+from reconciler.service.store_models import RunRow as StoreRun
 from reconciler.status import Health, Outcome, Phase, Sync
-from reconciler.store_models import AppStatus, DriftEventRow, ResourceStateRow, RunRow as StoreRun
 from tui.data import AppRow, ResourceRow, ResState, group_tree, redact, row_app, row_drift, row_resource, row_run, worst
 from tui.eventmodel import EventModel
 from tui.format import age, app_matches, duration, short_rev

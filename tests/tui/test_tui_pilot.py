@@ -360,7 +360,7 @@ def test_run_in_progress_shows_progressing(demo):
             gate.wait(30)
             return super().apply(plans, dry_run)
 
-    actions = LocalActions(demo.repo, lambda _inv: {l: Held(l, demo.snapshot) for l in Layer},
+    actions = LocalActions(demo.repo, lambda _inv, _targets: {l: Held(l, demo.snapshot) for l in Layer},
                            [demo.store.observer], read_model=demo.model, backoff_s=0.0)
 
     async def go():

@@ -186,7 +186,8 @@ def test_cli_bad_topology_is_one_line_error_no_traceback(tmp_path, capsys):
 
 
 # --- property: whatever valid topology we write, the parser reads back the same graph ---------
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 
 @st.composite

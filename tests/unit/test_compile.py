@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.compile import CompileConflicts, Compiler, compile_repo
-from reconciler.compile.hypervisor import app_cookie
+from reconciler.intents.validate import load_repo
 from reconciler.model import Layer, ResourceKey
-from reconciler.validate import load_repo
+from reconciler.names import app_cookie
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "intents"
 

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.intent import IgnoreRule
-from reconciler.model import State
+from reconciler.model import IgnoreRule, State
 from reconciler.plan import apply_plan, make_plan
 
 CASES = sorted(p for p in (Path(__file__).parent.parent / "fixtures" / "diff").iterdir() if p.is_dir())

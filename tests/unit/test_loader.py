@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler.inventory_loader import expand_hosts, parse_inventory
-from reconciler.loader import MAX_FILE_BYTES, LoadFailed, format_path, parse_yaml
+from reconciler.intents.inventory import expand_hosts, parse_inventory
+from reconciler.intents.loader import MAX_FILE_BYTES, LoadFailed, format_path, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 

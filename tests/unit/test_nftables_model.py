@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from reconciler.drivers.host import parse_host, render_ip
-from reconciler.drivers.nftables import NftError, parse_ruleset, plan_script, render_rule, render_table
+from reconciler.drivers.ansible.host import parse_host, render_ip
+from reconciler.drivers.ansible.nftables import NftError, parse_ruleset, plan_script, render_rule, render_table
 from reconciler.model import Layer, Resource, ResourceKey
 
 # Captured from nftables 1.0.6 (`nft -j list ruleset`) after loading a rendered table + a hand table.
@@ -64,7 +64,7 @@ def test_parse_gives_compile_shapes_and_ignores_unowned_tables():
 
 def test_unknown_expression_is_kept_as_drift_not_dropped():
     rule = {"expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth9"}}, {"drop": None}]}
-    parsed = __import__("reconciler.drivers.nftables", fromlist=["parse_rule"]).parse_rule(rule["expr"])
+    parsed = __import__("reconciler.drivers.ansible.nftables", fromlist=["parse_rule"]).parse_rule(rule["expr"])
     assert parsed["verdict"] == "drop" and parsed["match"]["unparsed"]
 
 

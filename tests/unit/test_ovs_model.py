@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from reconciler.compile.hypervisor import app_cookie, canonical_match
-from reconciler.drivers.ovs import OvsError, parse_flow_line, parse_ovs, render_ovs
+from reconciler.drivers.ansible.ovs import OvsError, parse_flow_line, parse_ovs, render_ovs
 from reconciler.model import Layer, Resource, ResourceKey
+from reconciler.names import app_cookie, canonical_match
 
 C = app_cookie("shop")
 # Captured from OVS 3.1 (`ovs-vsctl --format=json ... list Port -- ... list Bridge br0`).

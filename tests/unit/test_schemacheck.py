@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from corpus_util import BAD, BASE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpus_util import BAD, BASE
-from reconciler.schemacheck import compile_schema
-from reconciler.validate import fast_check, load_schema, schema_validator
+from reconciler.intents.schemacheck import compile_schema
+from reconciler.intents.validate import fast_check, load_schema, schema_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,8 +118,8 @@ def test_every_property_is_documented():
 
 
 def test_intent_reference_doc_is_generated_from_the_schemas():
-    from reconciler.schema import reference
+    from reconciler.intents.schema import reference
 
     doc = (ROOT / "docs" / "intent-reference.md").read_text(encoding="utf-8")
-    assert doc == reference(), "regenerate: python -m reconciler.schema > docs/intent-reference.md"
+    assert doc == reference(), "regenerate: python -m reconciler.intents.schema > docs/intent-reference.md"
     assert "| `spec.services.<service-name>.instances[].address` | string (required) |" in doc

@@ -9,17 +9,18 @@ from pathlib import Path
 import pytest
 
 from reconciler.compile import Compiler
+from reconciler.drivers.registry import targets_of
 from reconciler.drivers.snapshot import SnapshotDriver
-from reconciler.engine import Engine, targets_from_inventory
+from reconciler.engine import Engine
 from reconciler.events import Event, EventKind
-from reconciler.http import sign, verify
-from reconciler.metrics import Metrics
+from reconciler.intents.validate import load_repo
 from reconciler.model import Layer
 from reconciler.redact import MASK, Redactor
+from reconciler.service.http import sign, verify
+from reconciler.service.metrics import Metrics
+from reconciler.service.store import SchemaMismatch, Store
+from reconciler.service.windows import parse_duration, window_verdict
 from reconciler.status import Health, Phase, Sync
-from reconciler.store import SchemaMismatch, Store
-from reconciler.validate import load_repo
-from reconciler.windows import parse_duration, window_verdict
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "intents"
 UTC = dt.timezone.utc
@@ -36,7 +37,7 @@ def run_env(tmp_path):
     eng = Engine({l: SnapshotDriver(l, snap) for l in Layer}, publish_state=True)
     eng.bus.subscribe(store.observer)
     eng.bus.subscribe(metrics.observer)
-    targets = targets_from_inventory(repo.inventory)
+    targets = targets_of(repo.inventory)
     yield eng, desired, targets, store, metrics, snap
     store.close()
 

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from reconciler.compile.context import CompileContext
 from reconciler.compile.sidecar import compile_app
+from reconciler.intents.validate import load_repo
 from reconciler.model import Layer, thaw
-from reconciler.validate import load_repo
+from reconciler.names import SERVER_LISTENER_TEMPLATE
 from reconciler.xds import resources as R
 from reconciler.xds.bootstrap import bootstrap
 from reconciler.xds.ca import CA, spiffe_ids_of
-from reconciler.xds.names import SERVER_LISTENER_TEMPLATE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "intents"
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from reconciler.compile.context import CompileContext
 from reconciler.compile.sidecar import compile_app
-from reconciler.intent import Application, Inventory, InventoryHost, RepoConfig
+from reconciler.intents.models import Application, Inventory, InventoryHost, RepoConfig
 from reconciler.model import State, thaw
 from reconciler.xds import resources as R
 

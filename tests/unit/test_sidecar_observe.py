@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from envoy.service.status.v3 import csds_pb2
 from google.protobuf import json_format
 
-from envoy.service.status.v3 import csds_pb2
 from reconciler.drivers.base import Target
-from reconciler.drivers.sidecar import _drop_stale, _from_csds, csds_address, sidecar_targets, SidecarDriver
-from reconciler.intent import Inventory, InventoryHost
+from reconciler.drivers.sidecar import SidecarDriver, _drop_stale, _from_csds, csds_address, sidecar_targets
+from reconciler.intents.models import Inventory, InventoryHost
 from reconciler.model import Layer, ResourceKey, thaw
 from reconciler.xds import csds
 from reconciler.xds import resources as R

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from reconciler.compile import compile_repo
-from reconciler.drivers.platforms import InvalidValue, platform_of, platforms
-from reconciler.drivers.switch import inverse_changes, verify
-from reconciler.drivers.switch_linux import PARK_VLAN, parse_bgp_config
+from reconciler.drivers.switch.driver import inverse_changes, verify
+from reconciler.drivers.switch.platforms import InvalidValue, platform_of, platforms
+from reconciler.drivers.switch.platforms.linux_ovs_frr.render import PARK_VLAN, parse_bgp_config
+from reconciler.intents.validate import load_repo
 from reconciler.model import Layer, Resource, ResourceKey, State
 from reconciler.plan import make_plan
 from reconciler.status import Action
-from reconciler.validate import load_repo
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW = json.loads((ROOT / "tests/fixtures/switch/leaf1_raw.json").read_text())

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.drivers import switch_pool
 from reconciler.drivers.base import Target
-from reconciler.drivers.switch_pool import SessionPool
+from reconciler.drivers.switch import pool as switch_pool
+from reconciler.drivers.switch.pool import SessionPool
 from reconciler.model import Layer
 
 

@@ -10,8 +10,8 @@ import time
 import uuid
 
 from reconciler.drivers.base import Target
-from reconciler.drivers.platforms import Command, ObserveSection, platform_of
-from reconciler.drivers.switch import Session, SwitchDriver
+from reconciler.drivers.switch.driver import Session, SwitchDriver
+from reconciler.drivers.switch.platforms import Command, ObserveSection, platform_of
 from reconciler.model import Layer
 from reconciler.status import Outcome
 

@@ -17,11 +17,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from corpus_util import BASE, bad_cases, expected, materialize
-from reconciler.loader import Symlink, ValidationError
-from reconciler.validate import (RepoInvalid, UsageError, check_repo, check_tree, load_repo, load_tree)
-from reconciler.validate_cli import main
+
+from reconciler.intents.cli import main
+from reconciler.intents.loader import ValidationError
+from reconciler.intents.sources import Symlink
+from reconciler.intents.validate import RepoInvalid, UsageError, check_repo, check_tree, load_repo, load_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "intents"
@@ -85,7 +86,7 @@ def test_examples_validate_clean():
 
 def test_subprocess_invalid_and_valid(tmp_path: Path):
     repo = materialize("policy-not-exported", tmp_path)
-    cmd = [sys.executable, "-m", "reconciler.validate_cli", "validate"]
+    cmd = [sys.executable, "-m", "reconciler.intents.cli", "validate"]
     r = subprocess.run(cmd + [str(repo)], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert_clean_failure(r.returncode, r.stdout, r.stderr)
     assert "apps/billing.yaml:14: $.spec.policy.allow[0].to: service \"web\" of application \"shop\" is not exported" in r.stdout
@@ -129,7 +130,7 @@ def test_file_instead_of_dir_is_usage_error(tmp_path: Path):
 
 
 def test_internal_error_is_one_line_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import reconciler.validate as v
+    import reconciler.intents.validate as v
 
     def boom(doc, name):
         raise KeyError("schema bug")
@@ -152,7 +153,7 @@ def test_ten_megabyte_file_is_refused_quickly(tmp_path: Path):
         line = b"- {host: h1, address: 10.60.1.11, version: v1}\n"
         f.write(line * (10 * 1024 * 1024 // len(line) + 1))
     assert (repo / "apps" / "huge.yaml").stat().st_size > 10 * 1024 * 1024
-    r = subprocess.run([sys.executable, "-m", "reconciler.validate_cli", "validate", str(repo)],
+    r = subprocess.run([sys.executable, "-m", "reconciler.intents.cli", "validate", str(repo)],
                        capture_output=True, text=True, timeout=30, cwd=ROOT)
     lines = assert_clean_failure(r.returncode, r.stdout, r.stderr)
     assert lines == [f"apps/huge.yaml:1: $: file is {(repo / 'apps' / 'huge.yaml').stat().st_size} bytes, "

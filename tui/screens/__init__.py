@@ -1,8 +1,8 @@
 """Screens of the reconciler TUI."""
-from .action import ActionScreen
-from .apps import AppListScreen
-from .confirm import ConfirmScreen
-from .detail import AppDetailScreen
-from .help import HelpScreen
+from tui.screens.action import ActionScreen
+from tui.screens.apps import AppListScreen
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.detail import AppDetailScreen
+from tui.screens.help import HelpScreen
 
 __all__ = ["ActionScreen", "AppListScreen", "ConfirmScreen", "AppDetailScreen", "HelpScreen"]

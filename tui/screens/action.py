@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from ..actions import ActionResult, Progress
+from tui.actions import ActionResult, Progress
 
 MAX_LINES = 400
 

@@ -17,10 +17,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from reconciler.status import Health, Phase, Sync
-
-from ..data import AppRow
-from ..format import app_matches
-from ..widgets import AppTable
+from tui.data import AppRow
+from tui.format import app_matches
+from tui.widgets import AppTable
 
 
 class StatusFilter(str, enum.Enum):

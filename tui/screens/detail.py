@@ -20,9 +20,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
 
-from ..data import AppRow, ResourceRow
-from ..format import age, drift_text, heal_text, health_text, short_rev, sync_text
-from ..widgets import DiffView, DriftTable, ResourceTree, RunsTable
+from tui.data import AppRow, ResourceRow
+from tui.format import age, drift_text, heal_text, health_text, short_rev, sync_text
+from tui.widgets import DiffView, DriftTable, ResourceTree, RunsTable
 
 
 class AppDetailScreen(Screen):

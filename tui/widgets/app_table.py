@@ -11,9 +11,8 @@ from typing import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ..data import AppRow
-from ..format import age, drift_text, heal_text, health_text, short_rev, sync_text
-
+from tui.data import AppRow
+from tui.format import age, drift_text, heal_text, health_text, short_rev, sync_text
 
 MESSAGE_COLUMN_AT = 92   # cells left of the message column with the widest usual values
 

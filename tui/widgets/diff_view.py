@@ -19,8 +19,7 @@ from textual.widgets import Static
 
 from reconciler.diff import FieldDiff, diff_specs, normalize_spec
 from reconciler.model import FrozenDict, freeze
-
-from ..data import ResourceRow, ResState
+from tui.data import ResourceRow, ResState
 
 SIGN_STYLES = {"-": "red", "+": "green"}
 

@@ -11,8 +11,8 @@ from typing import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ..data import DriftRow, RunRow
-from ..format import age, duration, phase_text, short_rev
+from tui.data import DriftRow, RunRow
+from tui.format import age, duration, phase_text, short_rev
 
 MAX_DRIFT_ROWS = 200
 ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red"}

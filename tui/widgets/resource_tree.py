@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ..data import ResourceRow, ResState, group_tree, worst
+from tui.data import ResourceRow, ResState, group_tree, worst
 
 LAYER_ICONS = {"switch": "⇄", "hypervisor": "▣", "host": "▢", "sidecar": "◈"}
 

@@ -1,0 +1,57 @@
+"""Names that compiled resources and the devices share, so compile, drivers and the xDS
+runtime agree on them without importing one another (and without any proto module).
+
+Contract: pure helpers. OVS: every owned flow carries a cookie whose top 16 bits are
+`COOKIE_PREFIX`; flow matches are compared in `canonical_match` form (OVS print order).
+xDS: `server_listener_name` must match the bootstrap's
+`server_listener_resource_name_template` (SERVER_LISTENER_TEMPLATE) with "%s" = "IP:PORT".
+"""
+from __future__ import annotations
+
+import zlib
+
+SERVER_LISTENER_PREFIX = "grpc/server?xds.resource.listening_address="
+SERVER_LISTENER_TEMPLATE = SERVER_LISTENER_PREFIX + "%s"
+
+
+def server_listener_name(address: str, port: int) -> str:
+    return f"{SERVER_LISTENER_PREFIX}{address}:{port}"
+
+
+COOKIE_PREFIX = 0x4E49  # "NI": top 16 bits of every flow cookie the reconciler owns
+
+
+def app_cookie(app: str) -> int:
+    return (COOKIE_PREFIX << 48) | (zlib.crc32(app.encode()) & 0xFFFFFFFF)
+
+
+# The order in which `ovs-ofctl dump-flows` prints match fields (after the protocol shorthand).
+# Compile writes matches in this order and the driver normalises what it reads to it, so the
+# two compare as plain strings. Fields not listed sort after these, alphabetically.
+PROTOCOL_SHORTHANDS = ("ip", "ipv6", "arp", "rarp", "tcp", "udp", "sctp", "icmp", "tcp6", "udp6", "sctp6",
+                       "icmp6", "mpls", "mplsm")
+FIELD_ORDER = ("in_port", "dl_vlan", "dl_vlan_pcp", "vlan_tci", "dl_src", "dl_dst", "dl_type", "nw_src",
+               "nw_dst", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "nw_proto", "nw_tos", "tp_src", "tp_dst")
+
+
+def canonical_match(match: str) -> str:
+    """`in_port=eth2,ip,nw_src=10.0.0.1` -> `ip,in_port=eth2,nw_src=10.0.0.1` (OVS print order)."""
+    toks = [t.strip() for t in match.split(",") if t.strip()]
+
+    def rank(tok: str) -> tuple:
+        name, _, value = tok.partition("=")
+        if not value and name in PROTOCOL_SHORTHANDS:
+            return (0, PROTOCOL_SHORTHANDS.index(name), "")
+        if name in FIELD_ORDER:
+            return (1, FIELD_ORDER.index(name), "")
+        return (2, 0, name)
+
+    out = []
+    for t in sorted(toks, key=rank):
+        name, eq, value = t.partition("=")
+        if name in ("dl_src", "dl_dst", "arp_sha", "arp_tha"):
+            value = value.lower()
+        elif name in ("nw_src", "nw_dst", "arp_spa", "arp_tpa") and value.endswith("/32"):
+            value = value[:-3]  # OVS prints host addresses without the mask
+        out.append(f"{name}{eq}{value}")
+    return ",".join(out)

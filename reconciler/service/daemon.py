@@ -1,0 +1,418 @@
+"""The reconcile daemon (`reconciler serve`): APScheduler jobs around the engine.
+
+Contract:
+- Jobs (BackgroundScheduler): `leader` (1 s: take/keep the leader lock; only the leader
+  syncs, scans or applies), `poll` (every sync interval: request a sync), `drift` (every
+  drift interval: dry-run scan of all apps, then self-heal the apps whose policy says so,
+  others are only reported), `retry` (1 s: re-apply failed apps whose backoff expired),
+  `flush` (2 s: write events queued while the database was unreachable).
+- Sync requests (poll, webhook, manual, startup) are coalesced: while a sync runs, any
+  number of requests collapse into ONE more sync, which fetches and takes the newest head.
+- A revision is loaded from git objects and validated; an invalid (or, with a keyring,
+  unsigned) revision is refused with the validation errors (recorded as a FAILED run and in
+  `service_state.refused`), and the last good revision stays the one applied and healed.
+- Rollback: a hold in the store pins auto-sync to an earlier revision until the branch head
+  moves past the head seen when the hold began, or the operator releases it.
+- Failures: an app whose targets fail is retried alone with exponential backoff; runs use
+  one attempt so a failing app never holds the healthy ones. Unreachable repo, database or
+  targets are logged and reported (healthz, metrics, store) and retried; nothing raises out.
+- Sync windows deny automatic applies (sync, self-heal, retry); manual sync and rollback
+  are allowed. Drift scans (dry runs) always run.
+- On becoming leader, runs left RUNNING by a dead process are marked INTERRUPTED and a
+  full sync runs at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from reconciler.compile import Compiler
+from reconciler.drivers.registry import drivers_for, targets_of
+from reconciler.engine import Engine
+from reconciler.events import EventBus
+from reconciler.redact import REDACTOR
+from reconciler.report import RunReport
+from reconciler.revision import REFUSALS, load_revision, refusal_lines
+from reconciler.service.config import DaemonConfig, Loaded, now_utc
+from reconciler.service.config import safe as _safe
+from reconciler.service.gitsource import GitSource, SourceError
+from reconciler.service.jsonlog import log_event
+from reconciler.service.leader import leader_lock
+from reconciler.service.metrics import Metrics
+from reconciler.service.store import Store
+from reconciler.service.windows import window_verdict
+from reconciler.status import Phase
+
+__all__ = ["Daemon", "DaemonConfig"]
+
+log = logging.getLogger("reconciler.service.daemon")
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig, store: Store | None = None) -> None:
+        self.cfg = cfg
+        self.source = GitSource(cfg.repo, cfg.branch, cfg.cache_dir, timeout_s=cfg.timeout_s)
+        self.store = store or Store(cfg.store_url, owner=cfg.instance)
+        self.lock = leader_lock(cfg.store_url)
+        self.metrics = Metrics()
+        self.bus = EventBus()
+        self.bus.subscribe(self.store.observer)
+        self.bus.subscribe(self.metrics.observer)
+        self.bus.subscribe(log_event)
+        self.compiler = Compiler()
+        self.current: Loaded | None = None
+        self.is_leader = False
+        self.source_error = ""
+        self.window_reason = ""
+        self.refused: dict[str, Any] | None = None
+        self._engine: Engine | None = None
+        self._engine_inventory: str | None = None
+        self._run_lock = threading.Lock()
+        self._req_lock = threading.Lock()
+        self._want: tuple[str, bool, frozenset[str] | None] | None = None
+        self._sync_running = False
+        self._force = True
+        self._retry: dict[str, tuple[int, float]] = {}
+        self._intervals: tuple[float, float] | None = None
+        self._stop = threading.Event()
+        self._next_prune = 0.0
+        self.scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(8)},
+                                             job_defaults={"coalesce": True, "max_instances": 1,
+                                                           "misfire_grace_time": None})
+        self.http = None
+        Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self.cfg.listen:
+            from reconciler.service.http import HttpServer
+            host, _, port = self.cfg.listen.rpartition(":")
+            self.http = HttpServer(host or "127.0.0.1", int(port), secret=self.cfg.webhook_secret,
+                                   on_sync=lambda trig, manual, p: self.request_sync(
+                                       trig, manual, [p["app"]] if manual and isinstance(p.get("app"), str) else None),
+                                   metrics=self._render_metrics, health=self.health)
+            self.http.start()
+        iv, dv = self._wanted_intervals(None)
+        self._intervals = (iv, dv)
+        s = self.scheduler
+        s.add_job(self._leader_job, "interval", seconds=1, id="leader", next_run_time=now_utc())
+        s.add_job(lambda: self.request_sync("poll"), "interval", seconds=iv, id="poll")
+        s.add_job(self._drift_job, "interval", seconds=dv, id="drift")
+        s.add_job(self._retry_job, "interval", seconds=1, id="retry")
+        s.add_job(self._flush_job, "interval", seconds=2, id="flush")
+        s.start()
+        log.info("daemon started", extra={"ctx": {"instance": self.cfg.instance, "branch": self.cfg.branch,
+                                                  "listen": self.cfg.listen, "poll_s": iv, "drift_s": dv}})
+
+    def stop(self, wait_s: float = 60.0) -> None:
+        self._stop.set()
+        try:
+            self.scheduler.shutdown(wait=False)
+        except Exception:
+            pass
+        if self.http:
+            self.http.stop()
+        if self._run_lock.acquire(timeout=wait_s):
+            self._run_lock.release()
+        self.store.flush()
+        self.lock.release()
+        self.is_leader = False
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    # ---- leader ------------------------------------------------------------------------
+    def _leader_job(self) -> None:
+        if self.is_leader:
+            if not self.lock.alive():
+                self.is_leader = False
+                self.metrics.leader.set(0)
+                log.warning("leader lock lost; not applying until it is reacquired")
+            return
+        if not self.lock.try_acquire():
+            return
+        self.is_leader = True
+        self.metrics.leader.set(1)
+        interrupted = _safe(self.store.mark_interrupted, [])
+        log.info("became leader", extra={"ctx": {"instance": self.cfg.instance, "interrupted_runs": interrupted}})
+        self._force = True
+        self.request_sync("startup")
+
+    # ---- sync --------------------------------------------------------------------------
+    def request_sync(self, trigger: str, manual: bool = False, apps: list[str] | None = None) -> None:
+        """Ask for a sync; requests during a running sync collapse into one more.
+        `apps` (manual only): re-apply just these apps when no new revision is due."""
+        with self._req_lock:
+            want = (trigger, manual, frozenset(apps) if (apps and manual) else None)
+            prev = self._want
+            if prev is not None:
+                manual_any = manual or prev[1]
+                if manual and prev[1]:
+                    scope = None if want[2] is None or prev[2] is None else want[2] | prev[2]
+                else:
+                    scope = want[2] if manual else prev[2]
+                want = ("manual" if manual_any else trigger, manual_any, scope)
+            self._want = want
+            if self._sync_running:
+                return
+            self._sync_running = True
+        try:  # a one-off scheduler job (unique id: never skipped as "already running")
+            self.scheduler.add_job(self._sync_loop, id=f"sync-{uuid.uuid4().hex[:8]}", name="sync")
+        except Exception:  # scheduler not running (shutting down): plain thread
+            threading.Thread(target=self._sync_loop, name="reconciler-sync", daemon=True).start()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._req_lock:
+                if self._want is None:
+                    self._sync_running = False
+                    return
+                trigger, manual, scope = self._want
+                self._want = None
+            try:
+                self.sync_once(trigger, manual, sorted(scope) if scope else None)
+            except Exception:
+                log.exception("sync failed unexpectedly")
+        with self._req_lock:
+            self._sync_running = False
+
+    def sync_once(self, trigger: str, manual: bool = False, apps: list[str] | None = None) -> RunReport | None:
+        if not self.is_leader:
+            return None
+        try:
+            head = self.source.fetch()
+            self.source_error = ""
+        except SourceError as exc:
+            if str(exc) != self.source_error:
+                log.warning("repo unreachable: %s", exc)
+            self.source_error = str(exc)
+            return None
+        if self.current is None:
+            self._restore_current()
+        hold = _safe(self.store.hold)
+        target, run_trigger = head, trigger
+        if hold is not None:
+            if head != hold.branch_head:
+                log.info("new commit %s: rollback hold at %s released", head[:12], hold.revision[:12])
+                _safe(self.store.release_hold)
+            else:
+                target, run_trigger = hold.revision, "rollback"
+        same = self.current is not None and self.current.revision == target
+        if same and not self._force and not manual:
+            return None
+        if same and not self._force and manual and apps:
+            known = [a for a in apps if a in self.current.repo.apps]
+            return self._apply(self.current, "manual", known) if known else None
+        if self.refused and self.refused.get("sha") == target and not manual:
+            return None
+        loaded = self.load(target, trigger)
+        if loaded is None:  # refused: the last good revision stays; after a restart, reconcile it again
+            if not (self._force and self.current is not None):
+                self._force = False
+                return None
+            loaded, run_trigger = self.current, trigger
+        if not manual and run_trigger != "rollback":
+            ok, why = self._windows_allow(loaded)
+            if not ok:
+                if why != self.window_reason:
+                    log.info("automatic sync of %s denied: %s", target[:12], why)
+                self.window_reason = why
+                return None
+        self.window_reason = ""
+        report = self._apply(loaded, run_trigger, None)
+        if report is not None:
+            self._force = False
+        return report
+
+    def _restore_current(self) -> None:
+        rev = _safe(lambda: self.store.service("applied_revision"))
+        if rev and self.source.contains(rev):
+            self.current = self.load(rev, "restore", record=False)
+
+    def load(self, sha: str, trigger: str, record: bool = True) -> Loaded | None:
+        try:
+            rev = load_revision(self.source.repo_dir, sha, self.cfg.inventory, keyring=self.cfg.keyring,
+                                compiler=self.compiler)
+        except REFUSALS as exc:
+            return self._refuse(sha, refusal_lines(exc), trigger, record)
+        except Exception as exc:  # a bug or an unreadable object: apply nothing, try again next sync
+            log.error("revision %s could not be loaded (%s: %s); last good revision stays applied", sha[:12],
+                      exc.__class__.__name__, REDACTOR.text(str(exc))[:500])
+            return None
+        files, repo, desired = rev.files, rev.repo, rev.desired
+        inv_path = self.cfg.inventory or self._write_inventory(sha, files, repo.config.inventory)
+        for h in repo.inventory.hosts.values():
+            REDACTOR.add_vars(dict(h.vars))
+        return Loaded(sha, repo, desired, str(inv_path), targets_of(repo.inventory))
+
+    def _write_inventory(self, sha: str, files: dict, name: str) -> str:
+        data = files.get(name, b"")
+        data = data if isinstance(data, bytes) else b""
+        # Named by content, not by commit: an unchanged inventory keeps its path, so the engine,
+        # its drivers and their SSH control masters (one dir per inventory path) are reused.
+        digest = hashlib.blake2b(data, digest_size=6).hexdigest()
+        p = Path(self.cfg.state_dir) / f"inventory-{digest}.yml"
+        if not p.exists():
+            tmp = p.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, p)
+        return str(p.resolve())
+
+    def _refuse(self, sha: str, errors: list[str], trigger: str, record: bool) -> None:
+        if not record:
+            log.error("stored revision %s is not loadable any more (%d error(s))", sha[:12], len(errors))
+            return None
+        self.refused = {"sha": sha, "errors": errors, "ts": time.time()}
+        self.metrics.refused.inc()
+        log.error("revision %s refused: %d error(s); last good revision %s stays applied", sha[:12], len(errors),
+                  self.current.revision[:12] if self.current else "(none)", extra={"ctx": {"errors": errors[:50]}})
+        run_id = uuid.uuid4().hex[:12]
+        _safe(lambda: self.store.record_run(run_id, revision=sha, trigger=trigger, phase=Phase.FAILED,
+                                            error="refused: " + "\n".join(errors)))
+        _safe(lambda: self.store.set_service("refused", self.refused))
+        return None
+
+    def _windows_allow(self, loaded: Loaded | None) -> tuple[bool, str]:
+        cfg = (loaded or self.current)
+        if cfg is None:
+            return True, ""
+        return window_verdict(cfg.repo.config.sync.windows)
+
+    # ---- apply -------------------------------------------------------------------------
+    def _engine_for(self, loaded: Loaded) -> Engine:
+        if self._engine is None or self._engine_inventory != loaded.inventory_path:
+            self._engine = Engine(self._drivers(loaded.inventory_path, loaded.targets), self.bus, attempts=self.cfg.attempts,
+                                  publish_state=True)
+            self._engine_inventory = loaded.inventory_path
+        return self._engine
+
+    def _drivers(self, inventory_path: str, targets: dict) -> dict:
+        settings = {"inventory_path": inventory_path, "publish": self.bus.publish, "timeout_s": self.cfg.timeout_s}
+        return drivers_for(targets, settings, layers=self.cfg.layers, observed=self.cfg.observed,
+                           factory=self.cfg.driver_factory)
+
+    def _apply(self, loaded: Loaded, trigger: str, apps: list[str] | None, blocking: bool = True) -> RunReport | None:
+        if not self._run_lock.acquire(blocking=blocking):
+            return None
+        try:
+            if not self.is_leader or not self.lock.alive():
+                return None
+            cfg = loaded.repo.config
+            report = self._engine_for(loaded).run(
+                loaded.desired, loaded.targets, prune=cfg.sync.prune, apps=apps, ignore=cfg.ignore,
+                revision=loaded.revision, run_id=uuid.uuid4().hex[:12], trigger=trigger)
+        finally:
+            self._run_lock.release()
+        if apps is None:
+            self.current = loaded
+            self._reschedule(loaded)
+            if self.refused and self.refused.get("sha") != loaded.revision:
+                self.refused = None
+                _safe(lambda: self.store.set_service("refused", None))
+            _safe(lambda: self.store.set_service("applied_revision", loaded.revision))
+        self._note_failures(report, apps)
+        return report
+
+    def _note_failures(self, report: RunReport, apps: list[str] | None) -> None:
+        now = time.monotonic()
+        for app in (apps or report.apps()):
+            if not app:
+                continue
+            bad = any(app in t.apps and not t.ok for t in report.targets.values()) or \
+                bool(report.residual.for_app(app).changes)
+            if bad:
+                n = self._retry.get(app, (0, 0.0))[0] + 1
+                delay = min(self.cfg.retry_max_s, self.cfg.retry_base_s * 2 ** (n - 1))
+                self._retry[app] = (n, now + delay)
+                log.warning("app %s failed (%d in a row); retry in %.1fs", app, n, delay,
+                            extra={"ctx": {"app": app, "failures": n, "retry_in_s": delay}})
+            else:
+                self._retry.pop(app, None)
+
+    # ---- periodic jobs -----------------------------------------------------------------
+    def _drift_job(self) -> None:
+        loaded = self.current
+        if not self.is_leader or loaded is None:
+            return
+        if not self._run_lock.acquire(blocking=False):
+            return  # a run is going on; the next interval scans
+        try:
+            cfg = loaded.repo.config
+            report = self._engine_for(loaded).run(loaded.desired, loaded.targets, prune=cfg.sync.prune, dry_run=True,
+                                                  ignore=cfg.ignore, revision=loaded.revision,
+                                                  run_id=uuid.uuid4().hex[:12], trigger="drift-scan")
+        finally:
+            self._run_lock.release()
+        drifted = [a for a in report.apps() if a and report.initial.for_app(a).changes]
+        if not drifted:
+            return
+        overrides = {a.app: a.self_heal for a in (_safe(self.store.apps, []) or [])}
+        heal = [a for a in drifted if (overrides.get(a) if overrides.get(a) is not None else cfg.sync.self_heal)]
+        report_only = sorted(set(drifted) - set(heal))
+        if report_only:
+            log.info("drift reported (self-heal off): %s", ", ".join(report_only), extra={"ctx": {"apps": report_only}})
+        if not heal:
+            return
+        ok, why = self._windows_allow(loaded)
+        if not ok:
+            log.info("self-heal of %s denied: %s", ", ".join(heal), why)
+            return
+        self._apply(loaded, "self-heal", heal, blocking=False)
+
+    def _retry_job(self) -> None:
+        loaded = self.current
+        if not self.is_leader or loaded is None or not self._retry:
+            return
+        now = time.monotonic()
+        due = sorted(a for a, (_, t) in self._retry.items() if t <= now and a in loaded.repo.apps)
+        for a in [a for a in self._retry if a not in loaded.repo.apps]:
+            self._retry.pop(a, None)
+        if not due or not self._windows_allow(loaded)[0]:
+            return
+        self._apply(loaded, "retry", due, blocking=False)
+
+    def _flush_job(self) -> None:
+        self.store.flush()
+        self.metrics.pending.set(self.store.pending)
+        now = time.monotonic()
+        if self.is_leader and self.store.available and now >= self._next_prune:
+            self._next_prune = now + 600
+            _safe(self.store.prune_history, 0)
+
+    def _wanted_intervals(self, loaded: Loaded | None) -> tuple[float, float]:
+        pol = loaded.repo.config.sync if loaded else None
+        iv = self.cfg.interval_s or (pol.interval_s if pol else 60)
+        dv = self.cfg.drift_interval_s or (pol.drift_interval_s if pol else 30)
+        return float(iv), float(dv)
+
+    def _reschedule(self, loaded: Loaded) -> None:
+        want = self._wanted_intervals(loaded)
+        if want != self._intervals and self.scheduler.running:
+            self._intervals = want
+            self.scheduler.reschedule_job("poll", trigger="interval", seconds=want[0])
+            self.scheduler.reschedule_job("drift", trigger="interval", seconds=want[1])
+
+    # ---- reporting ---------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return {"ok": self.scheduler.running and not self._stop.is_set(), "instance": self.cfg.instance,
+                "leader": self.is_leader, "store": {"available": self.store.available, "pending": self.store.pending,
+                                                    "error": self.store.last_error},
+                "source": {"ok": not self.source_error, "error": self.source_error, "head": self.source.head},
+                "revision": self.current.revision if self.current else "",
+                "refused": (self.refused or {}).get("sha", ""), "window": self.window_reason,
+                "retrying": sorted(self._retry)}
+
+    def _render_metrics(self) -> bytes:
+        self.metrics.pending.set(self.store.pending)
+        return self.metrics.render()

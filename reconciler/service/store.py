@@ -1,0 +1,425 @@
+"""History and current-state store (SQLModel): SQLite file by default, PostgreSQL by URL.
+
+Contract:
+- `Store(url)` opens the database and checks `schema_version`: an empty database is
+  created at `SCHEMA_VERSION`; an older one is migrated by `MIGRATIONS` (none yet) or
+  refused; a newer one, or tables without a version row, raise `SchemaMismatch` (a
+  database is never silently misread).
+- Writes come from engine events: `store.observer(event)` is subscribed to the engine's
+  `EventBus`. The store never calls a driver. If the database is unreachable the events
+  are kept in order in a bounded memory queue and written by a later `flush()` (the daemon
+  calls it periodically); `available` says whether the last write worked.
+- Read API (stable, used by the TUI and the CLI): `apps() -> list[AppStatus]`,
+  `runs(app=None, limit=50)`, `drift_events(app=None, limit=100)`, `resources(app=None)`,
+  `set_self_heal(app, bool|None)`, plus `run(run_id)`, `results(run_id)`,
+  `target_revisions()`, `hold()`. `prune_history()` drops old drift scans that found nothing.
+- Every text that goes in is passed through `redact.REDACTOR` (no secret in the store).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session, SQLModel, create_engine, delete, select
+
+from reconciler.events import Event, EventKind
+from reconciler.redact import REDACTOR
+from reconciler.service.store_models import (
+    SCHEMA_VERSION,
+    AppStateRow,
+    AppStatus,
+    DriftEventRow,
+    Hold,
+    ResourceResultRow,
+    ResourceStateRow,
+    RunRow,
+    ServiceStateRow,
+    TargetRevisionRow,
+)
+from reconciler.status import Health, Outcome, Phase, Sync
+
+log = logging.getLogger("reconciler.service.store")
+
+__all__ = ["Store", "SchemaMismatch", "AppStatus", "Hold", "RunRow", "DriftEventRow", "ResourceStateRow",
+           "ResourceResultRow", "SCHEMA_VERSION", "sqlite_url"]
+
+# version -> function(connection) upgrading from that version to version+1
+MIGRATIONS: dict[int, Any] = {}
+MAX_PENDING = 20000
+RETRY_S = 5.0
+
+
+class SchemaMismatch(Exception):
+    """The database holds another schema version (or is not a reconciler store)."""
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def _url(url_or_path: str) -> str:
+    return url_or_path if "://" in url_or_path else sqlite_url(url_or_path)
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(REDACTOR.value(v), sort_keys=True, default=str)
+
+
+class Store:
+    def __init__(self, url: str, *, owner: str = "", connect_timeout_s: int = 3) -> None:
+        self.url = _url(url)
+        self.owner = owner
+        self.is_postgres = self.url.startswith("postgresql")
+        if self.url.startswith("sqlite"):
+            self.engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+
+            @sa_event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn, _rec):  # noqa: ANN001
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+        else:
+            self.engine = create_engine(self.url, pool_pre_ping=True,
+                                        connect_args={"connect_timeout": connect_timeout_s})
+        self._lock = threading.RLock()
+        self._pending: collections.deque[Event] = collections.deque()
+        self._dropped = 0
+        self._ctx: dict[str, dict[str, Any]] = {}
+        self.available = True
+        self.last_error = ""
+        self._retry_at = 0.0
+        self.check_schema()
+
+    # ---- schema ---------------------------------------------------------------------------
+    def check_schema(self) -> None:
+        with self.engine.begin() as conn:
+            tables = set(inspect(conn).get_table_names())
+            ours = set(SQLModel.metadata.tables)
+            if "schema_version" not in tables:
+                if tables & ours:
+                    raise SchemaMismatch(f"{self._where()}: has reconciler tables but no schema_version; "
+                                         "refusing to guess its layout (move it aside or migrate it by hand)")
+                SQLModel.metadata.create_all(conn, tables=[SQLModel.metadata.tables[t] for t in ours])
+                conn.execute(text("INSERT INTO schema_version (id, version, app_name) VALUES (1, :v, :n)"),
+                             {"v": SCHEMA_VERSION, "n": "netintent-reconciler"})
+                return
+            row = conn.execute(text("SELECT version FROM schema_version WHERE id = 1")).first()
+            if row is None:
+                raise SchemaMismatch(f"{self._where()}: schema_version table is empty")
+            version = int(row[0])
+            if version > SCHEMA_VERSION:
+                raise SchemaMismatch(f"{self._where()}: schema version {version} is newer than this reconciler "
+                                     f"understands ({SCHEMA_VERSION}); upgrade the reconciler")
+            while version < SCHEMA_VERSION:
+                step = MIGRATIONS.get(version)
+                if step is None:
+                    raise SchemaMismatch(f"{self._where()}: schema version {version} is older than {SCHEMA_VERSION} "
+                                         "and no migration exists for it")
+                step(conn)
+                version += 1
+                conn.execute(text("UPDATE schema_version SET version = :v WHERE id = 1"), {"v": version})
+            SQLModel.metadata.create_all(conn)  # tables added within a version (none today)
+
+    def _where(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- writes from engine events -----------------------------------------------------
+    def observer(self, ev: Event) -> None:
+        """EventBus observer. Never raises; keeps events while the database is unreachable."""
+        if ev.kind in (EventKind.OBSERVED, EventKind.APPLY_STARTED, EventKind.APPLIED, EventKind.DRIVER_LOG):
+            return
+        with self._lock:
+            self._remember(ev)
+            self._pending.append(ev)
+            if len(self._pending) > MAX_PENDING:
+                self._pending.popleft()
+                self._dropped += 1
+            if self.available or time.monotonic() >= self._retry_at:
+                self._drain()
+
+    def flush(self) -> bool:
+        """Write queued events; True when nothing is left queued."""
+        with self._lock:
+            self._drain()
+            return not self._pending
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _drain(self) -> None:
+        while self._pending:
+            ev = self._pending[0]
+            try:
+                with Session(self.engine, expire_on_commit=False) as s:
+                    self._write(s, ev)
+                    s.commit()
+            except (OperationalError, DBAPIError) as exc:
+                self._unavailable(exc)
+                return
+            except Exception:  # a bug with one event must not block the queue forever
+                log.exception("store: cannot record %s event of run %s; skipped", ev.kind.value, ev.run_id)
+            self._pending.popleft()
+            if not self.available:
+                log.info("store: database reachable again")
+            self.available, self.last_error = True, ""
+            if ev.kind is EventKind.RUN_FINISHED:
+                self._ctx.pop(ev.run_id, None)
+
+    def _unavailable(self, exc: Exception) -> None:
+        msg = REDACTOR.text(str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        if self.available:
+            log.warning("store: database unreachable, keeping %d event(s) in memory: %s", len(self._pending), msg)
+        self.available, self.last_error = False, msg
+        self._retry_at = time.monotonic() + RETRY_S
+
+    def _remember(self, ev: Event) -> None:
+        """Per-run facts needed later (kept in memory so a DB outage loses nothing)."""
+        if ev.kind is EventKind.RUN_STARTED:
+            self._ctx[ev.run_id] = {"dry_run": bool(ev.data.get("dry_run")), "trigger": ev.message,
+                                    "failed": collections.defaultdict(int), "ts": ev.ts}
+        elif ev.kind is EventKind.RESOURCE_RESULT and ev.outcome is not None and not ev.outcome.ok:
+            ctx = self._ctx.setdefault(ev.run_id, {"dry_run": False, "trigger": "", "failed": collections.defaultdict(int)})
+            ctx["failed"][ev.app] += 1
+
+    def _write(self, s: Session, ev: Event) -> None:
+        ctx = self._ctx.get(ev.run_id, {"dry_run": False, "trigger": "", "failed": {}})
+        if ev.kind is EventKind.RUN_STARTED:
+            row = s.get(RunRow, ev.run_id) or RunRow(run_id=ev.run_id)
+            row.revision = str(ev.data.get("revision") or "")
+            row.trigger = ev.message[:32]
+            row.phase = Phase.RUNNING.value
+            row.dry_run = bool(ev.data.get("dry_run"))
+            row.started = ev.ts
+            row.rollback = ev.message == "rollback"
+            row.owner = self.owner
+            row.apps = json.dumps(ev.data.get("apps") or [])
+            s.add(row)
+        elif ev.kind is EventKind.DRIFT:
+            s.add(DriftEventRow(run_id=ev.run_id, app=ev.app, key=ev.key, action=str(ev.data.get("action", ev.message)),
+                                executed=bool(ev.data.get("executed")), diff=_dumps(ev.data.get("diff", [])), ts=ev.ts))
+        elif ev.kind is EventKind.RESOURCE_RESULT:
+            s.add(ResourceResultRow(run_id=ev.run_id, app=ev.app, key=ev.key,
+                                    layer=ev.layer.value if ev.layer else "", target=ev.target,
+                                    outcome=ev.outcome.value if ev.outcome else "", action=ev.message))
+        elif ev.kind is EventKind.STATE:
+            self._write_state(s, ev)
+        elif ev.kind is EventKind.RUN_FINISHED:
+            self._write_finished(s, ev, ctx)
+
+    def _write_state(self, s: Session, ev: Event) -> None:
+        rows = ev.data.get("resources", [])
+        apps = {r.get("app", "") for r in rows}
+        keys = {r["key"] for r in rows}
+        if apps:
+            existing = s.exec(select(ResourceStateRow).where(ResourceStateRow.app.in_(apps))).all()  # type: ignore[attr-defined]
+            for old in existing:
+                if old.key not in keys:
+                    s.delete(old)
+        for r in rows:
+            row = s.get(ResourceStateRow, r["key"]) or ResourceStateRow(key=r["key"])
+            row.app, row.status, row.updated = r.get("app", ""), r.get("status", "synced"), ev.ts
+            row.desired = None if r.get("desired") is None else _dumps(r["desired"])
+            row.observed = None if r.get("observed") is None else _dumps(r["observed"])
+            s.add(row)
+
+    def _write_finished(self, s: Session, ev: Event, ctx: dict[str, Any]) -> None:
+        d = ev.data
+        dry = bool(ctx.get("dry_run"))
+        run = s.get(RunRow, ev.run_id) or RunRow(run_id=ev.run_id, started=ev.ts - float(d.get("duration_s", 0)))
+        run.phase = str(d.get("phase", ev.message))
+        run.finished = ev.ts
+        run.duration = float(d.get("duration_s", 0.0))
+        run.apps = json.dumps(sorted(d.get("apps") or []))
+        run.writes = int(d.get("writes", 0))
+        run.converged = bool(d.get("converged"))
+        errors = [f"{t['layer']}/{t['target']}: {t['error']}" for t in d.get("targets", []) if t.get("error")]
+        if errors and not run.error:
+            run.error = REDACTOR.text("; ".join(errors))[:4000]
+        s.add(run)
+        revision = str(d.get("revision") or "")
+        failed = ctx.get("failed", {})
+        for app in d.get("apps") or []:
+            if not app:  # shared resources no application claims
+                continue
+            bad = [t for t in d.get("targets", []) if app in t.get("apps", []) and t.get("outcome") not in _OK]
+            unreachable = any(t.get("outcome") == Outcome.UNREACHABLE.value for t in bad)
+            st = s.get(AppStateRow, app) or AppStateRow(app=app)
+            drift = int((d.get("drift") or {}).get(app, 0))
+            st.last_run = ev.run_id
+            st.message = REDACTOR.text("; ".join(f"{t['layer']}/{t['target']}: {t.get('error') or t.get('outcome')}"
+                                                 for t in bad))[:2000]
+            st.health = (Health.DEGRADED if bad else Health.HEALTHY).value
+            if dry:
+                st.last_scan = ev.ts
+                st.drift_count = drift
+                st.sync = (Sync.UNKNOWN if unreachable and not drift else
+                           Sync.OUT_OF_SYNC if drift else Sync.SYNCED).value
+            else:
+                nfail = int(failed.get(app, 0))
+                if not bad and not nfail:
+                    st.sync, st.drift_count, st.last_sync, st.revision = Sync.SYNCED.value, 0, ev.ts, revision
+                    st.last_scan = ev.ts
+                else:
+                    st.sync = (Sync.UNKNOWN if unreachable else Sync.OUT_OF_SYNC).value
+                    st.drift_count = nfail or drift
+            s.add(st)
+        if not dry:
+            for t in d.get("targets", []):
+                if t.get("outcome") in _OK:
+                    name = f"{t['layer']}/{t['target']}"
+                    tr = s.get(TargetRevisionRow, name) or TargetRevisionRow(target=name)
+                    tr.revision, tr.run_id, tr.applied = revision, ev.run_id, ev.ts
+                    s.add(tr)
+
+    # ---- explicit writes (daemon) ------------------------------------------------------
+    def record_run(self, run_id: str, *, revision: str, trigger: str, phase: Phase, error: str = "",
+                   apps: Iterable[str] = (), started: float | None = None) -> None:
+        """A run that never reached the engine (e.g. a refused commit)."""
+        now = time.time()
+        with Session(self.engine) as s:
+            s.add(RunRow(run_id=run_id, revision=revision, trigger=trigger[:32], phase=phase.value,
+                         started=started or now, finished=now, duration=now - (started or now),
+                         apps=json.dumps(sorted(apps)), error=REDACTOR.text(error)[:8000], owner=self.owner,
+                         converged=False))
+            s.commit()
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs still RUNNING (their process died): mark INTERRUPTED. Call as the only writer."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(RunRow).where(RunRow.phase == Phase.RUNNING.value)).all()
+            now = time.time()
+            for r in rows:
+                r.phase = Phase.INTERRUPTED.value
+                r.finished = now
+                r.error = (r.error + "; " if r.error else "") + "process ended before the run finished"
+                s.add(r)
+            s.commit()
+            return [r.run_id for r in rows]
+
+    def set_service(self, name: str, value: Any) -> None:
+        with Session(self.engine) as s:
+            row = s.get(ServiceStateRow, name) or ServiceStateRow(name=name)
+            row.value, row.updated = json.dumps(REDACTOR.value(value)), time.time()
+            s.add(row)
+            s.commit()
+
+    def service(self, name: str, default: Any = None) -> Any:
+        with Session(self.engine) as s:
+            row = s.get(ServiceStateRow, name)
+            return default if row is None else json.loads(row.value)
+
+    def set_hold(self, revision: str, branch_head: str) -> None:
+        self.set_service("hold", {"revision": revision, "branch_head": branch_head, "since": time.time()})
+        with Session(self.engine) as s:
+            for st in s.exec(select(AppStateRow)).all():
+                st.held_revision = revision
+                s.add(st)
+            s.commit()
+
+    def release_hold(self) -> None:
+        self.set_service("hold", None)
+        with Session(self.engine) as s:
+            for st in s.exec(select(AppStateRow)).all():
+                st.held_revision = ""
+                s.add(st)
+            s.commit()
+
+    def hold(self) -> Hold | None:
+        h = self.service("hold")
+        return Hold(h["revision"], h["branch_head"], float(h["since"])) if h else None
+
+    def set_self_heal(self, app: str, value: bool | None) -> None:
+        with Session(self.engine) as s:
+            st = s.get(AppStateRow, app) or AppStateRow(app=app)
+            st.self_heal = value
+            s.add(st)
+            s.commit()
+
+    # ---- reads -------------------------------------------------------------------------
+    def apps(self) -> list[AppStatus]:
+        hold = self.hold()
+        with Session(self.engine) as s:
+            rows = s.exec(select(AppStateRow).order_by(AppStateRow.app)).all()
+        return [AppStatus(app=r.app, revision=r.revision, sync=Sync(r.sync), health=Health(r.health),
+                          last_sync=r.last_sync, drift_count=r.drift_count, self_heal=r.self_heal,
+                          held_revision=hold.revision if hold else "", message=r.message,
+                          last_scan=r.last_scan, last_run=r.last_run) for r in rows]
+
+    def runs(self, app: str | None = None, limit: int = 50) -> list[RunRow]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            q = select(RunRow)
+            if app:
+                q = q.where(RunRow.apps.like(f'%"{_like(app)}"%', escape="\\"))  # type: ignore[attr-defined]
+            return list(s.exec(q.order_by(RunRow.started.desc()).limit(limit)).all())  # type: ignore[attr-defined]
+
+    def run(self, run_id: str) -> RunRow | None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.get(RunRow, run_id)
+
+    def results(self, run_id: str) -> list[ResourceResultRow]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.exec(select(ResourceResultRow).where(ResourceResultRow.run_id == run_id)
+                                .order_by(ResourceResultRow.id)).all())
+
+    def drift_events(self, app: str | None = None, limit: int = 100) -> list[DriftEventRow]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            q = select(DriftEventRow)
+            if app:
+                q = q.where(DriftEventRow.app == app)
+            return list(s.exec(q.order_by(DriftEventRow.ts.desc(), DriftEventRow.id.desc()).limit(limit)).all())  # type: ignore[attr-defined]
+
+    def resources(self, app: str | None = None) -> list[ResourceStateRow]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            q = select(ResourceStateRow)
+            if app:
+                q = q.where(ResourceStateRow.app == app)
+            return list(s.exec(q.order_by(ResourceStateRow.key)).all())
+
+    def target_revisions(self) -> dict[str, str]:
+        with Session(self.engine) as s:
+            return {r.target: r.revision for r in s.exec(select(TargetRevisionRow)).all()}
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as c:
+                c.execute(text("SELECT 1"))
+            return True
+        except (OperationalError, DBAPIError):
+            return False
+
+    def prune_history(self, keep_quiet_scans: int = 500) -> int:
+        """Forget drift scans that found nothing, beyond the newest `keep_quiet_scans` of
+        them (a scan every 30 s would otherwise add ~2900 rows a day). Runs that applied,
+        failed or found drift are always kept."""
+        with Session(self.engine) as s:
+            old = s.exec(select(RunRow.run_id).where(RunRow.dry_run == True)  # noqa: E712
+                         .where(RunRow.phase == Phase.SUCCEEDED.value)
+                         .order_by(RunRow.started.desc()).offset(keep_quiet_scans)).all()  # type: ignore[attr-defined]
+            if not old:
+                return 0
+            noisy = set(s.exec(select(DriftEventRow.run_id).where(DriftEventRow.run_id.in_(old))).all())  # type: ignore[attr-defined]
+            quiet = [r for r in old if r not in noisy]
+            for i in range(0, len(quiet), 500):
+                s.exec(delete(RunRow).where(RunRow.run_id.in_(quiet[i:i + 500])))  # type: ignore[call-overload,attr-defined]
+            s.commit()
+            return len(quiet)
+
+
+_OK = {o.value for o in Outcome if o.ok}
+
+
+def _like(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
