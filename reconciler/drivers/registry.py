@@ -14,7 +14,8 @@ Contract:
   the command line (tests and embedders); the function gets `layer=` and the settings and may
   return None for a layer it does not serve.
 - `drivers_for(targets, settings, layers=, observed=, factory=)` is what the CLI, the daemon
-  and the TUI call: snapshot drivers for `observed`, the `factory`'s drivers when given, else
+  and the TUI call: the `factory`'s drivers when given (with `path=observed`), snapshot
+  drivers for `observed`, else
   the real driver of every wanted layer that has targets in the inventory.
 - `targets_of(inventory)` (from base) gives the targets of every layer.
 The CLI, the daemon and the TUI all build their drivers here.
@@ -87,8 +88,8 @@ def factory_drivers(spec: str, layers: Iterable[Layer], settings: Mapping[str, A
 def drivers_for(targets: Mapping[Layer, Any], settings: Mapping[str, Any], *, layers: Iterable[str] | None = None,
                 observed: str | None = None, factory: str | None = None) -> dict[Layer, Driver]:
     wanted = layers_named(layers)
+    if factory:
+        return factory_drivers(factory, wanted, {**settings, "path": observed})
     if observed:
         return snapshot_drivers(observed, wanted)
-    if factory:
-        return factory_drivers(factory, wanted, settings)
     return build_drivers([layer for layer in wanted if targets.get(layer)], settings)
