@@ -54,31 +54,31 @@ class CompiledRevision:
     desired: DesiredState
 
 
-def _commit(repo_dir: str | Path, rev: str) -> "git.Commit":
+def _commit(repo_dir: str | os.PathLike, rev: str) -> "git.Commit":
     try:
         return git.Repo(repo_dir).commit(rev)
     except (git.BadName, ValueError, git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
         raise RevisionError(f"{repo_dir}: cannot resolve revision {rev!r}: {exc.__class__.__name__}") from None
 
 
-def resolve(repo_dir: str | Path, rev: str) -> str:
+def resolve(repo_dir: str | os.PathLike, rev: str) -> str:
     return _commit(repo_dir, rev).hexsha
 
 
-def tree_files(repo_dir: str | Path, rev: str) -> dict[str, bytes | Symlink]:
+def tree_files(repo_dir: str | os.PathLike, rev: str) -> dict[str, bytes | Symlink]:
     out: dict[str, bytes | Symlink] = {}
     for item in _commit(repo_dir, rev).tree.traverse():
-        if item.type != "blob":
+        if not isinstance(item, git.Blob):
             continue
         data = item.data_stream.read()
         if item.mode == 0o120000:
-            out[item.path] = Symlink(data.decode("utf-8", "replace"))
+            out[str(item.path)] = Symlink(data.decode("utf-8", "replace"))
         else:
-            out[item.path] = data
+            out[str(item.path)] = data
     return out
 
 
-def load_revision(repo_dir: str | Path, rev: str, inventory: str | None = None, *, keyring: str | None = None,
+def load_revision(repo_dir: str | os.PathLike, rev: str, inventory: str | None = None, *, keyring: str | None = None,
                   compiler: Compiler | None = None) -> CompiledRevision:
     sha = resolve(repo_dir, rev)
     if keyring:

@@ -15,9 +15,27 @@ ignored.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any, Callable, Mapping
 
 Check = Callable[[Any], bool]
+
+
+# Check builders bound with functools.partial (the value checked comes last).
+def _is_exactly(t: type, x: Any) -> bool:
+    return type(x) is t
+
+
+def _any_of(checks: list[Check], x: Any) -> bool:
+    return any(f(x) for f in checks)
+
+
+def _in_enum(options: list[Any], x: Any) -> bool:
+    return any(_strict_equal(x, o) for o in options)
+
+
+def _matches(rx: "re.Pattern[str]", x: Any) -> bool:
+    return type(x) is not str or rx.search(x) is not None
 
 _ANNOTATIONS = {"title", "description", "default", "examples", "$comment", "$schema", "$id", "$defs"}
 _SUPPORTED = {"type", "properties", "additionalProperties", "required", "propertyNames", "minProperties",
@@ -89,16 +107,16 @@ class _Compiler:
             ts = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             if len(ts) == 1 and ts[0] in _EXACT:
                 exact = _EXACT[ts[0]]
-                checks.append(lambda x, t=exact: type(x) is t)
+                checks.append(partial(_is_exactly, exact))
             else:
                 tfs = [_TYPES[t] for t in ts]
-                checks.append(lambda x, tfs=tfs: any(f(x) for f in tfs))
+                checks.append(partial(_any_of, tfs))
         if "const" in schema:
             c = schema["const"]
-            checks.append(lambda x, c=c: _strict_equal(x, c))
+            checks.append(partial(_strict_equal, c))
         if "enum" in schema:
             opts = list(schema["enum"])
-            checks.append(lambda x, opts=opts: any(_strict_equal(x, o) for o in opts))
+            checks.append(partial(_in_enum, opts))
         checks.extend(self._object(schema))
         checks.extend(self._array(schema))
         checks.extend(self._scalar(schema))
@@ -180,10 +198,11 @@ class _Compiler:
         out: list[Check] = []
         if "pattern" in s:
             rx = ecma_pattern(s["pattern"])
-            out.append(lambda x, rx=rx: type(x) is not str or rx.search(x) is not None)
+            out.append(partial(_matches, rx))
         lo_len, hi_len = s.get("minLength"), s.get("maxLength")
         if lo_len is not None or hi_len is not None:
-            out.append(lambda x: type(x) is not str or ((lo_len is None or len(x) >= lo_len) and (hi_len is None or len(x) <= hi_len)))
+            out.append(lambda x: type(x) is not str or ((lo_len is None or len(x) >= lo_len)
+                                                       and (hi_len is None or len(x) <= hi_len)))
         lo, hi = s.get("minimum"), s.get("maximum")
         if lo is not None or hi is not None:
             out.append(lambda x: type(x) not in (int, float) or ((lo is None or x >= lo) and (hi is None or x <= hi)))

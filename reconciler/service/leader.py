@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -60,7 +61,7 @@ class PgAdvisoryLock:
         self._dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
         self.key = key
         self.connect_timeout_s = connect_timeout_s
-        self._conn = None
+        self._conn: Any = None   # psycopg.Connection while the lock is held
 
     def try_acquire(self) -> bool:
         import psycopg
@@ -74,7 +75,8 @@ class PgAdvisoryLock:
             log.warning("leader lock: database unreachable: %s", str(exc).splitlines()[0] if str(exc) else exc)
             return False
         try:
-            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            got = bool(row and row[0])
         except psycopg.Error:
             conn.close()
             return False

@@ -372,14 +372,14 @@ class Store:
     def results(self, run_id: str) -> list[ResourceResultRow]:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(ResourceResultRow).where(ResourceResultRow.run_id == run_id)
-                                .order_by(ResourceResultRow.id)).all())
+                                .order_by(ResourceResultRow.id)).all())  # type: ignore[arg-type]  # SQLModel types `id` as int | None
 
     def drift_events(self, app: str | None = None, limit: int = 100) -> list[DriftEventRow]:
         with Session(self.engine, expire_on_commit=False) as s:
             q = select(DriftEventRow)
             if app:
                 q = q.where(DriftEventRow.app == app)
-            return list(s.exec(q.order_by(DriftEventRow.ts.desc(), DriftEventRow.id.desc()).limit(limit)).all())  # type: ignore[attr-defined]
+            return list(s.exec(q.order_by(DriftEventRow.ts.desc(), DriftEventRow.id.desc()).limit(limit)).all())  # type: ignore[attr-defined,union-attr]  # SQLModel columns typed as values
 
     def resources(self, app: str | None = None) -> list[ResourceStateRow]:
         with Session(self.engine, expire_on_commit=False) as s:
@@ -413,7 +413,7 @@ class Store:
             noisy = set(s.exec(select(DriftEventRow.run_id).where(DriftEventRow.run_id.in_(old))).all())  # type: ignore[attr-defined]
             quiet = [r for r in old if r not in noisy]
             for i in range(0, len(quiet), 500):
-                s.exec(delete(RunRow).where(RunRow.run_id.in_(quiet[i:i + 500])))  # type: ignore[call-overload,attr-defined]
+                s.exec(delete(RunRow).where(RunRow.run_id.in_(quiet[i:i + 500])))  # type: ignore[attr-defined]
             s.commit()
             return len(quiet)
 

@@ -142,7 +142,7 @@ def serve(repo_dir: str, listen: str = DEFAULT_LISTEN, inventory: str | None = N
     cert, key, client_ca = tls
     if bool(cert) != bool(key):
         raise _Fatal("--tls-cert and --tls-key go together")
-    creds = tls_credentials(cert, key, client_ca) if cert else None
+    creds = tls_credentials(cert, key, client_ca) if cert and key else None
     repo, ctx, nodes = _load(repo_dir, inventory)
     server = XdsServer(listen, credentials=creds)
     try:
@@ -165,7 +165,7 @@ def serve(repo_dir: str, listen: str = DEFAULT_LISTEN, inventory: str | None = N
                 plans = [TargetPlan(targets[n], (), tuple(nodes.get(n, ())), (), True)
                          for n in sorted(targets)]
                 for node, res in sorted(driver.apply(plans).items()):
-                    rec = {"event": "applied", "node": node, "outcome": res.outcome.value}
+                    rec: dict[str, object] = {"event": "applied", "node": node, "outcome": res.outcome.value}
                     if res.error:
                         rec["error"] = res.error
                     if res.failed_keys:

@@ -218,11 +218,14 @@ class SnapshotCache:
 
     # ---- stream side (server loop) ------------------------------------------------------
     def _attach(self, st: _Stream) -> None:
+        assert st.node is not None  # streams attach once their first request named the node
         with self._cond:
             self._streams.setdefault(st.node, set()).add(st)
             self._cond.notify_all()
 
     def _detach(self, st: _Stream) -> None:
+        if st.node is None:
+            return
         with self._cond:
             s = self._streams.get(st.node)
             if s is not None:

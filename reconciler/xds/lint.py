@@ -56,7 +56,7 @@ def lint(resources: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
             filters = list(spec.get("http_filters") or ())
             if not filters or filters[-1] != "router":
                 problems.append(f"{where}: last HTTP filter must be the router, got {filters}")
-            expected = server_listener_name(spec.get("address"), spec.get("port"))
+            expected = server_listener_name(str(spec.get("address")), int(spec.get("port") or 0))
             if name != expected:
                 problems.append(f"{where}: name does not match its address (expected {expected!r})")
     return problems

@@ -225,7 +225,8 @@ class XdsServer:
             return
         self._grace = grace
         try:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+            if self._stopping is not None:
+                self._loop.call_soon_threadsafe(self._stopping.set)
         except RuntimeError:  # loop already closed
             pass
         if self._thread is not None:

@@ -67,7 +67,7 @@ def parse_host(target: str, stdout: str) -> list[Resource]:
             for e in s.spec["elements"]:
                 local_app[e] = s.app
     out: list[Resource] = []
-    owned_nets: list[tuple[ipaddress.IPv4Network, str]] = []
+    owned_nets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
     for link in links:
         ifname = link.get("ifname", "")
         if ifname == "lo":
@@ -114,7 +114,11 @@ def render_ip(desired: Iterable[Resource], observed: Iterable[Resource], prune: 
     """`ip -batch` lines (ordered: route del, addr del, addr replace, route replace) and details."""
     d = {r.key: r for r in desired if r.key.kind in ("address", "route")}
     o = {r.key: r for r in observed if r.key.kind in ("address", "route")}
-    rdel, adel, aadd, radd, details = [], [], [], [], []
+    rdel: list[str] = []
+    adel: list[str] = []
+    aadd: list[str] = []
+    radd: list[str] = []
+    details: list[str] = []
     for key in sorted(d):
         want, have = d[key], o.get(key)
         if have is not None and have.owned and have.spec == want.spec:

@@ -32,6 +32,7 @@ Last verified observation per target is kept in `driver.verified[target]`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -154,7 +155,7 @@ class SwitchDriver:
 
     # -- observe -----------------------------------------------------------------------
     def observe(self, targets: Sequence[Target]) -> Mapping[str, Observation]:
-        return self._fan_out([(t.name, lambda t=t: self._observe_one(t)) for t in targets],
+        return self._fan_out([(t.name, functools.partial(self._observe_one, t)) for t in targets],
                              lambda name, el: Observation(name, Outcome.UNREACHABLE,
                                                           error=f"{name}: no result within the deadline "
                                                                 f"({el:.1f}s)", duration_s=el))
@@ -228,7 +229,8 @@ class SwitchDriver:
             details += [f"> {c.text()}" for c in cmds]
             self._log(name, f"sending {len(cmds)} command(s) in one session")
             sent = s.send_config(cmds)
-            failure, failed_keys = "", ()
+            failure = ""
+            failed_keys: tuple[str, ...] = ()
             if not sent.ok:
                 bad = cmds[sent.failed_index] if 0 <= sent.failed_index < len(cmds) else None
                 failure = (f"{name}: switch rejected command {sent.failed_index + 1}/{len(cmds)} "

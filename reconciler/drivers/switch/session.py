@@ -68,7 +68,8 @@ class Session:
             params["password"] = str(v["ansible_password"])
         params = {k: val for k, val in params.items() if val is not None}
         if connect is None:
-            from netmiko import ConnectHandler as connect  # imported lazily: slow import
+            from netmiko import ConnectHandler  # imported lazily: slow import
+            connect = ConnectHandler
         try:
             self.conn = connect(**params)
         except Exception as e:  # netmiko raises many types; all mean "not reachable"
@@ -84,8 +85,8 @@ class Session:
     def send(self, line: str, timeout: float | None = None) -> str:
         try:
             # No echo check: the terminal wraps long lines in the echo; markers delimit output.
-            return self.conn.send_command(line, read_timeout=timeout or self.timeout_s,
-                                          strip_prompt=True, strip_command=True, cmd_verify=False)
+            return str(self.conn.send_command(line, read_timeout=timeout or self.timeout_s,
+                                              strip_prompt=True, strip_command=True, cmd_verify=False))
         except Exception as e:
             raise SwitchError(f"{self.target.name}: no answer to a command within "
                               f"{timeout or self.timeout_s:g}s: {type(e).__name__}") from None

@@ -80,7 +80,8 @@ def _trunk_commands(changes: Sequence[Any], observed: Sequence[Resource]) -> lis
     cmds = []
     for port, cs in sorted(touched.items()):
         vlans = set(current.get(port, set()))
-        sets, removes = [], []
+        sets: list[str] = []
+        removes: list[str] = []
         for c in cs:
             if c.action is Action.DELETE:
                 v = P.vlan(c.observed.spec["vlan"])
@@ -96,8 +97,8 @@ def _trunk_commands(changes: Sequence[Any], observed: Sequence[Resource]) -> lis
                     sets.append(f"external_ids:{VLAN_MARK}{v}={app}")
         trunks = ",".join(str(v) for v in sorted(vlans)) or str(PARK_VLAN)
         parts: list[Sequence[str]] = [["set", "port", port, f"trunks={trunks}", *sets]]
-        for r in removes:
-            parts.append(["remove", "port", port, "external_ids", r])
+        for mark in removes:
+            parts.append(["remove", "port", port, "external_ids", mark])
         key = str(cs[0].key) if len(cs) == 1 else ",".join(str(c.key) for c in cs)
         cmds.append(Command(_vsctl(*parts), key))
     return cmds
