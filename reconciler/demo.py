@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from reconciler.lab.probe import Flow, probe_tcp
 
@@ -59,77 +61,127 @@ def _check_flows(lab, title: str) -> bool:
     return ok
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from reconciler.cli import build_engine, format_report
-    from reconciler.compile import Compiler
-    from reconciler.drivers.registry import targets_of
-    from reconciler.intents.validate import load_repo
-    from reconciler.lab import Lab
-    from reconciler.plan import render_text
+class _Steps:
+    """The demo's steps as they finish: name, whether it held, seconds taken."""
 
-    t_start = time.monotonic()
-    steps: list[tuple[str, bool, float]] = []
+    def __init__(self) -> None:
+        self.done: list[tuple[str, bool, float]] = []
 
-    def step(name: str, ok: bool, t0: float) -> bool:
-        steps.append((name, ok, time.monotonic() - t0))
+    def record(self, name: str, ok: bool, t0: float) -> bool:
+        self.done.append((name, ok, time.monotonic() - t0))
         return ok
 
+    def summary(self, t_start: float) -> bool:
+        """Print every step and the verdict; True when every step held."""
+        _say("\n== summary")
+        for name, ok, dt in self.done:
+            _say(f"  [{'ok' if ok else 'FAIL'}] {name:<45} {dt:6.2f}s")
+        all_ok = all(ok for _, ok, _ in self.done)
+        _say(f"demo {'passed' if all_ok else 'FAILED'} in {time.monotonic() - t_start:.1f}s")
+        return all_ok
+
+
+@dataclass(frozen=True)
+class _Loop:
+    """The closed loop the demo drives: one engine, the compiled intents and their targets."""
+    engine: Any
+    desired: Any
+    targets: dict
+    ignore: Any
+
+    def run(self, trigger: str, **kw: Any) -> Any:
+        return self.engine.run(self.desired, self.targets, **kw, ignore=self.ignore, trigger=trigger)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from reconciler.lab import Lab
+
+    t_start = time.monotonic()
+    steps = _Steps()
     lab = Lab.from_file(args.lab, getattr(args, "name", None), None, getattr(args, "mgmt_subnet", None))
     t0 = time.monotonic()
     _say(f"== lab: bringing up {args.lab} (netns, sshd, Open vSwitch, FRR)")
     lab.up()
-    step("lab up", True, t0)
+    steps.record("lab up", True, t0)
     try:
-        repo = load_repo(args.repo, inventory_override=str(lab.inventory_path))
-        desired = Compiler().compile(repo)
-        ns = SimpleNamespace(observed=None, inventory_path=str(lab.inventory_path), timeout=60.0,
-                             attempts=3, layers=args.layers)
-        targets = targets_of(repo.inventory)
-        engine, _ = build_engine(ns, targets)
-        layers = [l for l in engine.drivers]
-        _say(f"== apply: {len(repo.apps)} applications, {len(desired)} resources, layers: "
-             f"{', '.join(l.value for l in layers)}")
-        targets = {l: ts for l, ts in targets.items() if l in engine.drivers}
-        t0 = time.monotonic()
-        report = engine.run(desired, targets, ignore=repo.config.ignore, trigger="demo")
-        _say(format_report(report))
-        step("apply examples/intents", report.converged, t0)
-
-        t0 = time.monotonic()
-        step("flows after apply", _check_flows(lab, "TCP from inside the hosts"), t0)
-
-        _say("\n== drift: changing devices by hand")
-        for node, argv, what in DRIFT:
-            lab.exec(node, argv)
-            _say(f"  {what}")
-        t0 = time.monotonic()
-        seen = engine.run(desired, targets, dry_run=True, ignore=repo.config.ignore, trigger="demo-diff")
-        _say(render_text(seen.initial))
-        found = {str(c.key) for c in seen.initial.drift}
-        step("drift detected per application",
-             "host/h3/nft-set/netintent_shop/allow_api_grpc" in found
-             and "hypervisor/hv1/ovs-flow/priority=200,ip,in_port=eth2,nw_src=10.50.1.11" in found, t0)
-
-        t0 = time.monotonic()
-        repair = engine.run(desired, targets, ignore=repo.config.ignore, trigger="demo-repair")
-        _say(format_report(repair))
-        step("drift repaired", repair.converged, t0)
-        t0 = time.monotonic()
-        step("flows after repair", _check_flows(lab, "TCP after repair"), t0)
-        t0 = time.monotonic()
-        again = engine.run(desired, targets, ignore=repo.config.ignore, trigger="demo-noop")
-        step(f"converged run writes nothing ({again.writes} writes)", again.converged and again.writes == 0, t0)
+        loop = _build_loop(lab, args)
+        _apply_and_prove(lab, loop, steps)
+        _drift_by_hand(lab)
+        _detect_drift(loop, steps)
+        _repair_and_prove(lab, loop, steps)
     finally:
         if not args.keep:
             t0 = time.monotonic()
             problems = lab.down()
-            step("lab down", not problems, t0)
-    _say("\n== summary")
-    for name, ok, dt in steps:
-        _say(f"  [{'ok' if ok else 'FAIL'}] {name:<45} {dt:6.2f}s")
-    all_ok = all(ok for _, ok, _ in steps)
-    _say(f"demo {'passed' if all_ok else 'FAILED'} in {time.monotonic() - t_start:.1f}s")
-    return 0 if all_ok else 1
+            steps.record("lab down", not problems, t0)
+    return 0 if steps.summary(t_start) else 1
+
+
+def _build_loop(lab, args: argparse.Namespace) -> _Loop:
+    """Load and compile the intents repo against the lab's inventory; the engine for the chosen layers."""
+    from reconciler.cli import build_engine
+    from reconciler.compile import Compiler
+    from reconciler.drivers.registry import targets_of
+    from reconciler.intents.validate import load_repo
+
+    repo = load_repo(args.repo, inventory_override=str(lab.inventory_path))
+    desired = Compiler().compile(repo)
+    ns = SimpleNamespace(observed=None, inventory_path=str(lab.inventory_path), timeout=60.0,
+                         attempts=3, layers=args.layers)
+    targets = targets_of(repo.inventory)
+    engine, _ = build_engine(ns, targets)
+    layers = [l for l in engine.drivers]
+    _say(f"== apply: {len(repo.apps)} applications, {len(desired)} resources, layers: "
+         f"{', '.join(l.value for l in layers)}")
+    targets = {l: ts for l, ts in targets.items() if l in engine.drivers}
+    return _Loop(engine, desired, targets, repo.config.ignore)
+
+
+def _apply_and_prove(lab, loop: _Loop, steps: _Steps) -> None:
+    from reconciler.cli import format_report
+
+    t0 = time.monotonic()
+    report = loop.run("demo")
+    _say(format_report(report))
+    steps.record("apply examples/intents", report.converged, t0)
+
+    t0 = time.monotonic()
+    steps.record("flows after apply", _check_flows(lab, "TCP from inside the hosts"), t0)
+
+
+def _drift_by_hand(lab) -> None:
+    _say("\n== drift: changing devices by hand")
+    for node, argv, what in DRIFT:
+        lab.exec(node, argv)
+        _say(f"  {what}")
+
+
+def _detect_drift(loop: _Loop, steps: _Steps) -> None:
+    """A dry run must show both changes made by hand, each under its application."""
+    from reconciler.plan import render_text
+
+    t0 = time.monotonic()
+    seen = loop.run("demo-diff", dry_run=True)
+    _say(render_text(seen.initial))
+    found = {str(c.key) for c in seen.initial.drift}
+    steps.record("drift detected per application",
+                 "host/h3/nft-set/netintent_shop/allow_api_grpc" in found
+                 and "hypervisor/hv1/ovs-flow/priority=200,ip,in_port=eth2,nw_src=10.50.1.11" in found, t0)
+
+
+def _repair_and_prove(lab, loop: _Loop, steps: _Steps) -> None:
+    """Repair the drift, prove the flows again, then show that a converged run writes nothing."""
+    from reconciler.cli import format_report
+
+    t0 = time.monotonic()
+    repair = loop.run("demo-repair")
+    _say(format_report(repair))
+    steps.record("drift repaired", repair.converged, t0)
+    t0 = time.monotonic()
+    steps.record("flows after repair", _check_flows(lab, "TCP after repair"), t0)
+    t0 = time.monotonic()
+    again = loop.run("demo-noop")
+    steps.record(f"converged run writes nothing ({again.writes} writes)", again.converged and again.writes == 0, t0)
 
 
 def add_cli(subparsers) -> None:

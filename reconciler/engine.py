@@ -10,7 +10,8 @@ with a `TargetReport` (outcome, writes, error) and the run with a `RunReport`.
   sidecar), deletes in the reverse order, so no traffic is sent where the path does not
   exist yet. Each layer's targets go to its driver in one batched call; consecutive layers
   whose drivers are `FusableApply` with one `fuse_key` (the Ansible ones) go in one `apply_together` call that
-  keeps the order (one play per layer) and saves a process start per layer. A `Prestartable` driver is started while the step below it is applied and told `go` when that step is
+  keeps the order (one play per layer) and saves a process start per layer. A `Prestartable` driver is
+  started while the step below it is applied and told `go` when that step is
   done (it sends nothing before): its start-up overlaps the layer below, the order holds.
 - Converge: up to `attempts` rounds with exponential backoff between them; a converged
   state (empty plan) makes no apply call at all, so it issues zero writes.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from reconciler.drivers.base import (
@@ -40,6 +42,15 @@ from reconciler.report import RunReport, TargetReport
 from reconciler.status import Action, Outcome, Phase
 
 
+@dataclass
+class _Progress:
+    """What a run has found so far, kept outside the loop so that an aborted run still reports it."""
+    initial: Plan | None = None   # the plan of the first observation: the drift found
+    unknown: dict = field(default_factory=dict)   # desired resources on targets that could not be observed
+    plan: Plan = field(default_factory=Plan)   # the latest plan: what still differs
+    attempt: int = 0
+
+
 class Engine:
     def __init__(self, drivers: Mapping[Layer, Driver], bus: EventBus | None = None, *,
                  attempts: int = 3, backoff_s: float = 0.5, max_backoff_s: float = 5.0,
@@ -53,7 +64,8 @@ class Engine:
         self.publish_state = publish_state
 
     # ---- observe ---------------------------------------------------------------------
-    def observe(self, targets: Mapping[Layer, Sequence[Target]], run_id: str = "") -> tuple[ObservedState, dict[tuple[Layer, str], Observation]]:
+    def observe(self, targets: Mapping[Layer, Sequence[Target]], run_id: str = "",
+                ) -> tuple[ObservedState, dict[tuple[Layer, str], Observation]]:
         layers = [l for l in Layer.ordered() if l in self.drivers and targets.get(l)]
         results: dict[tuple[Layer, str], Observation] = {}
 
@@ -80,7 +92,8 @@ class Engine:
         with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
             for layer, obs in (pair for pairs in pool.map(one, groups) for pair in pairs):
                 for t in targets[layer]:
-                    o = obs.get(t.name) or Observation(t.name, Outcome.FAILED, error=f"{t.name}: driver returned nothing")
+                    o = obs.get(t.name) or Observation(t.name, Outcome.FAILED,
+                                                       error=f"{t.name}: driver returned nothing")
                     results[(layer, t.name)] = o
                     self.bus.publish(Event(EventKind.OBSERVED, run_id, layer=layer, target=t.name, outcome=o.outcome,
                                            message=o.error, data={"resources": len(o.resources)}))
@@ -101,61 +114,18 @@ class Engine:
         t0 = time.monotonic()
         app_filter = set(apps) if apps else None
         desired = _filter_apps(desired, app_filter)
-        reports: dict[tuple[Layer, str], TargetReport] = {
-            (l, t.name): TargetReport(l, t.name) for l, ts in targets.items() if l in self.drivers for t in ts}
-        for r in desired:
-            if (r.key.layer, r.key.target) in reports:
-                reports[(r.key.layer, r.key.target)].apps.add(r.app)
+        reports = self._new_reports(desired, targets)
         self.bus.publish(Event(EventKind.RUN_STARTED, run_id, message=trigger,
                                data={"revision": revision, "dry_run": dry_run, "prune": prune,
                                      "apps": sorted(app_filter) if app_filter else None}))
-        initial: Plan | None = None
-        unknown: dict = {}
-        plan = Plan()
-        attempt = 0
+        progress = _Progress()
         phase = Phase.SUCCEEDED
         try:
-            readback: tuple[ObservedState, dict] | None = None
-            # attempts + 1 rounds: the last one only verifies what the last apply did
-            for attempt in range(1, self.attempts + 2):
-                if readback is not None:
-                    # every written target read its state back in its own session: no extra observe
-                    observed, obs = readback
-                else:
-                    observed, obs = self.observe(targets, run_id)
-                    observed = _filter_apps(observed, app_filter)
-                reachable = self._note_observations(obs, reports)
-                plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
-                if initial is None:
-                    # Drift is only known where observation worked; the rest is unknown, not "missing".
-                    initial = plan
-                    unknown = {k: r for k, r in desired.resources.items()
-                               if (k.layer, k.target) in reports and (k.layer, k.target) not in reachable}
-                    for c in initial.drift:
-                        self.bus.publish(Event(EventKind.DRIFT, run_id, app=c.app, layer=c.key.layer,
-                                               target=c.key.target, key=str(c.key), message=c.action.value,
-                                               data={"action": c.action.value, "executed": c in initial.changes,
-                                                     "diff": [d.to_json() for d in c.diffs]}))
-                    if self.publish_state:
-                        self._publish_state(run_id, desired, observed, initial, unknown)
-                if dry_run:
-                    self._apply(plan, desired, observed, targets, reports, run_id, dry_run=True)
-                    break
-                if plan.empty or attempt > self.attempts:
-                    break
-                if attempt > 1:
-                    self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2)))
-                readback = self._apply(plan, desired, observed, targets, reports, run_id, dry_run=False)
-                if readback is not None:
-                    # targets not written keep their last observation (failed ones stay failed)
-                    readback = (_filter_apps(readback[0], app_filter), {**obs, **readback[1]})
-            attempt = min(attempt, self.attempts)
+            self._converge(progress, desired, targets, reports, run_id, prune=prune, dry_run=dry_run,
+                           app_filter=app_filter, ignore=ignore)
+            progress.attempt = min(progress.attempt, self.attempts)
             if not dry_run:
-                for c in plan.changes:
-                    rep = reports.get((c.key.layer, c.key.target))
-                    if rep is not None and rep.outcome.ok:
-                        rep.outcome = Outcome.FAILED
-                        rep.error = rep.error or f"{c.key}: still differs after {attempt} attempt(s)"
+                _fail_unconverged(progress.plan, reports, progress.attempt)
         except Exception as exc:  # engine bug: record it, never lose the run
             phase = Phase.FAILED
             for rep in reports.values():
@@ -163,23 +133,67 @@ class Engine:
                     rep.error = rep.error or f"run aborted: {exc!r}"
             raise
         finally:
-            initial = initial or Plan()
-            if dry_run:
-                residual = initial
-            else:
-                residual = plan
-            if phase is Phase.SUCCEEDED and not all(r.ok for r in reports.values()):
-                phase = Phase.FAILED
-            if phase is Phase.SUCCEEDED and not dry_run and not residual.empty:
-                phase = Phase.FAILED
-            unknown_by_target: dict = {}
-            for k, r in unknown.items():
-                if reports[(k.layer, k.target)].outcome is Outcome.UNREACHABLE:
-                    unknown_by_target.setdefault((k.layer, k.target), set()).add((str(k), r.app))
-            report = RunReport(run_id, revision, phase, started, time.monotonic() - t0, initial, residual,
-                               reports, attempt, dry_run, unknown_by_target)
+            report = _run_report(progress, phase, reports, run_id=run_id, revision=revision, started=started,
+                                 duration_s=time.monotonic() - t0, dry_run=dry_run)
             self._publish_results(report)
         return report
+
+    def _new_reports(self, desired: State, targets: Mapping[Layer, Sequence[Target]],
+                     ) -> dict[tuple[Layer, str], TargetReport]:
+        """One report per target of a layer with a driver, naming the apps with resources on it."""
+        reports: dict[tuple[Layer, str], TargetReport] = {
+            (l, t.name): TargetReport(l, t.name) for l, ts in targets.items() if l in self.drivers for t in ts}
+        for r in desired:
+            if (r.key.layer, r.key.target) in reports:
+                reports[(r.key.layer, r.key.target)].apps.add(r.app)
+        return reports
+
+    def _converge(self, progress: _Progress, desired: State, targets: Mapping[Layer, Sequence[Target]],
+                  reports: dict[tuple[Layer, str], TargetReport], run_id: str, *, prune: bool, dry_run: bool,
+                  app_filter: set[str] | None, ignore: Sequence[IgnoreRule]) -> None:
+        """Observe, plan and apply until the plan is empty or the attempts are used up; records
+        every step in `progress` as it goes, so an aborted run still reports what it found."""
+        readback: tuple[ObservedState, dict] | None = None
+        # attempts + 1 rounds: the last one only verifies what the last apply did
+        for attempt in range(1, self.attempts + 2):
+            progress.attempt = attempt
+            if readback is not None:
+                # every written target read its state back in its own session: no extra observe
+                observed, obs = readback
+            else:
+                observed, obs = self.observe(targets, run_id)
+                observed = _filter_apps(observed, app_filter)
+            reachable = self._note_observations(obs, reports)
+            plan = progress.plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
+            if progress.initial is None:
+                self._note_initial_drift(progress, plan, desired, observed, reports, reachable, run_id)
+            if dry_run:
+                self._apply(plan, desired, observed, targets, reports, run_id, dry_run=True)
+                break
+            if plan.empty or attempt > self.attempts:
+                break
+            if attempt > 1:
+                self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2)))
+            readback = self._apply(plan, desired, observed, targets, reports, run_id, dry_run=False)
+            if readback is not None:
+                # targets not written keep their last observation (failed ones stay failed)
+                readback = (_filter_apps(readback[0], app_filter), {**obs, **readback[1]})
+
+    def _note_initial_drift(self, progress: _Progress, plan: Plan, desired: State, observed: State,
+                            reports: dict[tuple[Layer, str], TargetReport], reachable: set[tuple[Layer, str]],
+                            run_id: str) -> None:
+        """Record and publish the drift found by the first observation."""
+        # Drift is only known where observation worked; the rest is unknown, not "missing".
+        progress.initial = initial = plan
+        progress.unknown = {k: r for k, r in desired.resources.items()
+                            if (k.layer, k.target) in reports and (k.layer, k.target) not in reachable}
+        for c in initial.drift:
+            self.bus.publish(Event(EventKind.DRIFT, run_id, app=c.app, layer=c.key.layer,
+                                   target=c.key.target, key=str(c.key), message=c.action.value,
+                                   data={"action": c.action.value, "executed": c in initial.changes,
+                                         "diff": [d.to_json() for d in c.diffs]}))
+        if self.publish_state:
+            self._publish_state(run_id, desired, observed, initial, progress.unknown)
 
     @staticmethod
     def _note_observations(obs: Mapping[tuple[Layer, str], Observation],
@@ -209,45 +223,8 @@ class Engine:
         phases = [(Layer.ordered(), lambda c: c.action is not Action.DELETE),
                   (tuple(reversed(Layer.ordered())), lambda c: c.action is Action.DELETE)]
         for layer_order, wanted in phases:
-            steps: list[list[tuple[Layer, Driver, list[TargetPlan]]]] = []
-            for layer in layer_order:
-                driver = self.drivers.get(layer)
-                if driver is None:
-                    continue
-                tplans = []
-                for (l, name), changes in sorted(by_target.items(), key=lambda kv: kv[0][1]):
-                    mine = tuple(c for c in changes if wanted(c))
-                    if l != layer or not mine:
-                        continue
-                    if reports[(l, name)].outcome is Outcome.UNREACHABLE:
-                        continue
-                    tplans.append(TargetPlan(tmap[(l, name)], mine, tuple(desired.for_target(l, name)),
-                                             tuple(observed.for_target(l, name)), plan.prune))
-                if not tplans:
-                    continue
-                if steps and _fusable(steps[-1][-1][1], driver, FusableApply):
-                    steps[-1].append((layer, driver, tplans))   # next layer, same run, in order
-                else:
-                    steps.append([(layer, driver, tplans)])
-            started = None
-            for i, step in enumerate(steps):
-                upcoming = None
-                nxt = steps[i + 1] if i + 1 < len(steps) else None
-                nxt_driver = nxt[0][1] if nxt is not None else None
-                if not dry_run and nxt is not None and isinstance(nxt_driver, Prestartable):
-                    # start the next step's driver now; it writes nothing before go()
-                    try:
-                        upcoming = nxt_driver.prestart([(d, tps) for _, d, tps in nxt])
-                    except Exception:
-                        upcoming = None
-                ok = False
-                try:
-                    complete = self._apply_step(step, reports, readback, run_id, dry_run, started) and complete
-                    ok = True
-                finally:
-                    if upcoming is not None:
-                        upcoming.go(ok)   # always answered: a waiting run must never hang
-                started = upcoming
+            steps = self._driver_steps(layer_order, wanted, by_target, tmap, plan, desired, observed, reports)
+            complete = self._apply_steps(steps, reports, readback, run_id, dry_run) and complete
         if dry_run or not complete or not readback:
             return None
         index = {k: r for k, r in observed.resources.items() if (k.layer, k.target) not in readback}
@@ -257,6 +234,61 @@ class Engine:
                     index[r.key] = r
         return ObservedState(FrozenDict(index)), {
             k: Observation(k[1], Outcome.NOOP) for k in readback}
+
+    def _driver_steps(self, layer_order: Sequence[Layer], wanted: Callable[[Change], bool],
+                      by_target: Mapping[tuple[Layer, str], list[Change]], tmap: Mapping[tuple[Layer, str], Target],
+                      plan: Plan, desired: State, observed: State, reports: dict[tuple[Layer, str], TargetReport],
+                      ) -> list[list[tuple[Layer, Driver, list[TargetPlan]]]]:
+        """The `wanted` changes as driver calls in `layer_order`: one step per layer, or one for
+        consecutive fusable layers. Unreachable targets are left out."""
+        steps: list[list[tuple[Layer, Driver, list[TargetPlan]]]] = []
+        for layer in layer_order:
+            driver = self.drivers.get(layer)
+            if driver is None:
+                continue
+            tplans = []
+            for (l, name), changes in sorted(by_target.items(), key=lambda kv: kv[0][1]):
+                mine = tuple(c for c in changes if wanted(c))
+                if l != layer or not mine:
+                    continue
+                if reports[(l, name)].outcome is Outcome.UNREACHABLE:
+                    continue
+                tplans.append(TargetPlan(tmap[(l, name)], mine, tuple(desired.for_target(l, name)),
+                                         tuple(observed.for_target(l, name)), plan.prune))
+            if not tplans:
+                continue
+            if steps and _fusable(steps[-1][-1][1], driver, FusableApply):
+                steps[-1].append((layer, driver, tplans))   # next layer, same run, in order
+            else:
+                steps.append([(layer, driver, tplans)])
+        return steps
+
+    def _apply_steps(self, steps: list[list[tuple[Layer, Driver, list[TargetPlan]]]],
+                     reports: dict[tuple[Layer, str], TargetReport], readback: dict, run_id: str,
+                     dry_run: bool) -> bool:
+        """Apply the steps in order, starting each `Prestartable` driver while the step before it
+        runs. False when a written target did not read its state back."""
+        complete = True
+        started = None
+        for i, step in enumerate(steps):
+            upcoming = None
+            nxt = steps[i + 1] if i + 1 < len(steps) else None
+            nxt_driver = nxt[0][1] if nxt is not None else None
+            if not dry_run and nxt is not None and isinstance(nxt_driver, Prestartable):
+                # start the next step's driver now; it writes nothing before go()
+                try:
+                    upcoming = nxt_driver.prestart([(d, tps) for _, d, tps in nxt])
+                except Exception:
+                    upcoming = None
+            ok = False
+            try:
+                complete = self._apply_step(step, reports, readback, run_id, dry_run, started) and complete
+                ok = True
+            finally:
+                if upcoming is not None:
+                    upcoming.go(ok)   # always answered: a waiting run must never hang
+            started = upcoming
+        return complete
 
     def _apply_step(self, step: list[tuple[Layer, Driver, list[TargetPlan]]],
                     reports: dict[tuple[Layer, str], TargetReport], readback: dict, run_id: str,
@@ -350,6 +382,35 @@ class Engine:
 def _fusable(a: Driver, b: Driver, capability: type) -> bool:
     """Two layers' drivers share one call (in order) when both have the capability and equal keys."""
     return isinstance(a, capability) and isinstance(b, capability) and a.fuse_key == b.fuse_key  # type: ignore[attr-defined]
+
+
+def _fail_unconverged(plan: Plan, reports: dict[tuple[Layer, str], TargetReport], attempts: int) -> None:
+    """A target that still differs after the last attempt failed, even if every call succeeded."""
+    for c in plan.changes:
+        rep = reports.get((c.key.layer, c.key.target))
+        if rep is not None and rep.outcome.ok:
+            rep.outcome = Outcome.FAILED
+            rep.error = rep.error or f"{c.key}: still differs after {attempts} attempt(s)"
+
+
+def _run_report(progress: _Progress, phase: Phase, reports: dict[tuple[Layer, str], TargetReport], *,
+                run_id: str, revision: str, started: float, duration_s: float, dry_run: bool) -> RunReport:
+    """The run's report: failed if any target failed or (unless a dry run) anything still differs."""
+    initial = progress.initial or Plan()
+    if dry_run:
+        residual = initial
+    else:
+        residual = progress.plan
+    if phase is Phase.SUCCEEDED and not all(r.ok for r in reports.values()):
+        phase = Phase.FAILED
+    if phase is Phase.SUCCEEDED and not dry_run and not residual.empty:
+        phase = Phase.FAILED
+    unknown_by_target: dict = {}
+    for k, r in progress.unknown.items():
+        if reports[(k.layer, k.target)].outcome is Outcome.UNREACHABLE:
+            unknown_by_target.setdefault((k.layer, k.target), set()).add((str(k), r.app))
+    return RunReport(run_id, revision, phase, started, duration_s, initial, residual,
+                     reports, progress.attempt, dry_run, unknown_by_target)
 
 
 def _filter_apps(state: State, apps: set[str] | None) -> State:

@@ -5,7 +5,8 @@ desired or observed state, identified by a `ResourceKey(layer, target, kind, nam
 tagged with the application that wants it. `spec` is a JSON-compatible value frozen with
 `freeze()` (dicts become `FrozenDict`, lists become tuples) so resources can be shared,
 hashed and compared without defensive copies; `thaw()` gives back plain JSON values.
-`IgnoreRule` (from reconciler.yaml) tells diff which state another tool owns.
+`IgnoreRule` (from reconciler.yaml) tells diff which state another tool owns;
+`DEFAULT_DENY_KEYS` names the resources no rule may keep from being created.
 """
 from __future__ import annotations
 
@@ -191,14 +192,24 @@ class ObservedState(State):
     """What the drivers saw on the devices."""
 
 
+# The default-deny resources: each application's nftables table on each of its hosts
+# (`host/<host>/nft-table/netintent_<app>`, named by reconciler.compile.host.table_name), whose
+# input chain drops whatever its rules do not allow. No ignore rule may keep one from being
+# created: validate refuses a `create: false` rule whose key can match one of these patterns.
+DEFAULT_DENY_KEYS: tuple[str, ...] = (f"host/*/nft-table/{OWNER}_*",)
+
+
 class IgnoreRule(BaseModel):
     """State another tool owns on purpose: diff skips `paths` of resources matching `key`.
 
     `key` is an fnmatch pattern over `layer/target/kind/name`; `paths` are dotted field paths
     (`*` matches any one segment, list elements are addressed by index or `*`). No `paths`
-    means the whole resource is ignored.
+    means the whole resource is ignored (neither updated nor pruned). A rule only concerns
+    resources that exist on the device: a wanted resource that is missing is still created,
+    unless the rule says `create: false`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     key: str
     paths: tuple[str, ...] = ()
+    create: bool = True

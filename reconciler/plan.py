@@ -5,6 +5,10 @@ Contract:
   `changes` (create/update, and delete of owned orphans when `prune`) and `orphans`
   (owned resources nobody wants, reported but kept when not pruning). Creates/updates are
   ordered underlay first (switch, hypervisor, host, sidecar); deletes in reverse.
+- `ignore` rules act on resources the device has: an update skips their paths (or the
+  whole resource), an orphan matched by a whole-resource rule is neither pruned nor reported.
+  A wanted resource that is missing is always created, unless a matching rule says
+  `create: false` (validate refuses that for the default-deny tables, model.DEFAULT_DENY_KEYS).
 - `apply_plan(plan, observed)` is the model of what a perfect driver does; the round-trip
   property `apply_plan(make_plan(d, o, prune=True), o) == d` (over owned resources) is tested.
 - `render_text` / `to_json` are deterministic: same inputs, same bytes.
@@ -15,7 +19,7 @@ import gc
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from reconciler.diff import FieldDiff, diff_pair, ignored_paths, pair
+from reconciler.diff import FieldDiff, creation_suppressed, diff_pair, ignored_paths, pair
 from reconciler.model import FrozenDict, IgnoreRule, Layer, Resource, ResourceKey, State
 from reconciler.status import Action
 
@@ -109,8 +113,8 @@ def _make_plan(desired: State, observed: State, prune: bool, ignore: Sequence[Ig
     orphans: list[Change] = []
     for p in pair(desired, observed):
         if p.desired is not None and p.observed is None:
-            if ignored_paths(p.key, ignore) is None:
-                continue
+            if creation_suppressed(p.key, ignore):
+                continue  # only an explicit `create: false` keeps a wanted resource missing
             changes.append(Change(p.key, Action.CREATE, p.desired.app, p.desired, None))
         elif p.desired is None and p.observed is not None:
             if ignored_paths(p.key, ignore) is None:

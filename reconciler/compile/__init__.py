@@ -7,6 +7,9 @@ per-application compiler `compile_app(app, ctx) -> list[Resource]` (and optional
 related to (policy flows in either direction), the inventory and the config, so a commit
 that changes one app recompiles that app and its partners only.
 Two resources with one key from different apps is a conflict, reported as `CompileConflict`.
+Each layer module also declares, as data, its `NORMALIZER` (the volatile and set-valued
+fields of what its drivers report, see reconciler.diff.Normalizer); importing this package
+registers them with diff (`LAYER_NORMALIZERS`), so diff never imports compile.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Callable
 
 from reconciler.compile import host, hypervisor, sidecar, switch
 from reconciler.compile.context import CompileContext
+from reconciler.diff import Normalizer, register_normalizer
 from reconciler.intents.models import Application, IntentRepo
 from reconciler.model import DesiredState, FrozenDict, Layer, Resource, ResourceKey
 
@@ -29,6 +33,15 @@ LAYER_COMPILERS: dict[Layer, tuple[AppCompiler, FabricCompiler | None]] = {
     Layer.HOST: (host.compile_app, None),
     Layer.SIDECAR: (sidecar.compile_app, None),
 }
+
+LAYER_NORMALIZERS: dict[Layer, Normalizer] = {
+    Layer.SWITCH: switch.NORMALIZER,
+    Layer.HYPERVISOR: hypervisor.NORMALIZER,
+    Layer.HOST: host.NORMALIZER,
+    Layer.SIDECAR: sidecar.NORMALIZER,
+}
+for _layer, _normalizer in LAYER_NORMALIZERS.items():
+    register_normalizer(_layer, _normalizer)
 
 
 @dataclass(frozen=True)
@@ -141,4 +154,4 @@ def compile_repo(repo: IntentRepo) -> DesiredState:
 
 
 __all__ = ["compile_repo", "Compiler", "CompileConflict", "CompileConflicts", "LAYER_COMPILERS",
-           "CompileContext", "app_digest"]
+           "LAYER_NORMALIZERS", "CompileContext", "app_digest"]

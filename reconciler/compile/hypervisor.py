@@ -14,9 +14,15 @@ so observed flows compare as plain strings.
 from __future__ import annotations
 
 from reconciler.compile.context import CompileContext, iter_instances
+from reconciler.diff import Normalizer
 from reconciler.intents.models import Application
 from reconciler.model import Layer, Resource, ResourceKey
 from reconciler.names import app_cookie, canonical_match
+
+# What `ovs-vsctl --format=json` and `ovs-ofctl dump-flows` report beyond the intent: OVSDB row
+# ids and flow counters and ages. A port's `trunks` has no order.
+NORMALIZER = Normalizer(volatile={"*": ("_uuid", "n_packets", "n_bytes", "duration", "idle_age", "hard_age")},
+                        set_fields={"trunks"})
 
 
 def _key(hv: str, kind: str, name: str) -> ResourceKey:

@@ -29,9 +29,14 @@ and TLS on one port).
 from __future__ import annotations
 
 from reconciler.compile.context import CompileContext, Flow, ServiceRef
+from reconciler.diff import Normalizer
 from reconciler.intents.models import Application, Traffic
 from reconciler.model import Layer, Resource, ResourceKey
 from reconciler.names import server_listener_name
+
+# What CSDS reports beyond the intent: the xDS version a resource was served in. No set fields:
+# the order of weighted clusters, endpoints and filters is part of the config.
+NORMALIZER = Normalizer(volatile={"*": ("version_info",)})
 
 SIDECARS_GROUP = "sidecars"
 RETRY_ON = ("unavailable",)

@@ -23,8 +23,13 @@ Fabric resources (app ''):
 from __future__ import annotations
 
 from reconciler.compile.context import CompileContext, iter_instances
+from reconciler.diff import Normalizer
 from reconciler.intents.models import Application
 from reconciler.model import Layer, Resource, ResourceKey
+
+# What the leaf reports beyond the intent: OVSDB row ids. VXLAN flood lists, BGP networks and
+# neighbours, and a port's `trunks` have no order.
+NORMALIZER = Normalizer(volatile={"*": ("_uuid",)}, set_fields={"flood", "networks", "neighbors", "trunks"})
 
 
 def anycast_mac(vlan: int) -> str:

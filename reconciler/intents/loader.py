@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, Union
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -190,7 +190,8 @@ def _yaml_error(file: str, text: str, e: Exception) -> LoadFailed:
         line = mark.line + 1 if mark else 1
         what = " ".join(x for x in (e.context, e.problem) if x) or "syntax error"
         lines = text.split("\n", line)
-        if mark and len(lines) >= line and "\t" in lines[line - 1][: len(lines[line - 1]) - len(lines[line - 1].lstrip())]:
+        bad = lines[line - 1] if mark and len(lines) >= line else ""
+        if "\t" in bad[: len(bad) - len(bad.lstrip())]:
             what += " (tabs are not allowed for indentation; use spaces)"
         return _fail(file, line, f"invalid YAML: {what}")
     pos = getattr(e, "position", None)  # ReaderError: control characters and friends
@@ -285,6 +286,19 @@ class _EventBuilder:
             raise self._err(ev, f"invalid value {show(ev.value)} for tag {show(tag)}", _stack_path(stack)) from None
 
     def _run(self, loader: Any) -> Any:
+        get = loader.get_event
+        get()  # StreamStart
+        if isinstance(get(), yaml.StreamEndEvent):
+            raise _fail(self.file, 1, "file is empty (no YAML document)")
+        root = self._document(get)
+        ev = get()
+        if not isinstance(ev, yaml.StreamEndEvent):
+            raise self._err(ev, "more than one YAML document in the file; put one document per file", ())
+        return root
+
+    def _document(self, get: Callable[[], Any]) -> Any:
+        """The events of one document, up to its DocumentEnd, as plain data (the hot loop: the
+        common cases stay inline, the checks of rarer events are methods)."""
         Scalar, Alias = yaml.ScalarEvent, yaml.AliasEvent
         MapStart, SeqStart = yaml.MappingStartEvent, yaml.SequenceStartEvent
         MapEnd, SeqEnd, DocEnd = yaml.MappingEndEvent, yaml.SequenceEndEvent, yaml.DocumentEndEvent
@@ -294,10 +308,6 @@ class _EventBuilder:
         stack: list[_Frame] = []
         total = 0
         root: Any = _NO_KEY
-        get = loader.get_event
-        get()  # StreamStart
-        if isinstance(get(), yaml.StreamEndEvent):
-            raise _fail(self.file, 1, "file is empty (no YAML document)")
         top: _Frame | None = None
         while True:
             ev = get()
@@ -308,10 +318,8 @@ class _EventBuilder:
                     tag = memo.get((ev.value, ev.implicit)) or resolve(ScalarNode, ev.value, ev.implicit)
                 value = ev.value if (tag == _STR or tag == _TIMESTAMP) else self._scalar(ev, tag, stack)
                 if top is not None and top.is_map and top.key is _NO_KEY:
-                    if type(value) is not str:
-                        raise self._err(ev, f"key {show(ev.value)} is not a string (quote it)", _stack_path(stack))
-                    if value in top.value:
-                        raise self._err(ev, f"duplicate key {show(value)}", _stack_path(stack) + (value,))
+                    if type(value) is not str or value in top.value:
+                        raise self._bad_key(ev, value, stack)
                     top.key = value
                     continue
                 size = 1
@@ -319,15 +327,8 @@ class _EventBuilder:
                 if ev.anchor is not None:
                     anchors[ev.anchor] = (value, 1)
             elif cls is MapStart or cls is SeqStart:
-                if top is not None and top.is_map and top.key is _NO_KEY:
-                    raise self._err(ev, "keys must be plain strings", _stack_path(stack))
+                top = self._open(ev, cls is MapStart, top, stack)
                 total += 1
-                is_map = cls is MapStart
-                if ev.tag is not None and ev.tag != "!" and ev.tag != (_MAP if is_map else _SEQ):
-                    raise self._err(ev, f"unsupported YAML tag {show(ev.tag)}", _stack_path(stack))
-                if len(stack) >= MAX_DEPTH:
-                    raise self._err(ev, f"nesting deeper than {MAX_DEPTH} levels", _stack_path(stack))
-                top = _Frame({} if is_map else [], ev.anchor, is_map)
                 stack.append(top)
                 continue
             elif cls is MapEnd or cls is SeqEnd:
@@ -337,16 +338,12 @@ class _EventBuilder:
                     anchors[done.anchor] = (value, size)
                 top = stack[-1] if stack else None
             elif cls is Alias:
-                if top is not None and top.is_map and top.key is _NO_KEY:
-                    raise self._err(ev, "keys must be plain strings", _stack_path(stack))
-                if ev.anchor not in anchors:
-                    raise self._err(ev, f"undefined (or self-referencing) alias {show(ev.anchor)}", _stack_path(stack))
-                value, size = anchors[ev.anchor]
+                value, size = self._alias(ev, top, stack, anchors)
                 total += size
                 if total > MAX_NODES:
                     raise self._err(ev, f"more than {MAX_NODES} values after expanding aliases", _stack_path(stack))
             elif cls is DocEnd:
-                break
+                return root
             else:
                 raise self._err(ev, "unexpected YAML event", _stack_path(stack))  # pragma: no cover
             if top is None:
@@ -358,10 +355,31 @@ class _EventBuilder:
             else:
                 top.value.append(value)
             top.count += size
-        ev = get()
-        if not isinstance(ev, yaml.StreamEndEvent):
-            raise self._err(ev, "more than one YAML document in the file; put one document per file", ())
-        return root
+
+    def _bad_key(self, ev: Any, value: Any, stack: list[_Frame]) -> LoadFailed:
+        """The error for a scalar key that is not a string or is already in its mapping."""
+        if type(value) is not str:
+            return self._err(ev, f"key {show(ev.value)} is not a string (quote it)", _stack_path(stack))
+        return self._err(ev, f"duplicate key {show(value)}", _stack_path(stack) + (value,))
+
+    def _open(self, ev: Any, is_map: bool, top: _Frame | None, stack: list[_Frame]) -> _Frame:
+        """The frame of a mapping or sequence that starts (not as a key, core tag, within MAX_DEPTH)."""
+        if top is not None and top.is_map and top.key is _NO_KEY:
+            raise self._err(ev, "keys must be plain strings", _stack_path(stack))
+        if ev.tag is not None and ev.tag != "!" and ev.tag != (_MAP if is_map else _SEQ):
+            raise self._err(ev, f"unsupported YAML tag {show(ev.tag)}", _stack_path(stack))
+        if len(stack) >= MAX_DEPTH:
+            raise self._err(ev, f"nesting deeper than {MAX_DEPTH} levels", _stack_path(stack))
+        return _Frame({} if is_map else [], ev.anchor, is_map)
+
+    def _alias(self, ev: Any, top: _Frame | None, stack: list[_Frame],
+               anchors: dict[str, tuple[Any, int]]) -> tuple[Any, int]:
+        """The value an alias copies and its size in values (not as a key, anchor complete)."""
+        if top is not None and top.is_map and top.key is _NO_KEY:
+            raise self._err(ev, "keys must be plain strings", _stack_path(stack))
+        if ev.anchor not in anchors:
+            raise self._err(ev, f"undefined (or self-referencing) alias {show(ev.anchor)}", _stack_path(stack))
+        return anchors[ev.anchor]
 
 
 def loader_resolve(value: str, implicit: Any) -> str:

@@ -6,8 +6,9 @@ Contract:
   `exec:` and SSH sessions go too) and in the lab's OVS netns (<lab>--ovs), the netns (which
   destroys their veths), the management bridge and the bridges the lab created, FRR's
   /etc/frr/<ns> and /run/frr/<ns>, FRR files outside the pathspace that this lab caused
-  (layout.FRR_SHARED_FILES) and the daemons' /var/tmp/frr/<daemon>.<pid>, the inventory file and the state dir. Names come from the
-  Layout, so it works without a state file. Returns a list of problems (empty = clean).
+  (layout.FRR_SHARED_FILES) and the daemons' /var/tmp/frr/<daemon>.<pid>, the inventory file and the
+  state dir. Names come from the Layout, so it works without a state file. Returns a list of problems
+  (empty = clean).
 - `status(layout, state)` returns one dict per node: netns, holder, sshd, ovs, frr booleans.
 """
 from __future__ import annotations
@@ -59,10 +60,20 @@ def _frr_pids(layout: Layout, node: str) -> list[int]:
 
 
 def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
-    problems: list[str] = []
-    topo = layout.topo
     have = netns_list()
-    nodes = [n.name for n in topo.netns_nodes()]
+    nodes = [n.name for n in layout.topo.netns_nodes()]
+    problems = _kill_processes(_lab_pids(layout, state, nodes, have))
+    problems += _delete_links_and_netns(_link_and_netns_deletions(layout, state, nodes, have))
+    problems += _remove_files(layout, state, inventory_path, nodes)
+    have = netns_list()
+    still = [layout.netns(n) for n in nodes if layout.netns(n) in have]
+    if still:
+        problems.append(f"netns still present: {', '.join(still)}")
+    return problems
+
+
+def _lab_pids(layout: Layout, state: dict, nodes: list[str], have: set[str]) -> list[int]:
+    """Every process of the lab: in its netns, from its pidfiles and its holders."""
     pids: list[int] = []
     for n in nodes:
         ns = layout.netns(n)
@@ -76,13 +87,23 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
     pids += [p for p in _ovs_pids(layout.root_ovs_dir) if alive(p)]
     if layout.ovs_netns in have:
         pids += netns_pids(layout.ovs_netns)
+    return pids
+
+
+def _kill_processes(pids: list[int]) -> list[str]:
+    """Kill `pids` and remove the FRR temp dirs they held; the problem if some survive."""
     frr_tmp = {d for p in pids for d in _frr_tmp_dirs(p)}
     kill_all(pids)
     for d in frr_tmp:
         shutil.rmtree(d, ignore_errors=True)
     left = [p for p in pids if alive(p)]
-    if left:
-        problems.append(f"processes still alive: {left}")
+    return [f"processes still alive: {left}"] if left else []
+
+
+def _link_and_netns_deletions(layout: Layout, state: dict, nodes: list[str],
+                              have: set[str]) -> list[str]:
+    """`ip -batch` lines deleting what exists of the lab's links, netns and bridges, in a safe order."""
+    topo = layout.topo
     # Deleting one end of a veth deletes the pair at once (netns teardown is asynchronous),
     # so root-side ends go first, then the netns, then the bridges.
     lines = [f"link del {layout.mgmt_host_veth(n)}" for n in nodes
@@ -100,6 +121,12 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
     for br in state.get("bridges", []):
         if os.path.exists(f"/sys/class/net/{br}"):
             lines.append(f"link del {br}")
+    return lines
+
+
+def _delete_links_and_netns(lines: list[str]) -> list[str]:
+    """Run the deletions in one batch; a problem for each object still there afterwards."""
+    problems = []
     try:
         ip_batch(lines, "delete namespaces and bridges", force=True)
     except StepError:
@@ -110,6 +137,12 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
             not os.path.exists(f"/sys/class/net/{obj}")
         if not gone:
             problems.append(f"could not {line}")
+    return problems
+
+
+def _remove_files(layout: Layout, state: dict, inventory_path: Path | None, nodes: list[str]) -> list[str]:
+    """Remove FRR's per-node dirs and shared files, the inventory and the state dir."""
+    problems = []
     for n in nodes:
         for d in (layout.frr_etc(n), layout.frr_run(n)):
             shutil.rmtree(d, ignore_errors=True)
@@ -125,10 +158,6 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
     shutil.rmtree(layout.state_dir, ignore_errors=True)
     if layout.state_dir.exists():
         problems.append(f"could not remove {layout.state_dir}")
-    have = netns_list()
-    still = [layout.netns(n) for n in nodes if layout.netns(n) in have]
-    if still:
-        problems.append(f"netns still present: {', '.join(still)}")
     return problems
 
 

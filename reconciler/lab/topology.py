@@ -272,6 +272,28 @@ def parse(text: str, path: str = "<topology>", name_override: str | None = None,
     next to the first.
     """
     ctx = _Ctx(path, _line_index(text))
+    doc = _load_document(text, path)
+    name = _lab_name(ctx, doc, name_override)
+    mgmt = _mapping(ctx, doc.get("mgmt"), "mgmt")
+    old_subnet, gw = _mgmt_subnet_and_gateway(ctx, mgmt)
+    subnet = old_subnet
+    if mgmt_subnet:
+        subnet = _subnet_override(mgmt_subnet)
+        gw = _move(gw, old_subnet, subnet, ctx, "the gateway")
+    topo = _mapping(ctx, doc.get("topology"), "topology")
+    nodes, ignored = _resolve_nodes(ctx, topo)
+    move_from = old_subnet if mgmt_subnet else None
+    nodes, used = _check_explicit_mgmt(ctx, nodes, gw, subnet, move_from)
+    final = _assign_free_mgmt(ctx, nodes, subnet, used)
+    links = _links(ctx, topo.get("links"), final)
+    _check_top_level_fields(ctx, doc)
+    return Topology(name=name, path=path, mgmt_network=str(mgmt.get("network", DEFAULT_MGMT_NET)),
+                    mgmt_subnet=subnet, mgmt_gateway=gw, nodes=MappingProxyType(final),
+                    links=links, ignored=MappingProxyType(ignored))
+
+
+def _load_document(text: str, path: str) -> dict:
+    """The YAML document, which must be a mapping."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -280,11 +302,19 @@ def parse(text: str, path: str = "<topology>", name_override: str | None = None,
         raise TopologyError(f"{where}: YAML error: {getattr(e, 'problem', e)}") from None
     if not isinstance(doc, dict):
         raise TopologyError(f"{path}: a topology must be a mapping")
+    return doc
+
+
+def _lab_name(ctx: _Ctx, doc: dict, name_override: str | None) -> str:
     name = name_override or doc.get("name")
     if not name or not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 24:
         raise ctx.err(f"lab name {name!r} is invalid (letters, digits, '_.-', <= 24 chars)",
                       "name")
-    mgmt = _mapping(ctx, doc.get("mgmt"), "mgmt")
+    return name
+
+
+def _mgmt_subnet_and_gateway(ctx: _Ctx, mgmt: dict) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]:
+    """The management subnet as written in the file and its gateway (default: first host)."""
     try:
         subnet = ipaddress.IPv4Network(str(mgmt.get("ipv4-subnet", DEFAULT_MGMT_SUBNET)))
         gw = ipaddress.IPv4Address(str(mgmt["ipv4-gw"])) if mgmt.get("ipv4-gw") \
@@ -293,14 +323,18 @@ def parse(text: str, path: str = "<topology>", name_override: str | None = None,
         raise ctx.err(f"mgmt: {e}", "mgmt") from None
     if gw not in subnet:
         raise ctx.err(f"mgmt ipv4-gw {gw} is outside {subnet}", "mgmt", "ipv4-gw")
-    old_subnet = subnet
-    if mgmt_subnet:
-        try:
-            subnet = ipaddress.IPv4Network(mgmt_subnet)
-        except ValueError as e:
-            raise TopologyError(f"mgmt subnet override: {e}") from None
-        gw = _move(gw, old_subnet, subnet, ctx, "the gateway")
-    topo = _mapping(ctx, doc.get("topology"), "topology")
+    return subnet, gw
+
+
+def _subnet_override(mgmt_subnet: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(mgmt_subnet)
+    except ValueError as e:
+        raise TopologyError(f"mgmt subnet override: {e}") from None
+
+
+def _resolve_nodes(ctx: _Ctx, topo: dict) -> tuple[dict[str, Node], dict[str, tuple[str, ...]]]:
+    """Every node with its inheritance resolved, and the container-only fields ignored per node."""
     defaults = _mapping(ctx, topo.get("defaults"), "topology", "defaults")
     kinds = _mapping(ctx, topo.get("kinds"), "topology", "kinds")
     groups = _mapping(ctx, topo.get("groups"), "topology", "groups")
@@ -312,8 +346,19 @@ def parse(text: str, path: str = "<topology>", name_override: str | None = None,
     for nname, raw in raw_nodes.items():
         raw = _mapping(ctx, raw, "topology", "nodes", str(nname))
         nodes[str(nname)] = _resolve_node(ctx, str(nname), raw, defaults, kinds, groups, ignored)
+    return nodes, ignored
+
+
+def _check_explicit_mgmt(ctx: _Ctx, nodes: dict[str, Node], gw: ipaddress.IPv4Address,
+                         subnet: ipaddress.IPv4Network, move_from: ipaddress.IPv4Network | None,
+                         ) -> tuple[dict[str, Node], dict[ipaddress.IPv4Address, str]]:
+    """Validate the mgmt-ipv4 set in the file (moved from `move_from` into `subnet` when given).
+
+    Returns the nodes (with moved addresses) and the addresses taken, each with its owner.
+    """
+    nodes = dict(nodes)
     used: dict[ipaddress.IPv4Address, str] = {gw: "the gateway"}
-    for n in nodes.values():
+    for n in list(nodes.values()):
         if n.mgmt_ipv4 is None:
             continue
         try:
@@ -321,8 +366,8 @@ def parse(text: str, path: str = "<topology>", name_override: str | None = None,
         except ValueError:
             raise ctx.err(f"node {n.name}: mgmt-ipv4 {n.mgmt_ipv4!r} is not an IPv4 address",
                           "topology", "nodes", n.name, "mgmt-ipv4") from None
-        if mgmt_subnet:
-            ip = _move(ip, old_subnet, subnet, ctx, f"node {n.name}")
+        if move_from is not None:
+            ip = _move(ip, move_from, subnet, ctx, f"node {n.name}")
             nodes[n.name] = Node(**{**n.__dict__, "mgmt_ipv4": str(ip)})
         if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
             raise ctx.err(f"node {n.name}: mgmt-ipv4 {ip} is not a host of {subnet}",
@@ -331,7 +376,12 @@ def parse(text: str, path: str = "<topology>", name_override: str | None = None,
             raise ctx.err(f"node {n.name}: mgmt-ipv4 {ip} is already used by {used[ip]}",
                           "topology", "nodes", n.name, "mgmt-ipv4")
         used[ip] = n.name
-    # Assign addresses to the rest, in file order, lowest free first (as docker IPAM does).
+    return nodes, used
+
+
+def _assign_free_mgmt(ctx: _Ctx, nodes: dict[str, Node], subnet: ipaddress.IPv4Network,
+                      used: dict[ipaddress.IPv4Address, str]) -> dict[str, Node]:
+    """Give every linux node without mgmt-ipv4 one: in file order, lowest free first (as docker IPAM does)."""
     free = (h for h in subnet.hosts() if h not in used)
     final: dict[str, Node] = {}
     for n in nodes.values():
@@ -343,14 +393,14 @@ def parse(text: str, path: str = "<topology>", name_override: str | None = None,
                               "mgmt") from None
             n = Node(**{**n.__dict__, "mgmt_ipv4": str(ip)})
         final[n.name] = n
-    links = _links(ctx, topo.get("links"), final)
+    return final
+
+
+def _check_top_level_fields(ctx: _Ctx, doc: dict) -> None:
     extra = set(doc) - {"name", "mgmt", "topology", "prefix", "settings"}
     if extra:
         raise ctx.err(f"unknown top-level field(s): {', '.join(sorted(map(str, extra)))}",
                       sorted(map(str, extra))[0])
-    return Topology(name=name, path=path, mgmt_network=str(mgmt.get("network", DEFAULT_MGMT_NET)),
-                    mgmt_subnet=subnet, mgmt_gateway=gw, nodes=MappingProxyType(final),
-                    links=links, ignored=MappingProxyType(ignored))
 
 
 def _move(ip: ipaddress.IPv4Address, old: ipaddress.IPv4Network, new: ipaddress.IPv4Network,

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import reconciler.compile  # noqa: F401  (registers the layers' normalizers with diff)
 from reconciler.model import IgnoreRule, State
 from reconciler.plan import apply_plan, make_plan
 

@@ -17,6 +17,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+import reconciler.compile  # noqa: F401  (registers each layer's normalizers with diff)
 from reconciler.diff import FieldDiff, diff_specs, normalize_spec
 from reconciler.model import FrozenDict, freeze
 from tui.data import ResourceRow, ResState

@@ -182,8 +182,15 @@ def render_ovs(desired: Iterable[Resource], observed: Iterable[Resource], prune:
     d = {r.key: r for r in desired}
     o = {r.key: r for r in observed}
     bridge = _port(bridge)
+    _render_ports(plan, d, o, prune, bridge)
+    _render_trunks(plan, d, o, prune, bridge, scope)
+    _render_flows(plan, d, o, prune, bridge)
+    return plan
 
-    # ports: tag + ownership mark
+
+def _render_ports(plan: OvsPlan, d: dict[ResourceKey, Resource], o: dict[ResourceKey, Resource],
+                  prune: bool, bridge: str) -> None:
+    """Access ports: tag + ownership mark; owned ports no longer desired are parked (prune)."""
     for key in sorted(k for k in d if k.kind == "ovs-port"):
         want, have = d[key], o.get(key)
         if have is not None and have.owned and have.spec == want.spec and have.app == want.app:
@@ -206,7 +213,10 @@ def render_ovs(desired: Iterable[Resource], observed: Iterable[Resource], prune:
         plan.writes += 1
         plan.details.append(f"delete ovs-port {port} tag (prune; port parked on VLAN 0)")
 
-    # trunks: per port, the union of desired VLANs, unowned VLANs and (prune off) owned leftovers
+
+def _render_trunks(plan: OvsPlan, d: dict[ResourceKey, Resource], o: dict[ResourceKey, Resource],
+                   prune: bool, bridge: str, scope: set | None) -> None:
+    """Trunks: per port, the union of desired VLANs, unowned VLANs and (prune off) owned leftovers."""
     ports = sorted({r.spec["port"] for r in list(d.values()) + list(o.values()) if r.key.kind == "trunk-vlan"})
     for port in ports:
         want = {r.spec["vlan"]: r for r in d.values() if r.key.kind == "trunk-vlan" and r.spec["port"] == port}
@@ -222,21 +232,29 @@ def render_ovs(desired: Iterable[Resource], observed: Iterable[Resource], prune:
                     plan.details.append(f"trunk-vlan {port}:{v}: not desired, kept (prune off)")
             continue
         br = _port(next(iter(want.values())).spec.get("bridge", bridge) if want else bridge)
-        p = _port(port)
-        plan.vsctl += ["--", "--may-exist", "add-port", br, p]
-        if new:
-            plan.vsctl += ["--", "set", "Port", p, "trunks=[" + ",".join(str(_vlan(v)) for v in sorted(new)) + "]"]
-        else:
-            plan.vsctl += ["--", "clear", "Port", p, "trunks"]
-        for v in sorted(changed):
-            plan.vsctl += ["--", "set", "Port", p, f"external_ids:{TRUNK_KEY}{_vlan(v)}={_app(want[v].app)}"]
-            plan.details.append(f"{'update' if v in have else 'create'} trunk-vlan {p}:{v}")
-        for v in sorted(dropped):
-            plan.vsctl += ["--", "remove", "Port", p, "external_ids", f"{TRUNK_KEY}{_vlan(v)}"]
-            plan.details.append(f"delete trunk-vlan {p}:{v} (prune)")
-        plan.writes += len(changed) + len(dropped)
+        _render_trunk_port(plan, br, _port(port), want, have, new, changed, dropped)
 
-    # flows: only the difference, in one bundle
+
+def _render_trunk_port(plan: OvsPlan, br: str, p: str, want: dict[int, Resource], have: dict[int, Resource],
+                       new: set[int], changed: list[int], dropped: list[int]) -> None:
+    """One trunk port rewritten as a whole: its VLAN set, then the ownership marks added and removed."""
+    plan.vsctl += ["--", "--may-exist", "add-port", br, p]
+    if new:
+        plan.vsctl += ["--", "set", "Port", p, "trunks=[" + ",".join(str(_vlan(v)) for v in sorted(new)) + "]"]
+    else:
+        plan.vsctl += ["--", "clear", "Port", p, "trunks"]
+    for v in sorted(changed):
+        plan.vsctl += ["--", "set", "Port", p, f"external_ids:{TRUNK_KEY}{_vlan(v)}={_app(want[v].app)}"]
+        plan.details.append(f"{'update' if v in have else 'create'} trunk-vlan {p}:{v}")
+    for v in sorted(dropped):
+        plan.vsctl += ["--", "remove", "Port", p, "external_ids", f"{TRUNK_KEY}{_vlan(v)}"]
+        plan.details.append(f"delete trunk-vlan {p}:{v} (prune)")
+    plan.writes += len(changed) + len(dropped)
+
+
+def _render_flows(plan: OvsPlan, d: dict[ResourceKey, Resource], o: dict[ResourceKey, Resource],
+                  prune: bool, bridge: str) -> None:
+    """Flows: only the difference, in one bundle; then the bridge's cookie -> app marks."""
     dels, adds, cookies = [], [], {}
     for key in sorted(k for k in d if k.kind == "ovs-flow"):
         want, have = d[key], o.get(key)
@@ -256,4 +274,3 @@ def render_ovs(desired: Iterable[Resource], observed: Iterable[Resource], prune:
     plan.writes += len(plan.flows)
     for cookie, app in sorted(cookies.items()):
         plan.vsctl += ["--", "br-set-external-id", bridge, f"{COOKIE_KEY}{cookie:016x}", app]
-    return plan

@@ -111,19 +111,37 @@ def parse_bgp_config(text: str) -> dict | None:
 
 
 def parse(target: str, raw: Mapping[str, str], vars: Mapping[str, Any]) -> list[Resource]:
-    key = lambda kind, name: ResourceKey(Layer.SWITCH, target, kind, name)  # noqa: E731
-    out: list[Resource] = []
     bridges = _ovs_rows(raw["bridges"])
     ports = {r["_uuid"]: r for r in _ovs_rows(raw["ports"])}
     port_bridge = {ports[u]["name"]: b["name"] for b in bridges for u in _as_list(b["ports"]) if u in ports}
     by_name = {r["name"]: r for r in ports.values()}
     links = {l["ifname"]: l for l in json.loads(raw["links"] or "[]")}
+    flood = _flood_lists(raw["fdb"])
+    cookies = _flow_cookies(raw.get("flows", ""))
+    out = _port_resources(target, by_name, port_bridge, links, cookies)
+    out += _vxlan_resources(target, links, by_name, port_bridge, flood)
+    if "frr" in raw:
+        out += _frr_resources(target, raw["frr"], [r for r in out if r.key.kind == "gateway"])
+    return out
+
+
+def _key(target: str, kind: str, name: str) -> ResourceKey:
+    return ResourceKey(Layer.SWITCH, target, kind, name)
+
+
+def _flood_lists(fdb_text: str) -> dict[str, list[str]]:
+    """VXLAN device -> remote VTEPs of its all-zero (flood) fdb entries."""
     flood: dict[str, list[str]] = {}
-    for e in json.loads(raw["fdb"] or "[]"):
+    for e in json.loads(fdb_text or "[]"):
         if e.get("mac") == ZERO_MAC and e.get("dst"):
             flood.setdefault(e.get("ifname", ""), []).append(e["dst"])
-    cookies = _flow_cookies(raw.get("flows", ""))
+    return flood
 
+
+def _port_resources(target: str, by_name: Mapping[str, dict], port_bridge: Mapping[str, str],
+                    links: Mapping[str, dict], cookies: Mapping[int, set[int]]) -> list[Resource]:
+    """Per OVS port, by name: its trunked VLANs (vlan-trunk) and, for a marked gw<vlan> port, the gateway."""
+    out: list[Resource] = []
     for name, row in sorted(by_name.items()):
         ext = row.get("external_ids") or {}
         br = port_bridge.get(name, "")
@@ -131,7 +149,7 @@ def parse(target: str, raw: Mapping[str, str], vars: Mapping[str, Any]) -> list[
             if v == PARK_VLAN:
                 continue
             app = ext.get(f"{VLAN_MARK}{v}", "")
-            out.append(Resource(key("vlan-trunk", f"{name}:{v}"), {"bridge": br, "port": name, "vlan": v},
+            out.append(Resource(_key(target, "vlan-trunk", f"{name}:{v}"), {"bridge": br, "port": name, "vlan": v},
                                 app, owned=f"{VLAN_MARK}{v}" in ext))
         m = GW_RE.match(name)
         if m and APP_MARK in ext:
@@ -140,13 +158,19 @@ def parse(target: str, raw: Mapping[str, str], vars: Mapping[str, Any]) -> list[
             tag = row.get("tag")
             vl = tag if isinstance(tag, int) else 0
             prios = cookies.get(GW_COOKIE | vl, set())
-            out.append(Resource(key("gateway", name), {
+            out.append(Resource(_key(target, "gateway", name), {
                 "bridge": br, "vlan": vl,
                 "address": addrs[0]["local"] if addrs else "",
                 "prefixlen": addrs[0]["prefixlen"] if addrs else 0,
                 "mac": str(link.get("address", "")).lower(),
                 "mac_guard": {300, 301} <= prios}, ext[APP_MARK]))
+    return out
 
+
+def _vxlan_resources(target: str, links: Mapping[str, dict], by_name: Mapping[str, dict],
+                     port_bridge: Mapping[str, str], flood: Mapping[str, list[str]]) -> list[Resource]:
+    """Every vxlan<vni> device: VNI, access VLAN, local VTEP, port and flood list; owned by its alias."""
+    out: list[Resource] = []
     for name, link in sorted(links.items()):
         info = link.get("linkinfo") or {}
         if info.get("info_kind") != "vxlan" or not VXLAN_RE.match(name):
@@ -156,29 +180,33 @@ def parse(target: str, raw: Mapping[str, str], vars: Mapping[str, Any]) -> list[
         data = info.get("info_data") or {}
         row = by_name.get(name, {})
         tag = row.get("tag")
-        out.append(Resource(key("vxlan", name), {
+        out.append(Resource(_key(target, "vxlan", name), {
             "bridge": port_bridge.get(name, ""), "vni": data.get("id"),
             "vlan": tag if isinstance(tag, int) else 0,
             "local": data.get("local", ""), "dstport": data.get("port"),
             "flood": sorted(set(flood.get(name, [])))},
             alias[len(ALIAS_PREFIX):] if owned else "", owned=owned))
+    return out
 
-    if "frr" in raw:
-        # a host route belongs to the app whose gateway subnet holds it
-        subnets = [(ipaddress.ip_network(f"{r.spec['address']}/{r.spec['prefixlen']}", strict=False), r.app)
-                   for r in out if r.key.kind == "gateway" and r.spec["address"]]
-        for line in raw["frr"].splitlines():
-            m = re.match(r"^ip route (\S+) (\d+\.\d+\.\d+\.\d+)(.*)$", line.rstrip())
-            if m:
-                tag = re.search(r"\btag (\d+)", m.group(3))
-                owned = tag is not None and int(tag.group(1)) == ROUTE_TAG
-                net = ipaddress.ip_network(m.group(1), strict=False)
-                app = next((a for sn, a in subnets if net.subnet_of(sn)), "")
-                out.append(Resource(key("host-route", m.group(1)), {"prefix": m.group(1), "nexthop": m.group(2)},
-                                    app, owned=owned))
-        bgp = parse_bgp_config(raw["frr"])
-        if bgp is not None:
-            out.append(Resource(key("bgp", str(bgp["asn"])), bgp, ""))
+
+def _frr_resources(target: str, frr_text: str, gateways: list[Resource]) -> list[Resource]:
+    """Static host routes (owned when tagged ROUTE_TAG) and the BGP instance of FRR's running config."""
+    out: list[Resource] = []
+    # a host route belongs to the app whose gateway subnet holds it
+    subnets = [(ipaddress.ip_network(f"{r.spec['address']}/{r.spec['prefixlen']}", strict=False), r.app)
+               for r in gateways if r.spec["address"]]
+    for line in frr_text.splitlines():
+        m = re.match(r"^ip route (\S+) (\d+\.\d+\.\d+\.\d+)(.*)$", line.rstrip())
+        if m:
+            tag = re.search(r"\btag (\d+)", m.group(3))
+            owned = tag is not None and int(tag.group(1)) == ROUTE_TAG
+            net = ipaddress.ip_network(m.group(1), strict=False)
+            app = next((a for sn, a in subnets if net.subnet_of(sn)), "")
+            out.append(Resource(_key(target, "host-route", m.group(1)), {"prefix": m.group(1), "nexthop": m.group(2)},
+                                app, owned=owned))
+    bgp = parse_bgp_config(frr_text)
+    if bgp is not None:
+        out.append(Resource(_key(target, "bgp", str(bgp["asn"])), bgp, ""))
     return out
 
 
@@ -198,13 +226,15 @@ def running_config(raw: Mapping[str, str]) -> dict:
     """Canonical snapshot: OVS ports (no uuids), interface config, flood lists, owned flows, FRR."""
     bridges = _ovs_rows(raw["bridges"])
     ports = {r["_uuid"]: r for r in _ovs_rows(raw["ports"])}
-    ovs = {b["name"]: {ports[u]["name"]: {"tag": ports[u]["tag"], "trunks": sorted(_as_list(ports[u]["trunks"] or [])),
+    ovs = {b["name"]: {ports[u]["name"]: {"tag": ports[u]["tag"],
+                                          "trunks": sorted(_as_list(ports[u]["trunks"] or [])),
                                           "external_ids": ports[u]["external_ids"]}
                        for u in _as_list(b["ports"]) if u in ports} for b in bridges}
     links = {}
     for l in json.loads(raw["links"] or "[]"):
         info = l.get("linkinfo") or {}
-        links[l["ifname"]] = {"kind": info.get("info_kind", ""), "data": info.get("info_data", {}) if info.get("info_kind") == "vxlan" else {},
+        links[l["ifname"]] = {"kind": info.get("info_kind", ""),
+                              "data": info.get("info_data", {}) if info.get("info_kind") == "vxlan" else {},
                               "mtu": l.get("mtu"), "up": "UP" in l.get("flags", []), "alias": l.get("ifalias", ""),
                               "mac": l.get("address", ""),
                               "addrs": sorted(f"{a['local']}/{a['prefixlen']}" for a in l.get("addr_info", [])
