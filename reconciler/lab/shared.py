@@ -13,22 +13,41 @@ import contextlib
 import fcntl
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
 from reconciler.lab.lab import Lab
-from reconciler.lab.system import alive, missing_tools
+from reconciler.lab.system import OVS_SCHEMA, alive, missing_tools
+
+# The Debian package of each tool missing_tools() may report (scripts/install.sh installs them all).
+DEBIAN_PACKAGE = {
+    "ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "ethtool": "ethtool", "sysctl": "procps",
+    "/usr/sbin/sshd": "openssh-server", "ssh-keygen": "openssh-client", "ssh": "openssh-client",
+    "ovsdb-tool": "openvswitch-common", "ovsdb-server": "openvswitch-switch", "ovs-vswitchd": "openvswitch-switch",
+    "ovs-vsctl": "openvswitch-switch", OVS_SCHEMA: "openvswitch-common",
+    "/usr/lib/frr/frrinit.sh": "frr", "vtysh": "frr",
+}
 
 
 def skip_reason(features=("base", "ssh", "ovs", "frr")) -> str | None:
+    """Why the lab (these features of it) cannot run here, naming what to fix; None if it can.
+    Callers skip on it (tests; with CI=true tests/conftest.py turns that skip into a failure)."""
     if os.geteuid() != 0:
-        return "the lab needs root (network namespaces, veths, sshd)"
+        return "the lab needs root (network namespaces, veths, sshd): run the tests as root"
     miss = missing_tools(features)
     if miss:
-        return "the lab needs: " + ", ".join(miss) + \
-            " (Debian: iproute2 openssh-server openvswitch-switch frr ethtool util-linux)"
-    if not os.path.isdir("/proc/self/ns") or not os.path.exists("/proc/self/ns/net"):
-        return "no network namespace support"
+        packages = sorted({DEBIAN_PACKAGE.get(t, "?") for t in miss})
+        return f"the lab needs: {', '.join(miss)} (Debian packages: {' '.join(packages)}; " \
+            "bash scripts/install.sh installs them)"
+    if not os.path.exists("/proc/self/ns/net"):
+        return "no network namespace support in this kernel (/proc/self/ns/net missing)"
+    try:   # root without CAP_SYS_ADMIN (an unprivileged container) cannot make the lab's namespaces
+        probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"cannot create a network namespace: {e}"
+    if probe.returncode != 0:
+        return f"cannot create a network namespace: {probe.stderr.strip() or probe.returncode}"
     return None
 
 

@@ -4,6 +4,8 @@ plays run in the given order, each on its own hosts; when every host of an earli
 (Ansible then ends the run), the later layers are still applied, in a run of their own."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -106,13 +108,31 @@ def _drivers(lab):
     return under, over
 
 
+def _waiting_at_gate(fifo: str) -> bool:
+    """The gated run's first play is reading its FIFO: a `cat <fifo>` process exists (it blocks in
+    open() until `go`, so the FIFO is not yet in its fds). The plays after the gate have not begun."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes()
+        except OSError:              # the process ended meanwhile
+            continue
+        if fifo.encode() in argv and b"cat" in argv:
+            return True
+    return False
+
+
 def test_a_prestarted_run_writes_nothing_before_go(lab):
     import time
     under, over = _drivers(lab)
     mark = lab / "underlay-done"
     run = AnsibleDriver.prestart([(under, _plans(Layer.HYPERVISOR, ["u1"])), (over, _plans(Layer.HOST, ["o1"]))])
-    time.sleep(3)                                # long enough for ansible-playbook to start and wait
-    assert not mark.exists()
+    deadline = time.monotonic() + 60             # ansible-playbook start-up, on a slow machine
+    while not _waiting_at_gate(run.gate.path):
+        assert time.monotonic() < deadline, "the prestarted run never reached its gate"
+        if not run._thread.is_alive():
+            pytest.fail(f"the prestarted run ended before its gate: {run.result()}")
+        time.sleep(0.05)
+    assert not mark.exists(), "the underlay play ran before go"
     t_go = time.time()
     run.go()
     res_under, res_over = run.result()

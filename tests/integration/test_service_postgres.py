@@ -116,7 +116,20 @@ def _kill(p: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             p.wait(5)
 
 
+def _log_logins(pg: PgServer) -> None:
+    """The server logs every login from now on, with its application_name (leader-lock attempts)."""
+    import psycopg
+    with psycopg.connect(pg.url.replace("+psycopg", ""), autocommit=True) as c:
+        c.execute("ALTER SYSTEM SET log_connections = on")
+        c.execute("SELECT pg_reload_conf()")
+
+
+def _leader_logins(pg: PgServer) -> int:
+    return pg.log.read_text(errors="replace").count("application_name=netintent-reconciler-leader")
+
+
 def test_two_daemons_one_leader_and_failover_on_kill_9(pg, tmp_path):
+    _log_logins(pg)
     repo = IntentsRepo(tmp_path)
     snapshot = empty_snapshot(tmp_path / "snap.json")
     ports = {"a": free_port(), "b": free_port()}
@@ -125,7 +138,9 @@ def test_two_daemons_one_leader_and_failover_on_kill_9(pg, tmp_path):
         wait_until(lambda: _health(ports["a"]).get("leader"), timeout=30, what="a leads")
         procs["b"] = _serve(tmp_path, "b", repo, pg.url, snapshot, ports["b"])
         wait_until(lambda: _health(ports["b"]).get("ok"), timeout=30, what="b up")
-        time.sleep(2.0)
+        # b asks for the lock every second: see it refused twice (its logins, in the server log)
+        seen = _leader_logins(pg)
+        wait_until(lambda: _leader_logins(pg) >= seen + 2, timeout=30, what="b asked for the leader lock twice")
         hb = _health(ports["b"])
         assert hb["leader"] is False, "only one daemon leads"
         # a commit reaches both: only the leader applies it
@@ -134,7 +149,7 @@ def test_two_daemons_one_leader_and_failover_on_kill_9(pg, tmp_path):
         for port in ports.values():
             urllib.request.urlopen(urllib.request.Request(
                 f"http://127.0.0.1:{port}/hooks/git", data=b"{}", method="POST",
-                headers={"X-Hub-Signature-256": _sig(tmp_path, b"{}")}), timeout=5)
+                headers=_sig(tmp_path, "/hooks/git", b"{}")), timeout=5)
         store = Store(pg.url)
         wait_until(lambda: any(r.revision == sha and r.phase == "succeeded" for r in store.runs()), timeout=30)
         owners = {r.owner.rsplit(":", 1)[1] for r in store.runs(limit=100) if not r.dry_run}
@@ -153,7 +168,7 @@ def test_two_daemons_one_leader_and_failover_on_kill_9(pg, tmp_path):
         repo.push()
         urllib.request.urlopen(urllib.request.Request(
             f"http://127.0.0.1:{ports['b']}/hooks/git", data=b"{}", method="POST",
-            headers={"X-Hub-Signature-256": _sig(tmp_path, b"{}")}), timeout=5)
+            headers=_sig(tmp_path, "/hooks/git", b"{}")), timeout=5)
         wait_until(lambda: any(r.revision == sha2 and r.owner.endswith(f":{procs['b'].pid}") for r in store.runs()))
         store.close()
     finally:
@@ -174,18 +189,23 @@ def test_daemon_survives_postgres_outage(pg, tmp_path):
         assert h["ok"] and p.poll() is None
         sha = repo.set_web_port(8700)
         repo.push()
-        time.sleep(1.5)
-        assert _health(port)["revision"] == repo.first, "no apply without the leader lock"
+        urllib.request.urlopen(urllib.request.Request(   # asks for a sync at once: refused without the lock
+            f"http://127.0.0.1:{port}/hooks/git", data=b"{}", method="POST",
+            headers=_sig(tmp_path, "/hooks/git", b"{}")), timeout=5)
         pg.start()
         wait_until(lambda: _health(port).get("leader"), timeout=30, what="leadership back")
         wait_until(lambda: _health(port).get("revision") == sha, timeout=30, what="new commit applied")
         store = Store(pg.url)
         wait_until(lambda: any(r.revision == sha and r.phase == "succeeded" for r in store.runs()), timeout=30)
+        # applied once the lock was back, not on the webhook: a run made without the lock would be in the
+        # store too (the daemon keeps its events while the database is down and writes them later, in order)
+        assert [r.trigger for r in store.runs() if r.revision == sha and not r.dry_run] == ["startup"], \
+            "no apply without the leader lock"
         store.close()
     finally:
         _kill(p)
 
 
-def _sig(tmp: Path, body: bytes) -> str:
+def _sig(tmp: Path, path: str, body: bytes) -> dict[str, str]:
     from reconciler.service.http import sign
-    return sign((tmp / "secret").read_bytes().strip(), body)
+    return sign((tmp / "secret").read_bytes().strip(), "POST", path, body)

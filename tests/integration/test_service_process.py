@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -65,6 +64,10 @@ def test_kill_9_mid_apply_marks_the_run_interrupted_and_reconciles_again(tmp_pat
         assert "process ended" in c.execute("SELECT error FROM runs WHERE run_id = ?", (running[0][0],)).fetchone()[0]
 
 
+def _get(port: int, path: str) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).read().decode()
+
+
 PASSWORD = "Sup3r-S3cret-Passw0rd-7731"
 BECOME = "Become-Pa55-wQx9e"
 KEY_BLOB = "AAAAC3NzaC1lZDI1NTE5AAAAIKeyMaterialThatMustNeverLeak0123"
@@ -84,9 +87,12 @@ def test_no_secret_in_logs_store_or_metrics(tmp_path):
     try:
         db = tmp_path / "db.sqlite"
         wait_until(lambda: any(r[2] == "failed" for r in runs(db)), timeout=30, what="failed run recorded")
-        time.sleep(1.0)
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read().decode()
+        # the leak checks below only mean something once the failure reached each place: wait for it there
+        log_file = tmp_path / "serve.log"
+        wait_until(lambda: log_file.exists() and "***" in log_file.read_text(), timeout=30, what="masked error logged")
+        wait_until(lambda: "reconciler_apply_failures_total{" in _get(port, "/metrics"), timeout=30,
+                   what="a failure sample in /metrics")
+        metrics, health = _get(port, "/metrics"), _get(port, "/healthz")
     finally:
         stop(p)
     log = (tmp_path / "serve.log").read_text() + (tmp_path / "serve.log.err").read_text()

@@ -3,7 +3,8 @@
 `app_fabric_lab` (session scope): the reference lab labs/app-fabric.clab.yml, up once per test
 session and shared with concurrent sessions (reconciler.lab.shared: refcount under a lock; the
 last user takes it down). Its inventory is written to <repo>/inventory/app-fabric.yml and
-equals examples/intents/inventory.yml. Skips with the reason when not root or a tool is missing.
+equals examples/intents/inventory.yml. Skips with the reason when not root or a tool is missing
+(reconciler.lab.shared.skip_reason); with CI=true that skip is a failure (tests/conftest.py).
 
 `lab_factory` (function scope): `lab_factory(path, name=..., mgmt_subnet=...)` brings up a
 private lab and always takes it down at the end of the test.

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,12 +251,26 @@ def tcp_connects(ns: str, dst_ip: str, port: int, timeout_s: float = 1.5, bind: 
 
 def listen(ns: str, port: int) -> subprocess.Popen:
     code = ("import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-            "s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(64)\n"
+            "s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(64);print('listening',flush=True)\n"
             "while True:\n c,_=s.accept();c.close()")
     p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", code, str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wait_listening(p, f"{ns}:{port}")
     return p
+
+
+def wait_listening(p: subprocess.Popen, what: str, timeout_s: float = 10.0) -> None:
+    """Block until the listener printed `listening` (its socket is bound and listening), so a
+    later "refused" check can never pass only because the listener was not up yet."""
+    ready = threading.Event()
+
+    def read() -> None:
+        if p.stdout is not None and p.stdout.readline().strip() == "listening":
+            ready.set()
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout_s):
+        p.kill()
+        raise AssertionError(f"listener {what} did not start within {timeout_s}s (rc={p.poll()})")
 
 
 def _read_pid(path: Path) -> int | None:

@@ -26,6 +26,7 @@ from typing import Iterator
 
 import yaml
 
+from minilab import wait_listening
 from reconciler.drivers.base import Target
 from reconciler.lab import Lab
 from reconciler.model import Layer
@@ -99,7 +100,7 @@ def switch_targets(lab: Lab) -> list[Target]:
 SERVER = r"""
 import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8); s.settimeout(0.5)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8); s.settimeout(0.5); print("listening", flush=True)
 end = time.monotonic() + float(sys.argv[3])
 while time.monotonic() < end:
     try:
@@ -122,8 +123,8 @@ except OSError:
 
 def tcp_listen(lab: Lab, node: str, addr: str, port: int, seconds: float = 60) -> subprocess.Popen:
     p = subprocess.Popen(["ip", "netns", "exec", lab.netns(node), sys.executable, "-c", SERVER, addr,
-                          str(port), str(seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
+                          str(port), str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wait_listening(p, f"{node} {addr}:{port}")
     return p
 
 
