@@ -36,7 +36,10 @@ def generate(root: Path, n: int) -> int:
     inv += ["    hosts:", "      hosts:"]
     for L in range(leaves):
         for j in range(100):
-            inv.append(f"        h{L}-{j}: {{netintent_hypervisor: hv{L}-{j // 10}, netintent_hypervisor_port: eth{j % 10 + 2}}}")
+            # one hypervisor port per host interface: an access port carries one app's VLAN
+            ports = ", ".join(f"eth{k}: h{j}i{k}" for k in range(1, 11))
+            inv.append(f"        h{L}-{j}: {{netintent_hypervisor: hv{L}-{j // 10}, "
+                       f"netintent_hypervisor_port: eth{j % 10 + 2}, netintent_hypervisor_ports: {{{ports}}}}}")
     (root / "inventory.yml").write_text("\n".join(inv) + "\n")
     total = 0
     for i in range(n):

@@ -7,15 +7,24 @@ Contract: pure. For every host carrying instances of `app`:
   nft-set   `netintent_<app>/<set>` identity -> addresses sets (elements sorted), one per
                                    (local service, port) of allowed callers, plus `local_<svc>`
   nft-table `netintent_<app>`      table inet netintent_<app>: one input chain, default deny for
-                                   the app's instance addresses, allows by source set
+                                   the app's instance addresses, allows by source set; the
+                                   default-deny resource (model.DEFAULT_DENY_KEYS): no ignore rule
+                                   may keep it from being created
 Rules are structured dicts, not nft text, so the driver renders them in one place and
 parses `nft -j` back into the same shape.
+`NORMALIZER`: the volatile and set-valued fields of what `nft -j` reports (see reconciler.diff).
 """
 from __future__ import annotations
 
 from reconciler.compile.context import CompileContext, ServiceRef, iter_instances
+from reconciler.diff import Normalizer
 from reconciler.intents.models import Application
+from reconciler.intents.semantics import nft_set_name, svc_set_name
 from reconciler.model import OWNER, Layer, Resource, ResourceKey
+
+# What `nft -j list ruleset` reports beyond the intent: every object's `handle`. Set elements and
+# a rule's `ct_state` flags have no order.
+NORMALIZER = Normalizer(volatile={"*": ("handle",)}, set_fields={"elements", "ct_state"})
 
 
 def table_name(app: str) -> str:
@@ -50,7 +59,7 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
             out.append(Resource(_key(host, "address", f"{ifc}:{inst.address}"),
                                 {"interface": ifc, "address": inst.address, "prefixlen": prefixlen}, app.name))
             sets.setdefault("local", []).append(inst.address)
-            sets.setdefault(f"svc_{sname}", []).append(inst.address)
+            sets.setdefault(svc_set_name(sname), []).append(inst.address)
         for sname in sorted({s for s, _, _ in by_host[host]}):
             svc = app.spec.services[sname]
             for port in svc.ports:
@@ -58,9 +67,9 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
                 for f in ctx.inbound(app.name):
                     if f.callee == ServiceRef(app.name, sname) and port.name in f.ports:
                         callers.update(ctx.addresses(f.caller))
-                set_name = f"allow_{sname}_{port.name}"
+                set_name = nft_set_name(sname, port.name)
                 sets[set_name] = sorted(callers)
-                rules.append({"match": {"saddr_set": set_name, "daddr_set": f"svc_{sname}",
+                rules.append({"match": {"saddr_set": set_name, "daddr_set": svc_set_name(sname),
                                         "protocol": port.protocol, "dport": port.port},
                               "verdict": "accept"})
         rules.append({"match": {"daddr_set": "local"}, "verdict": "drop"})
@@ -73,8 +82,11 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
                              "chains": {"input": {"type": "filter", "hook": "input", "priority": 0,
                                                   "policy": "accept", "rules": rules}}},
                             app.name))
+        # Routes leave by an interface that carries the app's segment on this host (the gateway
+        # is only on-link there), not by the host's default interface.
+        route_ifc = min(inst.interface or iface for _, _, inst in by_host[host])
         for dest in peer_subnets:
             out.append(Resource(_key(host, "route", dest),
-                                {"destination": dest, "gateway": seg.gateway_address, "interface": iface},
+                                {"destination": dest, "gateway": seg.gateway_address, "interface": route_ifc},
                                 app.name))
     return out

@@ -11,26 +11,35 @@ not network/broadcast), instance addresses (valid, inside the subnet, not networ
 gateway), hosts in the inventory group `hosts`, port names and numbers unique per service,
 identities (`spiffe://<trust_domain>/path`), exports name local services, policy rules name
 known services/ports and only exported services of other apps, traffic names known services,
-splits sum to 100 and name versions that have instances.
+splits sum to 100 and name versions that have instances, no two (service, port) pairs give the
+same nft set name (`nft_set_name`: nft identifiers have no `-`, it becomes `_`).
 Across applications: names, VNIs, subnets (no overlap), addresses and identities unique;
 one host interface belongs to one application; VLANs (explicit or derived) unique among the
 applications present on the same leaf (a VLAN tag only means something on a leaf and the
 hypervisors below it; 4094 VLANs could not serve 10,000 apps if they had to be global).
 Presence follows compile/switch.py: instances below the leaf, or a policy flow with an app
-that has some. Every loop is over the input once (plus a sort): ~0.5 s for 10,000 apps.
+that has some.
+Against the inventory (what validates must not break the device or cut the reconciler off it):
+no subnet holds a management address (`ansible_host`) or a VTEP (`netintent_vtep`); an
+instance's host interface fits the host driver's address label (12 characters); its
+hypervisor port is not the hypervisor's uplink; its hypervisor's leaf port is not a fabric
+port of the leaf. These are reported at the instance (or subnet) that would cause the harm.
+Every loop is over the input once (plus a sort): ~0.5 s for 10,000 apps.
 """
 from __future__ import annotations
 
+import bisect
 import re
 import socket
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
 from reconciler.intents.loader import Doc, ValidationError, show
-from reconciler.intents.models import Application, Inventory, RepoConfig
+from reconciler.intents.models import Application, Inventory, RepoConfig, Service
 
 DEFAULT_INTERFACE = "eth1"
-_NO_LEAF = object()
+# IFNAMSIZ-1 = 15, less the `:ni` the host driver appends to the address label (drivers/ansible/host.py)
+MAX_HOST_INTERFACE = 12
 _BAD_SEGMENTS = frozenset(("", ".", ".."))
 
 
@@ -91,7 +100,8 @@ def _touches_forbidden(start: int, end: int) -> bool:
 def _net(text: str) -> tuple[_Net | None, str]:
     addr_s, _, plen_s = text.partition("/")
     addr = _ip(addr_s)
-    if addr is None or not plen_s.isdigit() or not plen_s.isascii() or int(plen_s) > 32 or (len(plen_s) > 1 and plen_s[0] == "0"):
+    if addr is None or not plen_s.isdigit() or not plen_s.isascii() or int(plen_s) > 32 \
+            or (len(plen_s) > 1 and plen_s[0] == "0"):
         return None, f"invalid IPv4 subnet {show(text)}"
     plen = int(plen_s)
     mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
@@ -101,7 +111,8 @@ def _net(text: str) -> tuple[_Net | None, str]:
     if plen > 30:
         return None, f"subnet {show(text)} is too small: at most /30 (room for a gateway and instances)"
     if plen < 8 or _touches_forbidden(net.start, net.end):
-        return None, f"subnet {show(text)} is not a unicast range usable for workloads (loopback, link-local, multicast, reserved or larger than /8)"
+        return None, (f"subnet {show(text)} is not a unicast range usable for workloads "
+                      "(loopback, link-local, multicast, reserved or larger than /8)")
     return net, ""
 
 
@@ -135,89 +146,163 @@ def _local(a: AppDoc, td: str | None) -> _Local:
 
 
 def _local_uncached(a: AppDoc, td: str | None) -> _Local:
-    app, doc = a.app, a.doc
-    errors: list[ValidationError] = []
+    """The single-application checks, one step per part of the spec."""
+    out = _Collect(a.doc)
+    net, gateway = _check_segment(a.app, out)
+    for sname, svc in a.app.spec.services.items():
+        base = ("spec", "services", sname)
+        _check_identity(a.app, sname, svc, base, td, out)
+        _check_ports(sname, svc, base, out)
+        _check_instances(svc, base, net, gateway, out)
+    _check_nft_names(a.app, out)
+    _check_references(a.app, out)
+    _check_traffic(a.app, out)
+    return _Local(tuple(out.errors), net, tuple(out.addrs), tuple(out.idents), tuple(out.insts))
 
-    def err(path: tuple, message: str) -> None:
-        errors.append(doc.error(path, message))
 
+class _Collect:
+    """What the steps of `_local_uncached` find: errors (located in `doc`) and facts."""
+
+    def __init__(self, doc: Doc):
+        self.doc = doc
+        self.errors: list[ValidationError] = []
+        self.addrs: list[tuple[int, tuple, str]] = []
+        self.idents: list[tuple[str, tuple]] = []
+        self.insts: list[tuple[str, str | None, tuple]] = []
+
+    def err(self, path: tuple, message: str) -> None:
+        self.errors.append(self.doc.error(path, message))
+
+
+def _check_segment(app: Application, out: _Collect) -> tuple[_Net | None, int | None]:
+    """Subnet and gateway -> (network, gateway address); the gateway defaults to the first host."""
     seg = app.spec.segment
     net, problem = _net(seg.subnet)
-    gateway: int | None = None
     if net is None:
-        err(("spec", "segment", "subnet"), problem)
-    elif seg.gateway is not None:
-        gp = ("spec", "segment", "gateway")
-        gateway = _ip(seg.gateway)
-        if gateway is None:
-            err(gp, f"invalid IPv4 address {show(seg.gateway)}")
-        elif gateway not in net:
-            err(gp, f"gateway {seg.gateway} is outside the subnet {net}")
-        elif gateway in (net.start, net.end):
-            err(gp, f"gateway {seg.gateway} is the {'network' if gateway == net.start else 'broadcast'} address of {net}")
-    else:
-        gateway = net.start + 1
-    addrs: list[tuple[int, tuple, str]] = []
-    idents: list[tuple[str, tuple]] = []
-    insts: list[tuple[str, str | None, tuple]] = []
+        out.err(("spec", "segment", "subnet"), problem)
+        return None, None
+    if seg.gateway is None:
+        return net, net.start + 1
+    gp = ("spec", "segment", "gateway")
+    gateway = _ip(seg.gateway)
+    if gateway is None:
+        out.err(gp, f"invalid IPv4 address {show(seg.gateway)}")
+    elif gateway not in net:
+        out.err(gp, f"gateway {seg.gateway} is outside the subnet {net}")
+    elif gateway in (net.start, net.end):
+        which = "network" if gateway == net.start else "broadcast"
+        out.err(gp, f"gateway {seg.gateway} is the {which} address of {net}")
+    return net, gateway
+
+
+def _check_identity(app: Application, sname: str, svc: Service, base: tuple, td: str | None, out: _Collect) -> None:
+    if svc.identity is None:
+        if td is not None:
+            out.idents.append((app.identity_of(sname, td), base))
+        return
+    ipath = base + ("identity",)
+    domain, _, tail = svc.identity[len("spiffe://"):].partition("/")
+    if _BAD_SEGMENTS.intersection(tail.split("/")):
+        out.err(ipath, f"malformed identity {show(svc.identity)}: path segments may not be empty, '.' or '..'")
+    elif td is not None and domain != td:
+        out.err(ipath, f"identity {show(svc.identity)} is outside the trust domain {show(td)} of reconciler.yaml")
+    out.idents.append((svc.identity, ipath))
+
+
+def _check_ports(sname: str, svc: Service, base: tuple, out: _Collect) -> None:
+    names: dict[str, int] = {}
+    numbers: dict[tuple[int, str], int] = {}
+    for i, port in enumerate(svc.ports):
+        pp = base + ("ports", i)
+        if names.setdefault(port.name, i) != i:
+            out.err(pp + ("name",), f"port name {show(port.name)} is used twice in service {show(sname)}")
+        if numbers.setdefault((port.port, port.protocol), i) != i:
+            out.err(pp + ("port",), f"port {port.port}/{port.protocol} is used twice in service {show(sname)}")
+
+
+def _check_instances(svc: Service, base: tuple, net: _Net | None, gateway: int | None, out: _Collect) -> None:
+    for i, inst in enumerate(svc.instances):
+        ip_ = base + ("instances", i)
+        out.insts.append((inst.host, inst.interface, ip_ + ("host",)))
+        ap = ip_ + ("address",)
+        addr = _ip(inst.address)
+        if addr is None:
+            out.err(ap, f"invalid IPv4 address {show(inst.address)}")
+            continue
+        out.addrs.append((addr, ap, inst.address))
+        if net is None:
+            continue
+        if addr not in net:
+            out.err(ap, f"address {inst.address} is outside the application's subnet {net}")
+        elif addr == net.start or addr == net.end:
+            which = "network" if addr == net.start else "broadcast"
+            out.err(ap, f"address {inst.address} is the {which} address of {net}")
+        elif addr == gateway:
+            out.err(ap, f"address {inst.address} is the segment's gateway")
+
+
+def nft_ident(name: str) -> str:
+    """An intent name (`[a-z][a-z0-9-]*`) as an nft identifier: nft(8) documents letters, digits,
+    `_`, `.`, `/` and `\\` (Debian's nft 1.0.6 happens to lex `-` too; a documented grammar is the
+    contract), so `-` becomes `_`. Intent names have no `_`, so this alone is one-to-one."""
+    return name.replace("-", "_")
+
+
+def svc_set_name(service: str) -> str:
+    """The host layer's nft set of a local service's instance addresses (compile/host.py)."""
+    return f"svc_{nft_ident(service)}"
+
+
+def nft_set_name(service: str, port: str) -> str:
+    """The host layer's nft set of allowed callers of `service` on `port` (compile/host.py). Not
+    one-to-one (`pay-api`+`http` and `pay`+`api-http`): `_check_nft_names` refuses such pairs."""
+    return f"allow_{nft_ident(service)}_{nft_ident(port)}"
+
+
+def _check_nft_names(app: Application, out: _Collect) -> None:
+    """Two (service, port) pairs whose nft set names coincide once `-` became `_` (`pay-api`/`http`
+    and `pay`/`api-http`) would share one set on a host carrying both: refuse the later one."""
+    seen: dict[str, tuple[str, str, tuple]] = {}
     for sname, svc in app.spec.services.items():
-        base = ("spec", "services", sname)
-        if svc.identity is not None:
-            ipath = base + ("identity",)
-            domain, _, tail = svc.identity[len("spiffe://"):].partition("/")
-            if _BAD_SEGMENTS.intersection(tail.split("/")):
-                err(ipath, f"malformed identity {show(svc.identity)}: path segments may not be empty, '.' or '..'")
-            elif td is not None and domain != td:
-                err(ipath, f"identity {show(svc.identity)} is outside the trust domain {show(td)} of reconciler.yaml")
-            idents.append((svc.identity, ipath))
-        elif td is not None:
-            idents.append((app.identity_of(sname, td), base))
-        names: dict[str, int] = {}
-        numbers: dict[tuple[int, str], int] = {}
         for i, port in enumerate(svc.ports):
-            pp = base + ("ports", i)
-            if names.setdefault(port.name, i) != i:
-                err(pp + ("name",), f"port name {show(port.name)} is used twice in service {show(sname)}")
-            if numbers.setdefault((port.port, port.protocol), i) != i:
-                err(pp + ("port",), f"port {port.port}/{port.protocol} is used twice in service {show(sname)}")
-        for i, inst in enumerate(svc.instances):
-            ip_ = base + ("instances", i)
-            ap = ip_ + ("address",)
-            addr = _ip(inst.address)
-            if addr is None:
-                err(ap, f"invalid IPv4 address {show(inst.address)}")
-            else:
-                if net is not None:
-                    if addr not in net:
-                        err(ap, f"address {inst.address} is outside the application's subnet {net}")
-                    elif addr == net.start or addr == net.end:
-                        err(ap, f"address {inst.address} is the {'network' if addr == net.start else 'broadcast'} address of {net}")
-                    elif addr == gateway:
-                        err(ap, f"address {inst.address} is the segment's gateway")
-                addrs.append((addr, ap, inst.address))
-            insts.append((inst.host, inst.interface, ip_ + ("host",)))
+            path = ("spec", "services", sname, "ports", i, "name")
+            set_name = nft_set_name(sname, port.name)
+            first = seen.setdefault(set_name, (sname, port.name, path))
+            if first[0] != sname:
+                out.err(path, f"service {show(sname)} port {show(port.name)} and service {show(first[0])} port "
+                        f"{show(first[1])} (line {out.doc.line_of(first[2])}) both give the nft set name "
+                        f"{set_name}; rename one (nft names have no '-')")
+
+
+def _check_references(app: Application, out: _Collect) -> None:
+    """Exports and policy `from` name local services (`to` needs the other apps: `_Checker`)."""
     for i, name in enumerate(app.spec.exports):
         if name not in app.spec.services:
-            err(("spec", "exports", i), f"exports unknown service {show(name)}")
+            out.err(("spec", "exports", i), f"exports unknown service {show(name)}")
     for i, rule in enumerate(app.spec.policy.allow):
         if rule.from_ not in app.spec.services:
-            err(("spec", "policy", "allow", i, "from"), f"unknown service {show(rule.from_)} in application {show(app.name)}")
+            out.err(("spec", "policy", "allow", i, "from"),
+                    f"unknown service {show(rule.from_)} in application {show(app.name)}")
+
+
+def _check_traffic(app: Application, out: _Collect) -> None:
     for sname, tr in app.spec.traffic.items():
         tp = ("spec", "traffic", sname)
         tsvc = app.spec.services.get(sname)
         if tsvc is None:
-            err(tp, f"traffic for unknown service {show(sname)}")
+            out.err(tp, f"traffic for unknown service {show(sname)}")
             continue
-        if tr.split is not None:
-            total = sum(tr.split.values())
-            if total != 100:
-                err(tp + ("split",), f"split weights sum to {total}, not 100")
-            versions = {inst.version for inst in tsvc.instances}
-            for version in tr.split:
-                if version not in versions:
-                    err(tp + ("split", version),
-                        f"version {show(version)} has no instance of service {show(sname)} (versions: {', '.join(sorted(versions)) or 'none'})")
-    return _Local(tuple(errors), net, tuple(addrs), tuple(idents), tuple(insts))
+        if tr.split is None:
+            continue
+        total = sum(tr.split.values())
+        if total != 100:
+            out.err(tp + ("split",), f"split weights sum to {total}, not 100")
+        versions = {inst.version for inst in tsvc.instances}
+        for version in tr.split:
+            if version not in versions:
+                have = ", ".join(sorted(versions)) or "none"
+                out.err(tp + ("split", version),
+                        f"version {show(version)} has no instance of service {show(sname)} (versions: {have})")
 
 
 class _Checker:
@@ -228,9 +313,12 @@ class _Checker:
         self.errors: list[ValidationError] = []
         self.networks: list[tuple[_Net, AppDoc]] = []
         self._host_leaf: dict[str, str | None] = {}
+        self._wiring: dict[tuple[str, str | None], _Wiring] = {}
         # members of group `hosts` -> their default segment interface
         self.host_iface: dict[str, str] = {} if inventory is None else {
-            n: str(h.var("netintent_interface", DEFAULT_INTERFACE)) for n, h in inventory.hosts.items() if "hosts" in h.groups}
+            n: str(h.var("netintent_interface", DEFAULT_INTERFACE))
+            for n, h in inventory.hosts.items() if "hosts" in h.groups}
+        self.guarded = _guarded_addresses(inventory)
 
     def err(self, doc: Doc, path: tuple, message: str) -> None:
         self.errors.append(doc.error(path, message))
@@ -239,15 +327,15 @@ class _Checker:
         for a in self.apps:
             first = self.by_name.setdefault(a.app.name, a)
             if first is not a:
-                self.err(a.doc, ("metadata", "name"),
-                         f"application {show(a.app.name)} is already defined in {_Where(first.doc, ('metadata', 'name')).ref()}")
+                self.err(a.doc, ("metadata", "name"), f"application {show(a.app.name)} is already defined in "
+                         f"{_Where(first.doc, ('metadata', 'name')).ref()}")
         td = self.config.trust_domain if self.config is not None else None
         addresses: dict[int, _Where] = {}
         identities: dict[str, _Where] = {}
         ifaces: dict[tuple[str, str], tuple[str, _Where]] = {}
         for a in self.apps:
             loc = _local(a, td)
-            doc, name = a.doc, a.app.name
+            doc = a.doc
             self.errors.extend(loc.errors)
             if loc.net is not None:
                 self.networks.append((loc.net, a))
@@ -263,26 +351,58 @@ class _Checker:
                     identities[ident] = _Where(doc, path)
                 elif w.doc is not doc or w.path[:3] != path[:3]:
                     self.err(doc, path, f"identity {show(ident)} is already used by the service at {w.ref()}")
-            if self.inventory is None:
-                continue
-            for host, override, path in loc.insts:
-                iface = self.host_iface.get(host)
-                if iface is None:
-                    where = "is not in the inventory" if host not in self.inventory.hosts else "is in the inventory but not in group hosts"
-                    self.err(doc, path, f"unknown host {show(host)}: {where}")
-                    continue
-                key = (host, override or iface)
-                seen = ifaces.get(key)
-                if seen is None:
-                    ifaces[key] = (name, _Where(doc, path))
-                elif seen[0] != name:
-                    self.err(doc, path, f"interface {key[1]} of host {host} already carries application {show(seen[0])} "
-                             f"({seen[1].ref()}); one host interface belongs to one application segment")
+            if self.inventory is not None:
+                self.instance_hosts(a, loc, ifaces)
         for a in self.apps:
             self.policy_targets(a)
         self.unique_numbers()
         self.overlaps()
+        self.guarded_overlaps()
         return self.errors
+
+    def instance_hosts(self, a: AppDoc, loc: _Local, ifaces: dict[tuple[str, str], tuple[str, _Where]]) -> None:
+        """Each instance's host: in group `hosts`, its interface and its hypervisor port free for this
+        app (one VLAN tag per access port), its wiring harmless."""
+        assert self.inventory is not None
+        for host, override, path in loc.insts:
+            iface = self.host_iface.get(host)
+            if iface is None:
+                where = "is not in the inventory" if host not in self.inventory.hosts \
+                    else "is in the inventory but not in group hosts"
+                self.err(a.doc, path, f"unknown host {show(host)}: {where}")
+                continue
+            key = (host, override or iface)
+            seen = ifaces.get(key)
+            if seen is None:
+                ifaces[key] = (a.app.name, _Where(a.doc, path))
+            elif seen[0] != a.app.name:
+                self.err(a.doc, path, f"interface {key[1]} of host {host} already carries application "
+                         f"{show(seen[0])} ({seen[1].ref()}); one host interface belongs to one application segment")
+                continue
+            wiring = self.wiring(host, override)
+            for problem in wiring.problems:
+                self.err(a.doc, path, problem)
+            if wiring.port is None:
+                continue
+            hv, port = wiring.port
+            seen = ifaces.get((f"{hv}:", port))  # host names have no ':', so no clash with (host, iface)
+            if seen is None:
+                ifaces[(f"{hv}:", port)] = (a.app.name, _Where(a.doc, path))
+            elif seen[0] != a.app.name:
+                self.err(a.doc, path, f"hypervisor port {port} of {hv} (facing host {host}) already carries "
+                         f"application {show(seen[0])} ({seen[1].ref()}); an access port has one VLAN: give the "
+                         "host interface its own port in netintent_hypervisor_ports")
+
+    def wiring(self, host: str, override: str | None) -> _Wiring:
+        """What compiling an instance on `host` (interface `override`) would break, memoised:
+        the loopback as segment interface; an address label `<iface>:ni` longer than the kernel's
+        15 characters; an access port (VLAN tag) on the hypervisor's uplink; a VLAN trunk on a
+        leaf's BGP fabric port. Also the (hypervisor, port) the segment enters by."""
+        key = (host, override)
+        hit = self._wiring.get(key)
+        if hit is None:
+            hit = self._wiring[key] = _wiring_problems(self.inventory, host, override)  # type: ignore[arg-type]
+        return hit
 
     def policy_targets(self, a: AppDoc) -> None:
         """`to` of each allow rule: an existing app, an existing service, exported if remote, known ports."""
@@ -301,12 +421,13 @@ class _Checker:
                 self.err(doc, rp + ("to",), f"unknown service {show(target_svc)} in application {show(target_app)}")
                 continue
             if other is not a and target_svc not in other.app.spec.exports:
-                self.err(doc, rp + ("to",), f"service {show(target_svc)} of application {show(target_app)} is not exported "
-                         f"(add it to spec.exports of {other.doc.file})")
+                self.err(doc, rp + ("to",), f"service {show(target_svc)} of application {show(target_app)} "
+                         f"is not exported (add it to spec.exports of {other.doc.file})")
             for j, pname in enumerate(rule.ports or ()):
                 if svc.port(pname) is None:
                     have = ", ".join(p.name for p in svc.ports) or "none"
-                    self.err(doc, rp + ("ports", j), f"service {show(rule.to)} has no port {show(pname)} (ports: {have})")
+                    self.err(doc, rp + ("ports", j),
+                             f"service {show(rule.to)} has no port {show(pname)} (ports: {have})")
 
     # -- across applications --------------------------------------------------------
     def unique_numbers(self) -> None:
@@ -327,10 +448,10 @@ class _Checker:
         for a in self.apps:
             name = a.app.name
             for rule in a.app.spec.policy.allow:
-                other = rule.to.rpartition("/")[0] or name
-                if other != name and other in own:
-                    present[other] |= own[name]
-                    present[name] |= own[other]
+                peer = rule.to.rpartition("/")[0] or name
+                if peer != name and peer in own:
+                    present[peer] |= own[name]
+                    present[name] |= own[peer]
         used: dict[tuple[str, int], AppDoc] = {}
         blamed: set[int] = set()
         for a in self.apps:
@@ -341,27 +462,29 @@ class _Checker:
                 if first is a:
                     continue
                 # Blame the app whose VLAN was derived (the one to fix) when only one was.
-                culprit, other = (first, a) if first.app.spec.segment.vlan is None and a.app.spec.segment.vlan is not None else (a, first)
+                only_first_derived = first.app.spec.segment.vlan is None and a.app.spec.segment.vlan is not None
+                culprit, other = (first, a) if only_first_derived else (a, first)
                 if id(culprit) in blamed:
                     continue
                 blamed.add(id(culprit))
                 seg = culprit.app.spec.segment
                 if seg.vlan is None:
                     self.err(culprit.doc, ("spec", "segment", "vni"),
-                             f"VLAN {seg.vlan_id} derived from VNI {seg.vni} is already used on leaf {leaf} by application "
-                             f"{show(other.app.name)} ({other.doc.file}); set spec.segment.vlan explicitly")
+                             f"VLAN {seg.vlan_id} derived from VNI {seg.vni} is already used on leaf {leaf} by "
+                             f"application {show(other.app.name)} ({other.doc.file}); set spec.segment.vlan explicitly")
                 else:
                     self.err(culprit.doc, ("spec", "segment", "vlan"),
-                             f"VLAN {seg.vlan_id} is already used on leaf {leaf} by application {show(other.app.name)} ({other.doc.file})")
+                             f"VLAN {seg.vlan_id} is already used on leaf {leaf} by application "
+                             f"{show(other.app.name)} ({other.doc.file})")
 
     def leaves_of(self, app: Application) -> frozenset[str]:
         """Leaves above the hosts of the app's instances (host -> hypervisor -> leaf)."""
-        out = set()
+        out: set[str] = set()
         for svc in app.spec.services.values():
             for inst in svc.instances:
-                leaf = self._host_leaf.get(inst.host, _NO_LEAF)
-                if leaf is _NO_LEAF:
-                    leaf = self._host_leaf[inst.host] = self._leaf_of(inst.host)
+                if inst.host not in self._host_leaf:
+                    self._host_leaf[inst.host] = self._leaf_of(inst.host)
+                leaf = self._host_leaf[inst.host]
                 if leaf is not None:
                     out.add(leaf)
         return frozenset(out)
@@ -383,6 +506,85 @@ class _Checker:
                          f"subnet {net} overlaps {cur[0]} of application {show(cur[1].app.name)} ({cur[1].doc.file})")
             if cur is None or net.end > cur[0].end:
                 cur = (net, a)
+
+    def guarded_overlaps(self) -> None:
+        """No subnet may hold an address the reconciler or the fabric lives on (`_guarded_addresses`)."""
+        if not self.guarded:
+            return
+        keys = [g[0] for g in self.guarded]
+        for net, a in self.networks:
+            i = bisect.bisect_left(keys, net.start)
+            inside = self.guarded[i:bisect.bisect_right(keys, net.end)]
+            if not inside:
+                continue
+            more = f" (and {len(inside) - 1} more)" if len(inside) > 1 else ""
+            self.err(a.doc, ("spec", "segment", "subnet"), f"subnet {net} holds {inside[0][1]}{more}: "
+                     f"{inside[0][2]}; choose a subnet outside the management network and the underlay")
+
+
+_HARM_MGMT = ("hosts would route the reconciler's SSH replies into the application's segment (via its gateway)")
+_HARM_VTEP = ("a leaf's anycast gateway would put the VTEP addresses of the fabric behind the application's segment, "
+              "cutting VXLAN")
+
+
+def _guarded_addresses(inventory: Inventory | None) -> list[tuple[int, str, str]]:
+    """Sorted (address, what, why) of the addresses no application subnet may hold: every
+    inventory host's management address (`ansible_host` when it is an IPv4 address: a peer
+    subnet route via an app gateway, or the app's own connected route, would take the
+    reconciler's SSH) and every switch's VTEP (the routed underlay)."""
+    if inventory is None:
+        return []
+    out: list[tuple[int, str, str]] = []
+    for name, h in inventory.hosts.items():
+        mgmt = h.var("ansible_host")
+        addr = _ip(mgmt) if isinstance(mgmt, str) else None
+        if addr is not None:
+            out.append((addr, f"the management address {mgmt} of host {show(name)} (ansible_host)", _HARM_MGMT))
+        vtep = h.var("netintent_vtep") if "switches" in h.groups else None
+        addr = _ip(vtep) if isinstance(vtep, str) else None
+        if addr is not None:
+            out.append((addr, f"the VTEP address {vtep} of switch {show(name)} (netintent_vtep)", _HARM_VTEP))
+    out.sort()
+    return out
+
+
+class _Wiring(NamedTuple):
+    problems: tuple[str, ...]
+    port: tuple[str, str] | None  # (hypervisor, port) the instance's segment enters OVS by
+
+
+def _wiring_problems(inv: Inventory, host: str, override: str | None) -> _Wiring:
+    """Same lookups as compile/host.py (interface), compile/hypervisor.py (`hypervisor_port`) and
+    compile/switch.py (the hypervisor's leaf port)."""
+    h = inv.hosts[host]
+    out = []
+    iface = override or str(h.var("netintent_interface", DEFAULT_INTERFACE))
+    if iface == "lo":
+        out.append(f"interface lo of host {show(host)} is the loopback: an application segment needs the "
+                   "host's link toward its hypervisor (the host driver also never reads addresses on lo)")
+    if len(iface) > MAX_HOST_INTERFACE:
+        origin = "" if override else " (netintent_interface)"
+        out.append(f"interface {show(iface)} of host {show(host)}{origin} is longer than "
+                   f"{MAX_HOST_INTERFACE} characters: the host driver labels its addresses `<interface>:ni`, "
+                   f"and the kernel allows 15")
+    hv_name = h.var("netintent_hypervisor")
+    hv = inv.hosts.get(hv_name) if isinstance(hv_name, str) else None
+    if hv is None:
+        return _Wiring(tuple(out), None)
+    ports = h.var("netintent_hypervisor_ports")
+    port = ports[override] if override and isinstance(ports, dict) and override in ports \
+        else h.var("netintent_hypervisor_port")
+    uplink = hv.var("netintent_uplink", DEFAULT_INTERFACE)
+    if port is not None and port == uplink:
+        out.append(f"hypervisor port {show(port)} of host {show(host)} is the uplink of hypervisor {show(hv_name)} "
+                   f"(netintent_uplink): tagging it as the application's access port would cut {hv_name} off its leaf")
+    leaf_name, leaf_port = hv.var("netintent_leaf"), hv.var("netintent_leaf_port")
+    leaf = inv.hosts.get(leaf_name) if isinstance(leaf_name, str) else None
+    fabric = leaf.var("netintent_fabric_ports") if leaf is not None else None
+    if isinstance(fabric, list) and leaf_port in fabric:
+        out.append(f"leaf port {show(leaf_port)} of hypervisor {show(hv_name)} is a fabric port of switch "
+                   f"{show(leaf_name)} (netintent_fabric_ports): a VLAN trunk there would break its BGP underlay")
+    return _Wiring(tuple(out), (str(hv_name), str(port)) if port is not None else None)
 
 
 def check_semantics(config: RepoConfig | None, inventory: Inventory | None, apps: Iterable[AppDoc],

@@ -26,7 +26,10 @@ from typing import Any, Iterable, Mapping
 from reconciler.model import OWNER, Layer, Resource, ResourceKey, thaw
 
 TABLE_PREFIX = f"{OWNER}_"
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# nft(8)'s documented identifier characters less `.`, `/`, `\` (meaningful elsewhere in a script);
+# at most 255 characters (the kernel's NFT_NAME_MAXLEN is 256 with the NUL). Generated set names
+# reach 69 (`allow_` + 31 + `_` + 31): compile/host.py maps the intents' `-` to `_`.
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 COMMENT_PREFIX = f"{OWNER} app="
 VERDICTS = ("accept", "drop")
@@ -169,7 +172,8 @@ def render_rule(rule: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-_DOTTED = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED = re.compile(rf"^(?:{_OCTET}\.){{3}}{_OCTET}$")
 
 
 def _elements(elems: Iterable[Any]) -> str:
