@@ -21,10 +21,19 @@ Contract:
 - `cache.status(node)` and `cache.wait_for({node: {type: version}}, timeout)` report the
   ACK/NACK state per type (see cache.py). Waits are bounded.
 - `tls_credentials(cert, key, client_ca)` gives TLS (optionally mTLS) for the ADS port.
+
+Scale (docs/sidecar.md, "Limits"): every stream is accepted however many arrive at once
+(`SERVER_OPTIONS`: grpc core's pending-call queue would otherwise refuse streams past 1,000
+queued); an ACK is handled by the stream's reader alone, the writer wakes only when the stream
+lacks something. Starting, the server raises the process's cyclic-GC gen-0 threshold to
+`GC_THRESHOLD0` unless it is higher already (`gc_threshold0=None` leaves it): ~100 tracked
+objects per stream made the default (700) walk the whole heap several times a second under
+load, up to half the server's CPU at 10,000 streams.
 """
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import threading
@@ -33,9 +42,37 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from reconciler.xds.cache import WILDCARD_TYPES, AckState, SnapshotCache, TypeStatus, _Stream, _Sub  # noqa: F401
+from reconciler.xds.cache import (  # noqa: F401 (AckState, TypeStatus: re-exported)
+    WILDCARD_TYPES,
+    AckState,
+    LoopWaker,
+    SnapshotCache,
+    TypeStatus,
+    _Stream,
+    _Sub,
+)
 
 log = logging.getLogger(__name__)
+
+# Why these options: grpc core holds calls the application has not accepted yet in a pending
+# queue and, past `max_pending_requests` (default 1,000), refuses new calls at random with
+# RESOURCE_EXHAUSTED "Too many pending requests for this server", every one past the hard
+# limit (default 3,000). grpc.aio accepts one call per event-loop round trip, so a burst of
+# ADS streams (every workload connecting at once, or reconnecting after a restart) queues
+# there: with the defaults 19 of 1,500 and ~1,000 of 5,000 streams were refused and never
+# got a config. An ADS stream is long lived and a queued call costs a few KB, so the queue
+# is sized for bursts of all workloads, and a queued call may wait longer than the default
+# 30 s before core drops it.
+MAX_PENDING_STREAMS = 200_000
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_concurrent_streams", 100_000),
+    ("grpc.server.max_pending_requests", MAX_PENDING_STREAMS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_STREAMS),
+    ("grpc.server_max_unrequested_time_in_server", 300),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+)
+GC_THRESHOLD0 = 50_000
 
 
 class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
@@ -43,24 +80,33 @@ class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.cache = cache
         self._ids = itertools.count(1)
         self._nonces = itertools.count(1)
+        self._waker: LoopWaker | None = None
         self.streams = 0
 
     async def StreamAggregatedResources(self, request_iterator, context):
-        await self._run(request_iterator, context, delta=False)
+        await self._run(context, delta=False)
 
     async def DeltaAggregatedResources(self, request_iterator, context):
-        await self._run(request_iterator, context, delta=True)
+        await self._run(context, delta=True)
 
-    async def _run(self, request_iterator, context, delta: bool) -> None:
+    async def _run(self, context, delta: bool) -> None:
+        """One stream: a reader task handles each request as it comes (an ACK needs nothing
+        more) and wakes the writer (this coroutine) only when the stream lacks something;
+        the cache wakes the writer when the node's resources change."""
         loop = asyncio.get_running_loop()
-        st = _Stream(next(self._ids), loop, asyncio.Event())
+        if self._waker is None or self._waker.loop is not loop:
+            self._waker = LoopWaker(loop)
+        st = _Stream(next(self._ids), self._waker, asyncio.Event())
         self.streams += 1
+        handle = self._on_delta if delta else self._on_request
+        make = self.cache._delta_response if delta else self.cache._response
 
         async def reader() -> None:
             try:
-                async for req in request_iterator:
-                    st.inbox.append(req)
-                    st.event.set()
+                while (req := await context.read()) is not grpc.aio.EOF:
+                    handle(st, req)
+                    if st.node is not None and self.cache._outdated(st):
+                        st.event.set()
             except (asyncio.CancelledError, grpc.RpcError, Exception):  # stream gone
                 pass
             finally:
@@ -72,15 +118,9 @@ class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             while True:
                 await st.event.wait()
                 st.event.clear()
-                while st.inbox:
-                    req = st.inbox.popleft()
-                    self._on_delta(st, req) if delta else self._on_request(st, req)
                 if st.closed:
                     break
-                if st.node is None:
-                    continue
                 for type_url, sub in list(st.subs.items()):
-                    make = self.cache._delta_response if delta else self.cache._response
                     resp = make(st, type_url, sub, str(next(self._nonces)))
                     if resp is not None:
                         await context.write(resp)
@@ -150,8 +190,10 @@ class XdsServer:
     """The ADS gRPC server, running its own asyncio loop in a background thread."""
 
     def __init__(self, address: str = "127.0.0.1:0", cache: SnapshotCache | None = None,
-                 credentials: grpc.ServerCredentials | None = None) -> None:
+                 credentials: grpc.ServerCredentials | None = None,
+                 gc_threshold0: int | None = GC_THRESHOLD0) -> None:
         self.address = address
+        self.gc_threshold0 = gc_threshold0
         self.cache = cache or SnapshotCache()
         self.credentials = credentials
         self.port: int | None = None
@@ -168,15 +210,16 @@ class XdsServer:
         return f"{host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> int:
+        if self.gc_threshold0 is not None:
+            gen0, gen1, gen2 = gc.get_threshold()
+            if 0 < gen0 < self.gc_threshold0:  # 0 = collection disabled: leave it so
+                gc.set_threshold(self.gc_threshold0, gen1, gen2)
         ready = threading.Event()
         errors: list[BaseException] = []
 
         async def main() -> None:
             try:
-                self._server = grpc.aio.server(options=[
-                    ("grpc.max_concurrent_streams", 100000),
-                    ("grpc.keepalive_permit_without_calls", 1),
-                    ("grpc.http2.min_ping_interval_without_data_ms", 5000)])
+                self._server = grpc.aio.server(options=list(SERVER_OPTIONS))
                 ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self._ads, self._server)
                 if self.credentials is not None:
                     self.port = self._server.add_secure_port(self.address, self.credentials)

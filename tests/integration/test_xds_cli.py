@@ -48,7 +48,7 @@ INVENTORY = """all:
   children:
     hosts:
       hosts:
-        w1: {netintent_hypervisor: hv1, netintent_hypervisor_port: eth1}
+        w1: {netintent_hypervisor: hv1, netintent_hypervisor_port: eth4}
         a1: {netintent_hypervisor: hv1, netintent_hypervisor_port: eth2}
         a2: {netintent_hypervisor: hv1, netintent_hypervisor_port: eth3}
     hypervisors:
