@@ -1,7 +1,8 @@
 """DaemonActions: actions through a running daemon (`reconciler serve`) and its store.
 
 Contract: `sync` POSTs `/sync` to the daemon's HTTP API (reconciler/service/http.py), signed with
-the webhook secret (HMAC-SHA256, `X-Hub-Signature-256`), then follows the run the daemon
+the webhook secret (`signed_request`: HMAC-SHA256 over method, path, timestamp, a random delivery
+id and the body, with the /sync key; good once, within 5 minutes), then follows the run the daemon
 records in the store until it finishes (bounded by `timeout_s`), reporting its outcome.
 The daemon syncs every application that needs it (its API has no per-app sync).
 `dry_run`/`refresh` need no daemon: they are delegated to a read-only in-process engine
@@ -50,11 +51,10 @@ class DaemonActions:
             return json.loads(r.read() or b"{}")
 
     def _post_sync(self, app: str) -> int:
-        from reconciler.service.http import sign
+        from reconciler.service.http import signed_request
+        # a fresh timestamp and delivery id per request: a captured request cannot be sent again
         body = json.dumps({"source": "tui", "app": app}).encode()
-        req = urllib.request.Request(f"{self.base}/sync", data=body, method="POST",
-                                     headers={"X-Hub-Signature-256": sign(self._secret or b"", body),
-                                              "Content-Type": "application/json"})
+        req = signed_request(f"{self.base}/sync", self._secret or b"", body)
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status
 

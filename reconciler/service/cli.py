@@ -156,13 +156,12 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 # ---- rollback / sync ----------------------------------------------------------------------
 def _notify(args: argparse.Namespace, path: str = "/sync") -> str:
-    from reconciler.service.http import sign
+    from reconciler.service.http import signed_request
     secret = _secret(getattr(args, "webhook_secret_file", None))
     if not secret:
         return "daemon not notified (no --webhook-secret-file); it applies at its next poll"
-    body = json.dumps({"source": "cli"}).encode()
-    req = urllib.request.Request(f"http://{args.daemon}{path}", data=body, method="POST",
-                                 headers={"X-Hub-Signature-256": sign(secret, body), "Content-Type": "application/json"})
+    # signed with a fresh timestamp and delivery id: the request is good once, for `path` only
+    req = signed_request(f"http://{args.daemon}{path}", secret, json.dumps({"source": "cli"}).encode())
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return f"daemon notified ({r.status})"

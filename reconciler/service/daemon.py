@@ -13,9 +13,16 @@ Contract:
   `service_state.refused`), and the last good revision stays the one applied and healed.
 - Rollback: a hold in the store pins auto-sync to an earlier revision until the branch head
   moves past the head seen when the hold began, or the operator releases it.
+- Fabric: resources no application owns (app "", e.g. hypervisor uplink isolation flows,
+  leaf BGP) are healed and retried like an application's, under the repo's `sync.self_heal`
+  (there is no per-app override for them); logs and healthz name them "(fabric)".
 - Failures: an app whose targets fail is retried alone with exponential backoff; runs use
   one attempt so a failing app never holds the healthy ones. Unreachable repo, database or
   targets are logged and reported (healthz, metrics, store) and retried; nothing raises out.
+- A layer whose driver cannot be loaded (`DriverLoadError`, e.g. grpc not installed) fails the
+  run that needed it: recorded as a FAILED run naming the missing module (not repeated for the
+  same error by polls and drift scans), shown in healthz `drivers` and logged; the daemon keeps
+  running and tries to build the drivers again at the next sync.
 - Sync windows deny automatic applies (sync, self-heal, retry); manual sync and rollback
   are allowed. Drift scans (dry runs) always run.
 - On becoming leader, runs left RUNNING by a dead process are marked INTERRUPTED and a
@@ -36,7 +43,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from reconciler.compile import Compiler
-from reconciler.drivers.registry import drivers_for, targets_of
+from reconciler.drivers.registry import DriverLoadError, drivers_for, targets_of
 from reconciler.engine import Engine
 from reconciler.events import EventBus
 from reconciler.redact import REDACTOR
@@ -56,6 +63,12 @@ __all__ = ["Daemon", "DaemonConfig"]
 
 log = logging.getLogger("reconciler.service.daemon")
 
+FABRIC = ""  # the owner of resources no application claims (compile_fabric output)
+
+
+def _label(app: str) -> str:
+    return app or "(fabric)"
+
 
 class Daemon:
     def __init__(self, cfg: DaemonConfig, store: Store | None = None) -> None:
@@ -74,6 +87,7 @@ class Daemon:
         self.source_error = ""
         self.window_reason = ""
         self.refused: dict[str, Any] | None = None
+        self.driver_error = ""
         self._engine: Engine | None = None
         self._engine_inventory: str | None = None
         self._run_lock = threading.Lock()
@@ -290,12 +304,35 @@ class Daemon:
         return window_verdict(cfg.repo.config.sync.windows)
 
     # ---- apply -------------------------------------------------------------------------
-    def _engine_for(self, loaded: Loaded) -> Engine:
+    def _engine_for(self, loaded: Loaded, trigger: str, apps: list[str] | None = None) -> Engine | None:
+        """The engine for this revision's inventory; None (the failure recorded) when a layer's
+        driver cannot be loaded. Nothing is cached then, so the next sync tries again."""
         if self._engine is None or self._engine_inventory != loaded.inventory_path:
-            self._engine = Engine(self._drivers(loaded.inventory_path, loaded.targets), self.bus, attempts=self.cfg.attempts,
-                                  publish_state=True)
+            try:
+                drivers = self._drivers(loaded.inventory_path, loaded.targets)
+            except DriverLoadError as exc:
+                self._driver_failed(str(exc), loaded.revision, trigger, apps)
+                return None
+            self._engine = Engine(drivers, self.bus, attempts=self.cfg.attempts, publish_state=True)
             self._engine_inventory = loaded.inventory_path
+        if self.driver_error:
+            log.info("drivers loaded again; the earlier error is cleared")
+            self.driver_error = ""
         return self._engine
+
+    def _driver_failed(self, msg: str, revision: str, trigger: str, apps: list[str] | None) -> None:
+        msg = REDACTOR.text(msg)
+        repeated = msg == self.driver_error
+        self.driver_error = msg
+        # A run asked for by someone (webhook, manual, startup, ...) always gets its answer in the
+        # store; periodic polls and scans record the same error only once.
+        if repeated and trigger in ("poll", "drift-scan", "retry", "self-heal"):
+            return
+        log.error("drivers cannot be loaded: %s; nothing applied, retried at the next sync", msg,
+                  extra={"ctx": {"revision": revision, "trigger": trigger}})
+        _safe(lambda: self.store.record_run(uuid.uuid4().hex[:12], revision=revision, trigger=trigger,
+                                            phase=Phase.FAILED, error=f"drivers cannot be loaded: {msg}",
+                                            apps=apps or ()))
 
     def _drivers(self, inventory_path: str, targets: dict) -> dict:
         settings = {"inventory_path": inventory_path, "publish": self.bus.publish, "timeout_s": self.cfg.timeout_s}
@@ -309,7 +346,10 @@ class Daemon:
             if not self.is_leader or not self.lock.alive():
                 return None
             cfg = loaded.repo.config
-            report = self._engine_for(loaded).run(
+            engine = self._engine_for(loaded, trigger, apps)
+            if engine is None:
+                return None
+            report = engine.run(
                 loaded.desired, loaded.targets, prune=cfg.sync.prune, apps=apps, ignore=cfg.ignore,
                 revision=loaded.revision, run_id=uuid.uuid4().hex[:12], trigger=trigger)
         finally:
@@ -326,16 +366,14 @@ class Daemon:
 
     def _note_failures(self, report: RunReport, apps: list[str] | None) -> None:
         now = time.monotonic()
-        for app in (apps or report.apps()):
-            if not app:
-                continue
+        for app in (apps or report.apps()):  # the fabric ("") too: retried like an application
             bad = any(app in t.apps and not t.ok for t in report.targets.values()) or \
                 bool(report.residual.for_app(app).changes)
             if bad:
                 n = self._retry.get(app, (0, 0.0))[0] + 1
                 delay = min(self.cfg.retry_max_s, self.cfg.retry_base_s * 2 ** (n - 1))
                 self._retry[app] = (n, now + delay)
-                log.warning("app %s failed (%d in a row); retry in %.1fs", app, n, delay,
+                log.warning("app %s failed (%d in a row); retry in %.1fs", _label(app), n, delay,
                             extra={"ctx": {"app": app, "failures": n, "retry_in_s": delay}})
             else:
                 self._retry.pop(app, None)
@@ -349,24 +387,30 @@ class Daemon:
             return  # a run is going on; the next interval scans
         try:
             cfg = loaded.repo.config
-            report = self._engine_for(loaded).run(loaded.desired, loaded.targets, prune=cfg.sync.prune, dry_run=True,
-                                                  ignore=cfg.ignore, revision=loaded.revision,
-                                                  run_id=uuid.uuid4().hex[:12], trigger="drift-scan")
+            engine = self._engine_for(loaded, "drift-scan")
+            if engine is None:
+                return
+            report = engine.run(loaded.desired, loaded.targets, prune=cfg.sync.prune, dry_run=True,
+                                ignore=cfg.ignore, revision=loaded.revision,
+                                run_id=uuid.uuid4().hex[:12], trigger="drift-scan")
         finally:
             self._run_lock.release()
-        drifted = [a for a in report.apps() if a and report.initial.for_app(a).changes]
+        # The fabric ("") is drift like any app's: it used to be filtered out here, so a deleted
+        # uplink isolation flow was reported on every scan and never repaired.
+        drifted = [a for a in report.apps() if report.initial.for_app(a).changes]
         if not drifted:
             return
         overrides = {a.app: a.self_heal for a in (_safe(self.store.apps, []) or [])}
         heal = [a for a in drifted if (overrides.get(a) if overrides.get(a) is not None else cfg.sync.self_heal)]
         report_only = sorted(set(drifted) - set(heal))
         if report_only:
-            log.info("drift reported (self-heal off): %s", ", ".join(report_only), extra={"ctx": {"apps": report_only}})
+            names = [_label(a) for a in report_only]
+            log.info("drift reported (self-heal off): %s", ", ".join(names), extra={"ctx": {"apps": names}})
         if not heal:
             return
         ok, why = self._windows_allow(loaded)
         if not ok:
-            log.info("self-heal of %s denied: %s", ", ".join(heal), why)
+            log.info("self-heal of %s denied: %s", ", ".join(_label(a) for a in heal), why)
             return
         self._apply(loaded, "self-heal", heal, blocking=False)
 
@@ -375,8 +419,9 @@ class Daemon:
         if not self.is_leader or loaded is None or not self._retry:
             return
         now = time.monotonic()
-        due = sorted(a for a, (_, t) in self._retry.items() if t <= now and a in loaded.repo.apps)
-        for a in [a for a in self._retry if a not in loaded.repo.apps]:
+        known = lambda a: a == FABRIC or a in loaded.repo.apps  # noqa: E731
+        due = sorted(a for a, (_, t) in self._retry.items() if t <= now and known(a))
+        for a in [a for a in self._retry if not known(a)]:
             self._retry.pop(a, None)
         if not due or not self._windows_allow(loaded)[0]:
             return
@@ -411,7 +456,8 @@ class Daemon:
                 "source": {"ok": not self.source_error, "error": self.source_error, "head": self.source.head},
                 "revision": self.current.revision if self.current else "",
                 "refused": (self.refused or {}).get("sha", ""), "window": self.window_reason,
-                "retrying": sorted(self._retry)}
+                "drivers": {"ok": not self.driver_error, "error": self.driver_error},
+                "retrying": sorted(_label(a) for a in self._retry)}
 
     def _render_metrics(self) -> bytes:
         self.metrics.pending.set(self.store.pending)

@@ -11,8 +11,9 @@ Contract:
   prints `file:line: path: message` lines. With a keyring, every new commit must carry a
   good signature by a key of that keyring (`git verify-commit` against a private GNUPGHOME
   holding only those keys); without gpg installed that is a clear error, never a pass.
-- post-receive: POSTs `{"ref", "before", "after"}` to the daemon's `/hooks/git`, signed
-  `X-Hub-Signature-256` with the secret; a daemon that is down never fails the push.
+- post-receive: POSTs `{"ref", "before", "after"}` to the daemon's `/hooks/git`, signed with
+  the secret as `reconciler.service.http.signed_request` does (timestamp, random delivery id,
+  method and path bound; good once, within 5 minutes); a daemon that is down never fails the push.
 """
 from __future__ import annotations
 
@@ -121,7 +122,7 @@ def pre_receive(stdin_lines: Sequence[str], git_dir: Path | None = None) -> int:
 
 
 def post_receive(stdin_lines: Sequence[str], git_dir: Path | None = None) -> int:
-    from reconciler.service.http import sign
+    from reconciler.service.http import signed_request
     git_dir = git_dir or _git_dir()
     cfg = _config(git_dir)
     url = cfg.get("webhook")
@@ -129,10 +130,7 @@ def post_receive(stdin_lines: Sequence[str], git_dir: Path | None = None) -> int
         return 0
     secret = Path(cfg["secret_file"]).read_bytes().strip() if cfg.get("secret_file") else b""
     for old, new, ref in _updates(stdin_lines, cfg.get("branch")):
-        body = json.dumps({"ref": ref, "before": old, "after": new}).encode()
-        req = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "X-Hub-Signature-256": sign(secret, body)})
+        req = signed_request(url, secret, json.dumps({"ref": ref, "before": old, "after": new}).encode())
         try:
             with urllib.request.urlopen(req, timeout=3) as resp:
                 print(f"netintent: daemon notified ({resp.status})", file=sys.stderr)

@@ -56,7 +56,7 @@ def post(d: Daemon, path: str, body: bytes = b"{}", secret: bytes | None = SECRE
     host, port = d.http.address
     headers = {"Content-Type": "application/json"}
     if secret is not None:
-        headers["X-Hub-Signature-256"] = sign(secret, body)
+        headers.update(sign(secret, "POST", path, body))
     req = urllib.request.Request(f"http://{host}:{port}{path}", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
@@ -109,8 +109,10 @@ def test_webhook_needs_a_valid_signature(env):
     env.repo.push()
     assert post(d, "/hooks/git", secret=None) == 401
     assert post(d, "/hooks/git", secret=b"wrong-secret-wrong-secret") == 401
-    time.sleep(0.5)
-    assert d.current.revision == env.repo.first, "an unsigned webhook triggered nothing"
+    # the handler asks for a sync before it answers (request_sync sets _sync_running at once):
+    # had a refused webhook triggered one, it would show now, running or recorded
+    assert not d._sync_running and d.current.revision == env.repo.first, "an unsigned webhook triggered nothing"
+    assert [r.trigger for r in commit_runs(d)] == ["startup"]
     assert post(d, "/hooks/git") == 202
     wait_until(lambda: applied(d, sha), what="webhook sync")
     assert commit_runs(d)[-1].trigger == "webhook"
@@ -155,9 +157,9 @@ def test_bad_commit_is_refused_and_last_good_stays_applied(env):
     hook_errors = check_revision(env.repo.bare, bad)
     assert hook_errors and refused_runs[0].error == "refused: " + "\n".join(hook_errors), "same errors as the hook"
     assert d.store.service("refused")["sha"] == bad
-    # another poll does not record the same refusal again
+    # another poll does not record the same refusal again (request_sync marks the sync running
+    # before it returns, so wait_idle waits for this poll's sync to end)
     d.request_sync("poll")
-    time.sleep(0.5)
     wait_idle(d)
     assert len([r for r in commit_runs(d) if r.revision == bad]) == 1
     # the last good revision keeps being healed
@@ -292,8 +294,7 @@ def test_rollback_holds_until_a_new_commit(env):
     last = commit_runs(d)[-1]
     assert last.trigger == "rollback" and last.rollback
     assert all(a.held_revision == env.repo.first for a in d.store.apps())
-    d.request_sync("poll")
-    time.sleep(0.5)
+    d.request_sync("poll")           # marks the sync running before it returns: wait_idle waits for it
     wait_idle(d)
     assert d.current.revision == env.repo.first, "auto-sync holds at the rollback"
     third = env.repo.set_web_port(8301)
@@ -358,8 +359,8 @@ def test_manual_sync_of_one_app_repairs_only_that_app(env):
     assert not _has(env.snapshot, shop_gone[0]), "shop untouched"
     last = commit_runs(d)[-1]
     assert last.trigger == "manual" and json.loads(last.apps) == ["billing"]
+    # the 202 comes after the handler's request_sync, which marks the sync running: wait_idle waits for it
     assert post(d, "/sync", json.dumps({"app": "nosuchapp"}).encode()) == 202
-    time.sleep(0.5)
     wait_idle(d)
     assert commit_runs(d)[-1].run_id == last.run_id, "an unknown app syncs nothing"
     assert post(d, "/sync") == 202

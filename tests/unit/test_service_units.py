@@ -16,7 +16,7 @@ from reconciler.events import Event, EventKind
 from reconciler.intents.validate import load_repo
 from reconciler.model import Layer
 from reconciler.redact import MASK, Redactor
-from reconciler.service.http import sign, verify
+from reconciler.service.http import ReplayCache, sign, verify
 from reconciler.service.metrics import Metrics
 from reconciler.service.store import SchemaMismatch, Store
 from reconciler.service.windows import parse_duration, window_verdict
@@ -155,7 +155,11 @@ def test_windows():
 
 def test_hmac_signature():
     body = b'{"ref": "refs/heads/main"}'
-    sig = sign(b"s3cret-s3cret-s3cret", body)
-    assert sig.startswith("sha256=") and verify(b"s3cret-s3cret-s3cret", body, sig)
-    assert not verify(b"s3cret-s3cret-s3cret", body + b" ", sig)
-    assert not verify(b"other", body, sig) and not verify(None, body, sig) and not verify(b"x", body, None)
+    key = b"s3cret-s3cret-s3cret"
+
+    def ok(secret, b, headers):  # noqa: ANN001
+        return verify(secret, "POST", "/hooks/git", b, headers, ReplayCache()) == (0, "")
+    sig = sign(key, "POST", "/hooks/git", body)
+    assert sig["X-Netintent-Signature"].startswith("v1=") and ok(key, body, sig)
+    assert not ok(key, body + b" ", sig)
+    assert not ok(b"other", body, sig) and not ok(None, body, sig) and not ok(b"x", body, {})
