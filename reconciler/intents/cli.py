@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any, Sequence, TextIO
 
+from reconciler.intents.bounds import total_errors
 from reconciler.intents.validate import InternalError, UsageError, check_repo
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -43,7 +44,7 @@ def run_validate(args: argparse.Namespace, out: TextIO | None = None, err: TextI
             for e in errors:
                 out.write(f"{e}\n")
             if errors:
-                err.write(f"{len(errors)} error(s) in {args.repo_dir}\n")
+                err.write(f"{total_errors(errors)} error(s) in {args.repo_dir}\n")
             elif repo is not None:
                 out.write(f"OK: {len(repo.apps)} application(s), {len(repo.inventory.hosts)} inventory host(s)\n")
         return EXIT_INVALID if errors else EXIT_VALID

@@ -12,6 +12,9 @@ Contract:
   keys, merge keys (`<<`), tags other than the core schema's, nesting deeper than
   `MAX_DEPTH` (libyaml's composer recurses in C and crashes on absurd nesting: it never sees
   such a file) and alias bombs (more than `MAX_NODES` values once aliases are expanded).
+- `Doc.error(path, message)` locates at most `MAX_ERRORS_PER_FILE` errors per validation
+  (`Doc.reset_errors()`); beyond that it returns one shared overflow marker, which
+  reconciler.intents.bounds.bound_errors folds into an `and N more` line.
 - `DirSource`, `TreeSource` and `Symlink` (in reconciler.intents.sources) read a
   checkout or an in-memory tree `{relative path: bytes | Symlink}` with the same limits.
 """
@@ -29,6 +32,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 MAX_FILE_BYTES = 1 << 20  # 1 MiB per intent file
 MAX_DEPTH = 64
 MAX_NODES = 1_000_000
+# Errors one file lists (reconciler.intents.bounds); `Doc.error` locates no more than these.
+MAX_ERRORS_PER_FILE = 100
+OVERFLOW_MESSAGE = "(error beyond the per-file limit, not located)"
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -121,13 +127,15 @@ class Doc:
     The node tree is not kept after loading (it costs ~50x the data in memory); the text is,
     and the tree is composed again, once, the first time a line is asked for."""
 
-    __slots__ = ("file", "data", "text", "_root")
+    __slots__ = ("file", "data", "text", "_root", "errors_made", "_overflow")
 
     def __init__(self, file: str, data: Any, text: str, root: Node | None = None):
         self.file = display(file)
         self.data = data
         self.text = text
         self._root = root
+        self.errors_made = 0
+        self._overflow: ValidationError | None = None
 
     @property
     def root(self) -> Node:
@@ -161,7 +169,20 @@ class Doc:
         return line
 
     def error(self, path: Sequence[str | int], message: str) -> ValidationError:
-        return ValidationError(self.file, self.line_of(path), format_path(path), message)
+        """A located error. Beyond MAX_ERRORS_PER_FILE of them since `reset_errors()`, the one shared
+        overflow marker instead (message OVERFLOW_MESSAGE, located at the first error not listed):
+        aliases let a small file describe ~10^6 errors, and a line lookup walks the node tree.
+        reconciler.intents.bounds.fold_overflow turns the markers into one `and N more` line."""
+        self.errors_made += 1
+        if self.errors_made <= MAX_ERRORS_PER_FILE:
+            return ValidationError(self.file, self.line_of(path), format_path(path), message)
+        if self._overflow is None:
+            self._overflow = ValidationError(self.file, self.line_of(path), format_path(path), OVERFLOW_MESSAGE)
+        return self._overflow
+
+    def reset_errors(self) -> None:
+        """Start a new error budget (one per validation: a Doc is reused while its file is unchanged)."""
+        self.errors_made, self._overflow = 0, None
 
 
 def _fail(file: str, line: int, message: str, path: str = "$") -> LoadFailed:

@@ -14,6 +14,13 @@ Contract:
   the repo: `reconciler.intents.semantics`; the inventory: `reconciler.intents.inventory`. Line
   numbers are looked up only for errors. App files are memoised by content digest, so
   re-validating a repo parses only the files that changed.
+- Errors are bounded (reconciler.intents.bounds): at most 100 listed per file, by position,
+  then one `and N more` line; schema errors are found lazily and stop early, app
+  files whose YAML aliases multiply what they write are refused before any model is built.
+- The inventory's key paths must lie in the key directories (RECONCILER_KEY_DIR, see
+  reconciler.intents.inventory_vars); an `inventory_override` may also name keys in its own
+  directory. `group_vars/` or `host_vars/` beside the repo's inventory are refused (Ansible
+  would read them unvalidated).
 - The returned models are frozen (`reconciler.intents.models`); `Application.source` is the file's
   repo-relative path. No error escapes as an exception other than these two.
 """
@@ -21,7 +28,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import os
+import posixpath
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +38,16 @@ from typing import Any, Iterable, Mapping, Union
 
 import pydantic
 
+from reconciler.intents.bounds import MAX_COUNTED_PER_FILE, MAX_ERRORS_PER_FILE, FileErrors, alias_growth, bound_errors
 from reconciler.intents.inventory import parse_inventory
+from reconciler.intents.inventory_vars import ANSIBLE_VAR_DIRS, key_dirs_from_env
 from reconciler.intents.loader import MAX_FILE_BYTES, Doc, LoadFailed, ValidationError, display, parse_yaml, show
 from reconciler.intents.models import Application, IntentRepo, Inventory, RepoConfig
-from reconciler.intents.schema import SCHEMA_DIR, fast_check, load_schema, schema_errors, schema_validator  # noqa: F401
+from reconciler.intents.schema import SCHEMA_DIR, fast_check, load_schema, schema_validator  # noqa: F401
+from reconciler.intents.schema import _convert as _schema_error_lines
 from reconciler.intents.sources import DirSource, Source, Symlink, TreeSource
+from reconciler.keyglob import may_match
+from reconciler.model import DEFAULT_DENY_KEYS
 
 __all__ = ["ValidationError", "RepoInvalid", "UsageError", "InternalError", "load_repo", "load_tree", "check_repo",
            "check_tree", "Symlink", "SCHEMA_DIR"]
@@ -89,7 +103,8 @@ def _load_config(src: Source, errors: list[ValidationError]) -> RepoConfig | Non
 
 
 def _config_semantics(doc: Doc) -> list[ValidationError]:
-    """Sync windows: the time zone exists and the cron schedule parses (as the daemon will)."""
+    """Sync windows: the time zone exists and the cron schedule parses (as the daemon will).
+    Ignore rules: see `_ignore_rule_semantics`."""
     out: list[ValidationError] = []
     windows = (doc.data.get("sync") or {}).get("windows") or []
     for i, w in enumerate(windows):
@@ -106,7 +121,80 @@ def _config_semantics(doc: Doc) -> list[ValidationError]:
             CronTrigger.from_crontab(w["schedule"], timezone=tz or "UTC")
         except ValueError as e:
             out.append(doc.error(("sync", "windows", i, "schedule"), f"invalid cron schedule {show(w['schedule'])}: {show(str(e), 120)[1:-1]}"))
+    return out + _ignore_rule_semantics(doc)
+
+
+def _ignore_rule_semantics(doc: Doc) -> list[ValidationError]:
+    """A rule with `create: false` whose key can match a default-deny resource (whatever the apps
+    and hosts: model.DEFAULT_DENY_KEYS) would leave applications without their default deny."""
+    out: list[ValidationError] = []
+    for i, rule in enumerate(doc.data.get("ignore") or []):
+        if rule.get("create") is not False:
+            continue
+        hit = next((t for t in DEFAULT_DENY_KEYS if may_match(rule["key"], t)), None)
+        if hit is not None:
+            out.append(doc.error(("ignore", i, "create"), "create: false would leave applications without their "
+                                 f"default deny: key {show(rule['key'])} can match {hit} (each application's "
+                                 "nftables table); narrow the key or drop create: false"))
     return out
+
+
+def schema_errors(doc: Doc, name: str) -> list[ValidationError]:
+    """Schema violations of `doc`, bounded (reconciler.intents.bounds): jsonschema yields errors
+    lazily, so a file describing 800,000 of them (aliases) costs the first thousand only. Of
+    those, the ones listed come first in the file (ordered by position in the data, without
+    line lookups)."""
+    if fast_check(name)(doc.data):
+        return []
+    found = iter(schema_validator(name).iter_errors(doc.data))
+    first = list(itertools.islice(found, MAX_COUNTED_PER_FILE))
+    position = _Positions(doc.data)
+    first.sort(key=lambda e: position(e.absolute_path))
+    sink = FileErrors(doc)
+    for e in first:
+        if len(sink.errors) < MAX_ERRORS_PER_FILE:  # Doc.error locates no more than the listed ones
+            sink.errors.extend(_schema_error_lines(doc, e))
+        else:
+            sink.count_more(_schema_error_count(e), tuple(e.absolute_path))
+    if next(found, None) is not None:
+        sink.at_least()
+    return sink.result()
+
+
+class _Positions:
+    """Document order of JSON paths in plain loaded data (dicts keep the file's key order):
+    `position(path)` -> tuple of indices, one per step; each mapping is indexed once."""
+
+    def __init__(self, data: Any):
+        self.data = data
+        self.index: dict[int, dict[str, int]] = {}
+
+    def __call__(self, path: Iterable[str | int]) -> tuple[int, ...]:
+        out: list[int] = []
+        node = self.data
+        for step in path:
+            if isinstance(node, dict):
+                idx = self.index.get(id(node))
+                if idx is None:
+                    idx = self.index[id(node)] = {k: i for i, k in enumerate(node)}
+                out.append(idx.get(step, -1))  # type: ignore[arg-type]
+                node = node.get(step)  # type: ignore[call-overload]
+            elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+                out.append(step)
+                node = node[step]
+            else:
+                break
+        return tuple(out)
+
+
+def _schema_error_count(e: Any) -> int:
+    """How many located errors schema._convert makes of one jsonschema error (one per unknown
+    field or missing required field), without making them."""
+    if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+        return max(1, sum(1 for k in e.instance if k not in e.schema.get("properties", {})))
+    if e.validator == "required" and isinstance(e.instance, dict):
+        return max(1, sum(1 for r in e.validator_value if r not in e.instance))
+    return 1
 
 
 def _model(doc: Doc, cls: type, data: Any, errors: list[ValidationError]) -> Any:
@@ -145,7 +233,17 @@ def _load_inventory(src: Source, config: RepoConfig | None, override: InventoryO
         except LoadFailed as e:
             errors.append(e.error)
             return None
-    inv, errs = parse_inventory(file, raw)
+    # Keys named by an inventory the operator gives may live beside it; a repo's only in the
+    # configured key directories. Ansible reads group_vars/ and host_vars/ beside the inventory
+    # file too: in a checkout those would be variables nobody validated.
+    key_dirs = key_dirs_from_env() + ((os.path.dirname(os.path.abspath(file)),) if override is not None else ())
+    if override is None:
+        for d in ANSIBLE_VAR_DIRS:
+            rel = posixpath.join(posixpath.dirname(file), d)
+            if src.exists(rel):
+                errors.append(ValidationError(display(rel), 1, "$", f"Ansible would read variables from {d}/ "
+                                              "beside the inventory, unvalidated; put them in the inventory itself"))
+    inv, errs = parse_inventory(file, raw, key_dirs)
     errors.extend(errs)
     return inv
 
@@ -205,7 +303,8 @@ def _load_app_uncached(rel: str, raw: bytes) -> _LoadedApp:
         doc = parse_yaml(rel, raw)
     except LoadFailed as e:  # its name is unknown: don't call references to `apps/<name>.yaml` unknown
         return _LoadedApp((e.error,), None, rel.rsplit("/", 1)[-1].rsplit(".", 1)[0])
-    errs = schema_errors(doc, "application")
+    growth = alias_growth(doc, raw)
+    errs = [ValidationError(doc.file, 1, "$", growth)] if growth else schema_errors(doc, "application")
     if errs:
         meta = doc.data.get("metadata") if isinstance(doc.data, dict) else None
         name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
@@ -240,9 +339,11 @@ def _collect_unguarded(src: Source, override: InventoryOverride, revision: str,
         if loaded.app is not None:
             app_docs.append(loaded.app)
     current[0] = "(cross-application checks)"
+    for a in app_docs:
+        a.doc.reset_errors()  # a Doc is reused while its file is unchanged: a fresh error budget per validation
     errors.extend(check_semantics(config, inventory, app_docs, broken_names))
     if errors or config is None or inventory is None:
-        return None, sorted(set(errors))
+        return None, bound_errors(errors)
     apps = {a.app.name: a.app for a in sorted(app_docs, key=lambda a: a.app.name)}
     return IntentRepo(config=config, inventory=inventory, apps=apps, revision=revision), []
 

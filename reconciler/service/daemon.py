@@ -104,6 +104,7 @@ class Daemon:
                                                            "misfire_grace_time": None})
         self.http = None
         Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.state_dir, 0o700)   # repo inventories written here may hold passwords
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -277,9 +278,11 @@ class Daemon:
         digest = hashlib.blake2b(data, digest_size=6).hexdigest()
         p = Path(self.cfg.state_dir) / f"inventory-{digest}.yml"
         if not p.exists():
-            tmp = p.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.chmod(tmp, 0o600)
+            # created 0600 from the start (it may hold passwords): never readable, not even briefly
+            tmp = p.with_suffix(f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
             os.replace(tmp, p)
         return str(p.resolve())
 

@@ -147,9 +147,8 @@ class LeakySnapshot(SnapshotDriver):
         if self.layer is not Layer.HOST or dry_run:
             return super().apply(plans, dry_run)
         return {tp.target.name: ApplyResult(tp.target.name, Outcome.FAILED,
-                                            error=f"sshpass -p {tp.target.vars.get('ansible_password')} ssh "
-                                                  f"(become {tp.target.vars.get('ansible_become_pass')}) key "
-                                                  f"{tp.target.vars.get('netintent_ssh_private_key')}: refused")
+                                            error=f"sshpass -p {tp.target.vars.get('ansible_password')} ssh: "
+                                                  "refused")
                 for tp in plans}
 
 

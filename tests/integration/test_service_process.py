@@ -69,15 +69,14 @@ def _get(port: int, path: str) -> str:
 
 
 PASSWORD = "Sup3r-S3cret-Passw0rd-7731"
-BECOME = "Become-Pa55-wQx9e"
-KEY_BLOB = "AAAAC3NzaC1lZDI1NTE5AAAAIKeyMaterialThatMustNeverLeak0123"
 
 
 def test_no_secret_in_logs_store_or_metrics(tmp_path):
-    """Secrets in the inventory, and a driver that echoes them in its errors (like a failing
-    ssh command line would): logs, database file and /metrics must not contain them."""
-    repo = IntentsRepo(tmp_path, inventory_vars={"ansible_password": PASSWORD, "ansible_become_pass": BECOME,
-                                                 "netintent_ssh_private_key": f"-----BEGIN KEY-----{KEY_BLOB}"})
+    """A secret in the inventory (the one secret variable the inventory allow-list accepts;
+    become passwords and inline keys are refused by validate), and a driver that echoes it in
+    its errors (like a failing ssh command line would): logs, database file and /metrics must
+    not contain it."""
+    repo = IntentsRepo(tmp_path, inventory_vars={"ansible_password": PASSWORD})
     snapshot = empty_snapshot(tmp_path / "snap.json")
     port = free_port()
     secret = tmp_path / "secret"
@@ -102,7 +101,7 @@ def test_no_secret_in_logs_store_or_metrics(tmp_path):
     assert "***" in log, "the leaky driver's error was logged, masked"
     assert "apply_failures_total" in metrics
     for where, text in blobs.items():
-        for s in (PASSWORD, BECOME, KEY_BLOB, "webhook-secret-abcdefghijklmnop"):
+        for s in (PASSWORD, "webhook-secret-abcdefghijklmnop"):
             assert s not in text, f"secret leaked into {where}"
     with sqlite3.connect(tmp_path / "db.sqlite") as c:
         errors = [r[0] for r in c.execute("SELECT error FROM runs WHERE error != ''")]

@@ -79,17 +79,17 @@ def test_format_path_escapes_odd_keys():
 # ---- inventory ------------------------------------------------------------------------
 INV = b"""
 all:
-  vars: {v: all, ansible_user: root}
+  vars: {netintent_bridge: all, ansible_user: root}
   children:
     hosts:
-      vars: {v: hosts-group, netintent_interface: eth1}
+      vars: {netintent_bridge: hosts-group, netintent_interface: eth1}
       hosts:
         h[1:3]: {netintent_hypervisor: hv1}
       children:
         web:
-          vars: {v: web-group}
+          vars: {netintent_bridge: web-group}
           hosts:
-            h2: {v: host, netintent_hypervisor_port: eth9}
+            h2: {netintent_bridge: host, netintent_hypervisor_port: eth9}
     hypervisors:
       hosts:
         hv1: {netintent_leaf: leaf1, netintent_leaf_port: eth1}
@@ -104,9 +104,9 @@ def test_inventory_groups_ranges_and_var_precedence():
     assert inv is not None
     assert sorted(inv.hosts) == ["h1", "h2", "h3", "hv1", "leaf1"]
     assert inv.hosts["h2"].groups == ("hosts", "web")      # parent groups included, `all` not
-    assert inv.hosts["h2"].var("v") == "host"               # host > child group > parent > all
-    assert inv.hosts["h1"].var("v") == "hosts-group"
-    assert inv.hosts["hv1"].var("v") == "all"
+    assert inv.hosts["h2"].var("netintent_bridge") == "host"               # host > child group > parent > all
+    assert inv.hosts["h1"].var("netintent_bridge") == "hosts-group"
+    assert inv.hosts["hv1"].var("netintent_bridge") == "all"
     assert inv.hosts["h1"].var("ansible_user") == "root"
     # h1 and h3 lack netintent_hypervisor_port: reported with their line
     assert [str(e) for e in errors] == [
