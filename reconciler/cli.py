@@ -108,7 +108,6 @@ def _targets(repo, layers=None):
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from reconciler.plan import render_text
     repo = load(args.repo, args.inventory)
     args.inventory_path = _inventory_path(args, repo)
     desired = Compiler().compile(repo)
@@ -119,15 +118,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
-        sys.stdout.write(render_text(report.initial, colour=_colour(args)))
+        sys.stdout.write(render_observed(report, colour=_colour(args)))
         _print_target_problems(report)
-    if any(not t.ok for t in report.targets.values()):
+    if unobserved(report):
         return EXIT_ERROR
     return EXIT_CHANGES if report.initial.drift else EXIT_OK
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.plan import render_text
     repo = load(args.repo, args.inventory)
     if args.prune and not repo.apps and not args.allow_empty:
         # An empty or missing apps/ is valid, but pruning against it deletes everything owned.
@@ -141,12 +139,39 @@ def cmd_apply(args: argparse.Namespace) -> int:
                         apps=args.app or None, ignore=repo.config.ignore, revision=_rev(args.repo), trigger="cli")
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
-        return EXIT_OK if report.converged or (args.dry_run and all(t.ok for t in report.targets.values())) else EXIT_CHANGES
-    sys.stdout.write(render_text(report.initial, colour=_colour(args)))
+        ok = report.converged or (args.dry_run and all(t.ok for t in report.targets.values()))
+        return EXIT_OK if ok else EXIT_CHANGES
+    sys.stdout.write(render_observed(report, colour=_colour(args)))
     print(format_report(report))
     if args.dry_run:
         return EXIT_OK if all(t.ok for t in report.targets.values()) else EXIT_CHANGES
     return EXIT_OK if report.converged else EXIT_CHANGES
+
+
+def unobserved(report) -> list[tuple[Layer, str]]:
+    """Targets whose state is not known after this run, in layer order: in a dry run (diff)
+    every target that failed (its observation, or its plan, did); else those left unreachable."""
+    keys = set(report.unknown or {})
+    if report.dry_run:
+        keys |= {k for k, t in report.targets.items() if not t.ok}
+    return sorted(keys, key=lambda k: (k[0].create_rank, k[1]))
+
+
+def render_observed(report, colour: bool = False) -> str:
+    """The run's initial plan as text. An empty plan reads "No changes" only when every target
+    was observed and none failed; otherwise a header names the targets whose drift is unknown."""
+    from reconciler.plan import render_lines, render_text
+    unknown = unobserved(report)
+    failed = [k for k, t in sorted(report.targets.items(), key=lambda kt: (kt[0][0].create_rank, kt[0][1]))
+              if not t.ok and k not in unknown]
+    if not unknown and not failed:
+        return render_text(report.initial, colour=colour)
+    head = (f"Drift unknown: {len(unknown)} target(s) could not be observed: "
+            + ", ".join(f"{layer.value}/{target}" for layer, target in unknown) + "\n") if unknown else ""
+    if render_lines(report.initial):
+        return head + render_text(report.initial, colour=colour)
+    tail = (f"; {len(failed)} target(s) failed: " + ", ".join(f"{l.value}/{t}" for l, t in failed)) if failed else ""
+    return head + f"No drift on the {len(report.targets) - len(unknown)} observed target(s){tail}.\n"
 
 
 def format_report(report) -> str:

@@ -328,10 +328,12 @@ def test_a_hostile_inventory_never_reaches_ansible(tmp_path: Path, monkeypatch: 
     import netmiko
 
     from reconciler.cli import main as reconciler_main
+    from reconciler.drivers.ansible import runner
 
     def never(*a, **kw):
         raise AssertionError("a refused repo reached a driver")
     monkeypatch.setattr(ansible_runner, "run", never)
+    monkeypatch.setattr(runner, "_run_ansible", never)   # where ansible-playbook is started
     monkeypatch.setattr(netmiko, "ConnectHandler", never)
     text, proxy, pipe = _hostile_inventory(tmp_path)
     repo = tmp_path / "repo"
