@@ -28,7 +28,7 @@ EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
 # Modules that contribute subcommands through `add_cli(subparsers)`.
 CLI_MODULES = ("reconciler.intents.cli", "reconciler.lab.cli", "reconciler.service.xds_cli", "reconciler.service.cli",
-               "tui.cli", "reconciler.demo")
+               "tui.cli", "reconciler.demo", "reconciler.verify.cli")
 
 
 class UserError(Exception):

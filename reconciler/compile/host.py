@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from reconciler.compile.context import CompileContext, ServiceRef, iter_instances
 from reconciler.diff import Normalizer
-from reconciler.intents.models import Application
+from reconciler.intents.models import Application, Instance, Service
 from reconciler.intents.semantics import nft_set_name, svc_set_name
 from reconciler.model import OWNER, Layer, Resource, ResourceKey
 
 # What `nft -j list ruleset` reports beyond the intent: every object's `handle`. Set elements and
 # a rule's `ct_state` flags have no order.
-NORMALIZER = Normalizer(volatile={"*": ("handle",)}, set_fields={"elements", "ct_state"})
+NORMALIZER = Normalizer(volatile={"*": ("handle",)}, set_fields=frozenset({"elements", "ct_state"}))
 
 
 def table_name(app: str) -> str:
@@ -40,7 +40,7 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
     table = table_name(app.name)
     seg = app.spec.segment
     prefixlen = seg.network.prefixlen
-    by_host: dict[str, list[tuple[str, object, object]]] = {}
+    by_host: dict[str, list[tuple[str, Service, Instance]]] = {}
     for sname, svc, inst in iter_instances(app):
         by_host.setdefault(inst.host, []).append((sname, svc, inst))
 

@@ -13,6 +13,8 @@ so observed flows compare as plain strings.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from reconciler.compile.context import CompileContext, iter_instances
 from reconciler.diff import Normalizer
 from reconciler.intents.models import Application
@@ -22,7 +24,7 @@ from reconciler.names import app_cookie, canonical_match
 # What `ovs-vsctl --format=json` and `ovs-ofctl dump-flows` report beyond the intent: OVSDB row
 # ids and flow counters and ages. A port's `trunks` has no order.
 NORMALIZER = Normalizer(volatile={"*": ("_uuid", "n_packets", "n_bytes", "duration", "idle_age", "hard_age")},
-                        set_fields={"trunks"})
+                        set_fields=frozenset({"trunks"}))
 
 
 def _key(hv: str, kind: str, name: str) -> ResourceKey:
@@ -36,7 +38,7 @@ def _flow(hv: str, app: str, priority: int, match: str, actions: str) -> Resourc
                      "cookie": app_cookie(app)}, app)
 
 
-def hypervisor_port(ctx: CompileContext, host: str, interface: str | None) -> object:
+def hypervisor_port(ctx: CompileContext, host: str, interface: str | None) -> Any:
     """The hypervisor port facing `host`'s `interface`: `netintent_hypervisor_ports[iface]`
     when a host has several interfaces toward its hypervisor, else `netintent_hypervisor_port`."""
     ports = ctx.hvar(host, "netintent_hypervisor_ports")

@@ -22,6 +22,8 @@ Fabric resources (app ''):
 """
 from __future__ import annotations
 
+from typing import Any
+
 from reconciler.compile.context import CompileContext, iter_instances
 from reconciler.diff import Normalizer
 from reconciler.intents.models import Application
@@ -29,7 +31,7 @@ from reconciler.model import Layer, Resource, ResourceKey
 
 # What the leaf reports beyond the intent: OVSDB row ids. VXLAN flood lists, BGP networks and
 # neighbours, and a port's `trunks` have no order.
-NORMALIZER = Normalizer(volatile={"*": ("_uuid",)}, set_fields={"flood", "networks", "neighbors", "trunks"})
+NORMALIZER = Normalizer(volatile={"*": ("_uuid",)}, set_fields=frozenset({"flood", "networks", "neighbors", "trunks"}))
 
 
 def anycast_mac(vlan: int) -> str:
@@ -76,8 +78,8 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
                              "mac_guard": True}, app.name))
     where: dict[str, str] = {}
     for _s, _svc, inst in iter_instances(app):
-        hv = ctx.hypervisor_of(inst.host)
-        lf = ctx.leaf_of(hv) if hv else None
+        inst_hv = ctx.hypervisor_of(inst.host)
+        lf = ctx.leaf_of(inst_hv) if inst_hv else None
         if lf:
             where[inst.address] = lf
     for leaf in leaves:
@@ -91,12 +93,13 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
 def compile_fabric(ctx: CompileContext) -> list[Resource]:
     out = []
     for leaf in ctx.inventory.group("switches"):
-        asn = leaf.vars.get("netintent_asn")
-        vtep = leaf.vars.get("netintent_vtep")
+        asn: Any = leaf.vars.get("netintent_asn")    # validated by the inventory loader
+        vtep: Any = leaf.vars.get("netintent_vtep")
+        fabric_ports: Any = leaf.vars.get("netintent_fabric_ports") or []
         if asn is None or vtep is None:
             continue
         out.append(Resource(_key(leaf.name, "bgp", str(asn)),
                             {"asn": int(asn), "router_id": str(vtep), "networks": [f"{vtep}/32"],
-                             "neighbors": sorted(str(p) for p in leaf.vars.get("netintent_fabric_ports", []) or [])},
+                             "neighbors": sorted(str(p) for p in fabric_ports)},
                             ""))
     return out
