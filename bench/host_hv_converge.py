@@ -64,7 +64,8 @@ def main() -> None:
             rep = engine.run(d, targets, prune=True)
             dt = time.perf_counter() - t0
             if not rep.converged:
-                raise SystemExit(f"{what}: not converged: {[(t.target, t.outcome, t.error) for t in rep.targets.values()]}")
+                raise SystemExit(
+                    f"{what}: not converged: {[(t.target, t.outcome, t.error) for t in rep.targets.values()]}")
             return dt
 
         rows.append(("initial converge (2 apps, 6 targets)", run(d_base, "initial"), ""))

@@ -103,7 +103,8 @@ def main() -> None:
         for _ in range(args.repeat):
             nft(ns, f"delete table inet {TABLE}\n" + full)          # back to the base state
             inc.append(nft(ns, plan.script))
-        rows.append(("1% change on 100k (add/delete element)", med(inc), f"{med(rep) / med(inc):.0f}x cheaper than replace"))
+        rows.append(("1% change on 100k (add/delete element)", med(inc),
+                     f"{med(rep) / med(inc):.0f}x cheaper than replace"))
         rows.append(("plan 1% change on 100k (python)", plan_s, f"{len(plan.script)} bytes of script"))
         _, after = observe(ns)
         want = {r.key: r.spec for r in changed}

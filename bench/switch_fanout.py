@@ -41,7 +41,8 @@ from reconciler.plan import make_plan  # noqa: E402
 def topology(name: str, n: int, subnet_octet: int) -> dict:
     nodes = {}
     for i in range(1, n + 1):
-        nodes[f"s{i:02d}"] = {"labels": {"netintent.role": "switch", "netintent.vtep": f"10.254.{i // 250}.{i % 250 + 1}",
+        nodes[f"s{i:02d}"] = {"labels": {"netintent.role": "switch",
+                                         "netintent.vtep": f"10.254.{i // 250}.{i % 250 + 1}",
                                          "netintent.asn": str(65100 + i)}}
     return {"name": name, "mgmt": {"network": f"{name}-mgmt", "ipv4-subnet": f"172.29.{subnet_octet}.0/24"},
             "topology": {"defaults": {"kind": "linux"}, "nodes": nodes}}
@@ -97,7 +98,8 @@ def run_ansible(lab: Lab, targets: list[Target], vxlans: int, forks: int, workdi
     (pdd / "project").mkdir(parents=True)
     (pdd / "inventory").mkdir()
     (pdd / "inventory" / "hosts.yml").write_text(yaml.safe_dump(inv))
-    (pdd / "project" / "change.yml").write_text(PLAYBOOK.format(tasks="".join(TASK.format(i=i) for i in range(n_lines))))
+    (pdd / "project" / "change.yml").write_text(
+        PLAYBOOK.format(tasks="".join(TASK.format(i=i) for i in range(n_lines))))
     # Lab nodes have fresh host keys; OVS_RUNDIR comes from each node's sshd SetEnv.
     env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_RETRY_FILES_ENABLED": "False"}
     t0 = time.monotonic()

@@ -42,7 +42,8 @@ def fill_large(store: Store, apps: int, resources: int, runs: int) -> None:
             rows = []
             for a in names:
                 for r in range(resources):
-                    spec = {"table": "netintent_" + a, "name": f"set{r}", "elements": [f"10.{r % 250}.0.{k}" for k in range(4)]}
+                    spec = {"table": "netintent_" + a, "name": f"set{r}",
+                            "elements": [f"10.{r % 250}.0.{k}" for k in range(4)]}
                     obs = dict(spec, elements=spec["elements"][:3]) if r % 17 == 0 else spec
                     rows.append({"key": f"host/h{r % 12}/nft-set/netintent_{a}/set{r}", "app": a,
                                  "status": "update" if r % 17 == 0 else "synced", "desired": spec, "observed": obs})

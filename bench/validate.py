@@ -24,7 +24,8 @@ SLOTS_PER_LEAF = 1000
 
 def generate(root: Path, n: int) -> int:
     (root / "apps").mkdir(parents=True)
-    (root / "reconciler.yaml").write_text("apiVersion: netintent/v1\nkind: ReconcilerConfig\ntrust_domain: bench.example\n")
+    (root / "reconciler.yaml").write_text("apiVersion: netintent/v1\nkind: ReconcilerConfig\n"
+                                          "trust_domain: bench.example\n")
     leaves = max(1, -(-n // SLOTS_PER_LEAF))
     inv = ["all:", "  children:", "    switches:", "      hosts:"]
     for L in range(leaves):
@@ -89,7 +90,8 @@ def main(argv: list[str]) -> None:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             status = "valid" if repo is not None else f"{len(errors)} errors, first: {errors[0]}"
             print(f"validate apps={n} bytes={nbytes} hosts={len(repo.inventory.hosts) if repo else '?'}: "
-                  f"cold {dt:.2f} s wall, {cpu:.2f} s CPU ({cpu / n * 1e6:.0f} us/app), peak RSS {rss:.0f} MiB, {status}")
+                  f"cold {dt:.2f} s wall, {cpu:.2f} s CPU ({cpu / n * 1e6:.0f} us/app), "
+                  f"peak RSS {rss:.0f} MiB, {status}")
             # Warm: the same repo again (file cache by content digest), then one app changed.
             t0, c0 = time.perf_counter(), time.process_time()
             check_repo(root)

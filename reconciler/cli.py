@@ -87,8 +87,9 @@ def _snapshot_state(path: str):
 
 
 # ---- diff / apply -------------------------------------------------------------------------
-def build_engine(args: argparse.Namespace, targets: Mapping[Layer, Any], publish=None):
-    """Drivers from the registry (snapshot drivers for --observed) and an engine over them."""
+def build_engine(args: Any, targets: Mapping[Layer, Any], publish=None):
+    """Drivers from the registry (snapshot drivers for --observed) and an engine over them.
+    `args` has `timeout`, `attempts` and optionally `inventory_path`, `layers`, `observed`."""
     from reconciler.drivers.registry import drivers_for
     from reconciler.engine import Engine
     from reconciler.events import EventBus
@@ -271,9 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from reconciler.drivers.registry import DriverLoadError
     from reconciler.intents.validate import UsageError
     from reconciler.revision import RevisionError
-    return (RevisionError, UsageError)
+    return (RevisionError, UsageError, DriverLoadError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

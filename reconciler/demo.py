@@ -137,16 +137,21 @@ def _build_loop(lab, args: argparse.Namespace) -> _Loop:
     return _Loop(engine, desired, targets, repo.config.ignore)
 
 
-def _apply_and_prove(lab, loop: _Loop, steps: _Steps) -> None:
+def _converge_and_prove(lab, loop: _Loop, steps: _Steps, trigger: str, step: str, flows: tuple[str, str]) -> None:
+    """One converging run (a step of the summary), then the allowed and denied flows (another)."""
     from reconciler.cli import format_report
 
     t0 = time.monotonic()
-    report = loop.run("demo")
+    report = loop.run(trigger)
     _say(format_report(report))
-    steps.record("apply examples/intents", report.converged, t0)
-
+    steps.record(step, report.converged, t0)
     t0 = time.monotonic()
-    steps.record("flows after apply", _check_flows(lab, "TCP from inside the hosts"), t0)
+    steps.record(flows[0], _check_flows(lab, flows[1]), t0)
+
+
+def _apply_and_prove(lab, loop: _Loop, steps: _Steps) -> None:
+    _converge_and_prove(lab, loop, steps, "demo", "apply examples/intents",
+                        ("flows after apply", "TCP from inside the hosts"))
 
 
 def _drift_by_hand(lab) -> None:
@@ -171,14 +176,7 @@ def _detect_drift(loop: _Loop, steps: _Steps) -> None:
 
 def _repair_and_prove(lab, loop: _Loop, steps: _Steps) -> None:
     """Repair the drift, prove the flows again, then show that a converged run writes nothing."""
-    from reconciler.cli import format_report
-
-    t0 = time.monotonic()
-    repair = loop.run("demo-repair")
-    _say(format_report(repair))
-    steps.record("drift repaired", repair.converged, t0)
-    t0 = time.monotonic()
-    steps.record("flows after repair", _check_flows(lab, "TCP after repair"), t0)
+    _converge_and_prove(lab, loop, steps, "demo-repair", "drift repaired", ("flows after repair", "TCP after repair"))
     t0 = time.monotonic()
     again = loop.run("demo-noop")
     steps.record(f"converged run writes nothing ({again.writes} writes)", again.converged and again.writes == 0, t0)

@@ -23,7 +23,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from reconciler.drivers.base import (
     ApplyResult,
@@ -361,11 +361,12 @@ class Engine:
                     self.bus.publish(Event(EventKind.RESOURCE_RESULT, report.run_id, app=key[1], layer=layer,
                                            target=target, key=key[0], outcome=Outcome.UNREACHABLE, message="unknown"))
         for c in report.initial.changes:
-            rep = report.targets.get((c.key.layer, c.key.target))
+            target_rep = report.targets.get((c.key.layer, c.key.target))
             if report.dry_run:
                 outcome = Outcome.DRY_RUN
-            elif rep is not None and not rep.outcome.ok:
-                outcome = rep.outcome if c.key in residual or rep.outcome is Outcome.UNREACHABLE else Outcome.APPLIED
+            elif target_rep is not None and not target_rep.outcome.ok:
+                outcome = (target_rep.outcome if c.key in residual or target_rep.outcome is Outcome.UNREACHABLE
+                           else Outcome.APPLIED)
             else:
                 outcome = Outcome.FAILED if c.key in residual else Outcome.APPLIED
             self.bus.publish(Event(EventKind.RESOURCE_RESULT, report.run_id, app=c.app, layer=c.key.layer,
@@ -413,10 +414,13 @@ def _run_report(progress: _Progress, phase: Phase, reports: dict[tuple[Layer, st
                      reports, progress.attempt, dry_run, unknown_by_target)
 
 
-def _filter_apps(state: State, apps: set[str] | None) -> State:
+_S = TypeVar("_S", bound=State)
+
+
+def _filter_apps(state: _S, apps: set[str] | None) -> _S:
     if not apps:
         return state
-    return State(FrozenDict((k, r) for k, r in state.resources.items() if r.app in apps))
+    return type(state)(FrozenDict((k, r) for k, r in state.resources.items() if r.app in apps))
 
 
 def _restrict(plan: Plan, targets: set[tuple[Layer, str]]) -> Plan:

@@ -60,7 +60,8 @@ class Redactor:
         if isinstance(v, str):
             return self.text(v)
         if isinstance(v, Mapping):
-            return {k: (MASK if is_secret_name(k) and v[k] not in (None, "") and not isinstance(v[k], (Mapping, list, tuple))
+            return {k: (MASK if is_secret_name(k) and v[k] not in (None, "")
+                        and not isinstance(v[k], (Mapping, list, tuple))
                         else self.value(x)) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
             return [self.value(x) for x in v]

@@ -65,4 +65,5 @@ class RunReport:
                 "duration_s": round(self.duration_s, 3), "attempts": self.attempts, "dry_run": self.dry_run,
                 "converged": self.converged, "writes": self.writes,
                 "initial": self.initial.to_json(), "residual": self.residual.to_json(),
-                "targets": [self.targets[k].to_json() for k in sorted(self.targets, key=lambda k: (k[0].create_rank, k[1]))]}
+                "targets": [self.targets[k].to_json()
+                            for k in sorted(self.targets, key=lambda k: (k[0].create_rank, k[1]))]}

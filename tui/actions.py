@@ -166,7 +166,8 @@ class LocalActions:
         return ActionResult(True, f"self-heal {app}", f"self-heal {'enabled' if on else 'disabled'} for {app}")
 
     # ---- engine run -------------------------------------------------------------------------
-    def _run(self, app: str, *, dry_run: bool, trigger: str, progress: Progress, show_plan: bool = True) -> ActionResult:
+    def _run(self, app: str, *, dry_run: bool, trigger: str, progress: Progress,
+             show_plan: bool = True) -> ActionResult:
         title = f"{'dry-run plan' if dry_run and show_plan else 'refresh' if dry_run else 'sync'} {app or 'all'}"
         if not self._lock.acquire(blocking=False):
             return ActionResult(False, title, "another action is still running")
@@ -232,7 +233,8 @@ class LocalActions:
             residual = report.residual.for_app(app) if app else report.residual
             ok = not residual.changes and not bad   # other apps' unreachable targets do not count
             writes = sum(t.writes for t in report.targets.values())
-            summary = f"{'converged' if ok else 'NOT converged'}: {n} change(s), {writes} write(s) in {report.duration_s:.1f}s"
+            summary = (f"{'converged' if ok else 'NOT converged'}: {n} change(s), {writes} write(s) "
+                       f"in {report.duration_s:.1f}s")
         if bad:
             summary += f"; {len(bad)} target(s) failed"
         return ActionResult(ok, title, summary, tuple(lines), report.run_id)

@@ -33,12 +33,15 @@ class TuiUsageError(Exception):
 
 def add_cli(sub: Any) -> None:
     p = sub.add_parser("tui", help="terminal UI: drift per application, live, with diffs, history and actions")
-    p.add_argument("--store", metavar="URL", help=f"store URL or SQLite file (env RECONCILER_STORE; default {DEFAULT_STORE})")
+    p.add_argument("--store", metavar="URL",
+                   help=f"store URL or SQLite file (env RECONCILER_STORE; default {DEFAULT_STORE})")
     p.add_argument("--snapshot", metavar="FILE", help="read-only: observed state from a snapshot file (needs --repo)")
-    p.add_argument("--repo", metavar="DIR", help="intents repo directory (for dry-run/refresh, and sync without daemon)")
+    p.add_argument("--repo", metavar="DIR",
+                   help="intents repo directory (for dry-run/refresh, and sync without daemon)")
     p.add_argument("--daemon", metavar="URL", help="the daemon's HTTP address (host:port) to sync through")
     p.add_argument("--webhook-secret-file", metavar="FILE", help="the daemon's webhook secret (signs sync requests)")
-    p.add_argument("--demo", action="store_true", help="try it: a temporary store filled by runs on the example intents")
+    p.add_argument("--demo", action="store_true",
+                   help="try it: a temporary store filled by runs on the example intents")
     p.add_argument("--app", metavar="NAME", help="open this application at start")
     p.add_argument("--poll", type=float, default=1.0, metavar="S", help="refresh interval in seconds (default 1)")
     p.set_defaults(func=cmd_tui)

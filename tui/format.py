@@ -88,6 +88,7 @@ def app_matches(row: AppRow, query: str) -> bool:
                 return False
             if val in ("0", "no", "n") and row.drift_count != 0:
                 return False
-        elif tok not in row.name.lower() and not row.revision.lower().startswith(tok) and tok not in row.message.lower():
+        elif (tok not in row.name.lower() and not row.revision.lower().startswith(tok)
+              and tok not in row.message.lower()):
             return False
     return True

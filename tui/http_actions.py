@@ -113,7 +113,8 @@ class DaemonActions:
         except Exception as exc:
             return ActionResult(False, f"self-heal {app}", f"could not record self-heal: {exc}")
         return ActionResult(True, f"self-heal {app}",
-                            f"self-heal {'enabled' if on else 'disabled'} for {app}; the daemon applies it at its next drift scan")
+                            f"self-heal {'enabled' if on else 'disabled'} for {app}; "
+                            "the daemon applies it at its next drift scan")
 
 
 __all__ = ["DaemonActions", "daemon_base", "row_run"]

@@ -1,12 +1,12 @@
 #!/usr/bin/python
 """Ansible module: run a short list of commands on the target in one module call.
 
-Contract: `steps` is a list of {name, argv, stdin, skip_empty, run, soft}. Each step runs
-`argv` directly (no shell) with `stdin` on its standard input, in order. A step is skipped when
-`run` is false, or when its `stdin` is empty and `skip_empty` is true (nothing to write). A failing step (rc != 0) stops the list
-and fails the task with `failed_step`, `rc` and `stderr`, unless it is `soft`: then its rc and
-stderr are returned and the next step runs. On success `steps` maps each step name to
-{rc, stdout, stderr, skipped}.
+Contract: `steps` is a list of {name, argv, stdin, skip_empty, run, soft}. Each step runs `argv`
+directly (no shell) with `stdin` on its standard input, in order. A step is skipped when `run`
+is false, or when its `stdin` is empty and `skip_empty` is true (nothing to write). A failing
+step (rc != 0) stops the list and fails the task with `failed_step`, `rc` and `stderr`, unless
+it is `soft`: then its rc and stderr are returned and the next step runs. On success `steps`
+maps each step name to {rc, stdout, stderr, skipped}.
 
 Why a module: one apply used to be three tasks (ip, nft, verify observe), each a separate
 module start on every host and a separate round of the play; this does the same writes in one.

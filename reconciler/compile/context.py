@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable, Mapping
 
-from reconciler.intents.models import Application, IntentRepo, Inventory, InventoryHost, RepoConfig
+from reconciler.intents.models import Application, Instance, IntentRepo, Inventory, InventoryHost, RepoConfig, Service
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class CompileContext:
         return tuple(sorted({lf for hv in self.hypervisors_of(app) if (lf := self.leaf_of(hv))}))
 
 
-def iter_instances(app: Application) -> Iterable[tuple[str, object, object]]:
+def iter_instances(app: Application) -> Iterable[tuple[str, Service, Instance]]:
     """(service name, Service, Instance) for every instance of the app, in stable order."""
     for sname in sorted(app.spec.services):
         svc = app.spec.services[sname]

@@ -7,18 +7,19 @@ Contract (see base.py for the Protocol):
 - observe(targets): one CSDS dump per workload (bounded, in parallel). Every resource the
   node's xDS clients hold (the last version they accepted, also when a newer one was
   NACKed) becomes a Resource of the kinds/specs of reconciler.xds.resources, tagged with
-  the app that the ADS server's snapshot says owns it. Proxyless clients fetch resources on
-  demand, so a resource the node's snapshot serves but no client of the node has asked for
-  yet is reported as served; except server listeners: an xDS-enabled server asks for its
-  listener when it starts, so one never asked for is missing (e.g. a bootstrap without
-  `server_listener_resource_name_template` makes grpcio run a plain server, silently). NACKs (from CSDS and from the ADS server's ACK/NACK records)
-  and silent-failure findings (resources.lint) are listed in Observation.error; a workload
-  whose CSDS cannot be reached is UNREACHABLE. Routes and endpoints a client still caches
-  after the listener/cluster using them was removed (SotW never deletes them) are not
-  reported when nothing references them and the server no longer serves them. When the ADS server holds no snapshot for a
-  node (it was restarted) and the node holds resources, observe adopts them as the node's
-  snapshot, so reconnecting clients are answered with their own config (`adopt=False`
-  turns this off).
+  the app that the ADS server's snapshot says owns it. Proxyless clients fetch resources
+  on demand, so a resource the node's snapshot serves but no client of the node has asked
+  for yet is reported as served; except server listeners: an xDS-enabled server asks for
+  its listener when it starts, so one never asked for is missing (e.g. a bootstrap without
+  `server_listener_resource_name_template` makes grpcio run a plain server, silently).
+  NACKs (from CSDS and from the ADS server's ACK/NACK records) and silent-failure findings
+  (resources.lint) are listed in Observation.error; a workload whose CSDS cannot be
+  reached is UNREACHABLE. Routes and endpoints a client still caches after the
+  listener/cluster using them was removed (SotW never deletes them) are not reported when
+  nothing references them and the server no longer serves them. When the ADS server holds
+  no snapshot for a node (it was restarted) and the node holds resources, observe adopts
+  them as the node's snapshot, so reconnecting clients are answered with their own config
+  (`adopt=False` turns this off).
 - apply(plans): builds each node's full snapshot from plan.desired (plus, without prune,
   observed resources the plan does not own), refuses configurations that lint finds
   silently broken (FAILED, nothing pushed), sets the snapshots (only nodes whose content

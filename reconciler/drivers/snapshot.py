@@ -85,7 +85,8 @@ class SnapshotDriver:
                                             failed_keys=tuple(bad))
                     continue
                 if dry_run:
-                    out[name] = ApplyResult(name, Outcome.DRY_RUN, details=tuple(f"{c.action.value} {c.key}" for c in tp.changes))
+                    out[name] = ApplyResult(name, Outcome.DRY_RUN,
+                                            details=tuple(f"{c.action.value} {c.key}" for c in tp.changes))
                     continue
                 for c in tp.changes:
                     if c.action is Action.DELETE:

@@ -25,7 +25,8 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         description="Check reconciler.yaml, the inventory and every apps/*.yaml of REPO_DIR against the "
                     "JSON Schemas and the cross-application rules. Exit 0 valid, 1 invalid, 2 usage error.")
     p.add_argument("repo_dir", metavar="REPO_DIR", help="intents repo checkout")
-    p.add_argument("--inventory", metavar="PATH", help="use this Ansible YAML inventory instead of the one reconciler.yaml names")
+    p.add_argument("--inventory", metavar="PATH",
+                   help="use this Ansible YAML inventory instead of the one reconciler.yaml names")
     p.add_argument("--json", action="store_true", help="print one JSON object {valid, errors, apps}")
     p.set_defaults(func=run_validate)
     return p

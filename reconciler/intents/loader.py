@@ -145,7 +145,7 @@ class Doc:
                 self._root = loader.get_single_node()
             finally:
                 loader.dispose()
-        return self._root  # type: ignore[return-value]
+        return self._root
 
     def line_of(self, path: Sequence[str | int]) -> int:
         """Line of the node at `path`; for a mapping member, the line of its key.

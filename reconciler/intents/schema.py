@@ -121,7 +121,8 @@ def _convert(doc: Doc, e: SchemaError) -> list[ValidationError]:
     if kw in ("minItems", "maxItems"):
         return [doc.error(path, f"must have {'at least' if kw == 'minItems' else 'at most'} {val} item(s)")]
     if kw in ("minProperties", "maxProperties"):
-        return [doc.error(path, f"must have {'at least' if kw == 'minProperties' else 'at most'} {val} entr{'y' if val == 1 else 'ies'}")]
+        return [doc.error(path, f"must have {'at least' if kw == 'minProperties' else 'at most'} {val} "
+                                f"entr{'y' if val == 1 else 'ies'}")]
     if kw in ("minLength", "maxLength"):
         return [doc.error(path, f"must be {'at least' if kw == 'minLength' else 'at most'} {val} characters long")]
     return [doc.error(path, show(e.message, 200).strip('"'))]
@@ -179,7 +180,8 @@ def render_markdown(name: str) -> str:
 
 def reference() -> str:
     """docs/intent-reference.md: both schemas as field tables."""
-    note = ("<!-- Generated from schemas/*.schema.json by `python -m reconciler.intents.schema > docs/intent-reference.md`;"
+    note = ("<!-- Generated from schemas/*.schema.json by "
+            "`python -m reconciler.intents.schema > docs/intent-reference.md`;"
             " do not edit by hand. -->\n\n")
     return note + render_markdown("reconciler") + "\n" + render_markdown("application")
 

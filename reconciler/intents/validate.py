@@ -90,7 +90,8 @@ def _read_doc(src: Source, rel: str, errors: list[ValidationError]) -> Doc | Non
 
 def _load_config(src: Source, errors: list[ValidationError]) -> RepoConfig | None:
     if not src.exists(CONFIG_FILE):
-        errors.append(ValidationError(CONFIG_FILE, 1, "$", "missing reconciler.yaml at the repo root (apiVersion: netintent/v1, kind: ReconcilerConfig)"))
+        errors.append(ValidationError(CONFIG_FILE, 1, "$", "missing reconciler.yaml at the repo root "
+                                                           "(apiVersion: netintent/v1, kind: ReconcilerConfig)"))
         return None
     doc = _read_doc(src, CONFIG_FILE, errors)
     if doc is None:
@@ -120,7 +121,8 @@ def _config_semantics(doc: Doc) -> list[ValidationError]:
 
             CronTrigger.from_crontab(w["schedule"], timezone=tz or "UTC")
         except ValueError as e:
-            out.append(doc.error(("sync", "windows", i, "schedule"), f"invalid cron schedule {show(w['schedule'])}: {show(str(e), 120)[1:-1]}"))
+            out.append(doc.error(("sync", "windows", i, "schedule"),
+                                 f"invalid cron schedule {show(w['schedule'])}: {show(str(e), 120)[1:-1]}"))
     return out + _ignore_rule_semantics(doc)
 
 
@@ -178,7 +180,7 @@ class _Positions:
                 if idx is None:
                     idx = self.index[id(node)] = {k: i for i, k in enumerate(node)}
                 out.append(idx.get(step, -1))  # type: ignore[arg-type]
-                node = node.get(step)  # type: ignore[call-overload]
+                node = node.get(step)
             elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
                 out.append(step)
                 node = node[step]
@@ -197,7 +199,7 @@ def _schema_error_count(e: Any) -> int:
     return 1
 
 
-def _model(doc: Doc, cls: type, data: Any, errors: list[ValidationError]) -> Any:
+def _model(doc: Doc, cls: type[pydantic.BaseModel], data: Any, errors: list[ValidationError]) -> Any:
     try:
         return cls.model_validate(data)
     except pydantic.ValidationError as e:  # schema and model disagree: still a located error
@@ -217,7 +219,8 @@ def _load_inventory(src: Source, config: RepoConfig | None, override: InventoryO
                 errors.append(ValidationError(display(file), 1, "$", "inventory file not found"))
                 return None
             if p.stat().st_size > MAX_FILE_BYTES:
-                errors.append(ValidationError(display(file), 1, "$", f"file is {p.stat().st_size} bytes, more than the limit of {MAX_FILE_BYTES} bytes"))
+                errors.append(ValidationError(display(file), 1, "$", f"file is {p.stat().st_size} bytes, "
+                                                                      f"more than the limit of {MAX_FILE_BYTES} bytes"))
                 return None
             raw = p.read_bytes()
         except OSError as e:
@@ -226,7 +229,8 @@ def _load_inventory(src: Source, config: RepoConfig | None, override: InventoryO
     else:
         file = config.inventory if config is not None else RepoConfig().inventory
         if not src.exists(file):
-            errors.append(ValidationError(display(file), 1, "$", f"inventory file not found (named by {CONFIG_FILE} `inventory`, default inventory.yml)"))
+            errors.append(ValidationError(display(file), 1, "$", f"inventory file not found (named by {CONFIG_FILE} "
+                                                                  "`inventory`, default inventory.yml)"))
             return None
         try:
             raw = src.read(file)
@@ -257,7 +261,8 @@ def _app_files(src: Source, errors: list[ValidationError]) -> list[str]:
     return [f"{APPS_DIR}/{n}" for n in names if not n.startswith(".") and n.endswith((".yaml", ".yml"))]
 
 
-def _collect(src: Source, override: InventoryOverride, revision: str) -> tuple[IntentRepo | None, list[ValidationError]]:
+def _collect(src: Source, override: InventoryOverride,
+             revision: str) -> tuple[IntentRepo | None, list[ValidationError]]:
     current = [CONFIG_FILE]
     gc_was_on = gc.isenabled()
     gc.disable()  # loading allocates ~1M small acyclic objects: generational GC turns quadratic

@@ -3,7 +3,8 @@
 Public API:
     Lab.from_file(path, name_override=None, inventory_dir=None, mgmt_subnet=None)
     lab.up() -> bool (False = already up), lab.down() -> list of problems,
-    lab.status() -> list of per-node dicts, lab.state() -> LabState, lab.exec(node, argv, check=True) -> CompletedProcess,
+    lab.status() -> list of per-node dicts, lab.state() -> LabState,
+    lab.exec(node, argv, check=True) -> CompletedProcess,
     lab.inventory_path, lab.key_path, lab.netns(node), lab.mgmt_ip(node).
 Modules: topology (pure parsing), layout (pure naming), inventory (pure build + write),
 system (command wrappers), node (per-node services), teardown (down/status), lab, cli.

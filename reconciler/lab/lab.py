@@ -6,11 +6,12 @@ Contract:
 - `preflight()` refuses (LabError) before anything is created: not root, missing tools, mgmt
   subnet overlapping a route, root-side interface names taken, labels the inventory needs.
 - `up()` is idempotent: a healthy lab is left alone (returns False); leftovers of a broken
-  earlier run (LabState.PARTIAL) are removed first, then the lab is built from scratch. Order: preflight (root, tools, name/subnet conflicts: nothing
-  is created when it fails) -> SSH key -> root batch (netns, mgmt bridge, every veth) ->
-  holders -> per-netns batches (addresses, links up, default route) -> per node in parallel:
-  sysctls, tx offload off, sshd, OVS, FRR, binds, exec in order -> inventory. A failing step
-  tears everything down and raises LabError naming the step.
+  earlier run (LabState.PARTIAL) are removed first, then the lab is built from scratch.
+  Order: preflight (root, tools, name/subnet conflicts: nothing is created when it fails) ->
+  SSH key -> root batch (netns, mgmt bridge, every veth) -> holders -> per-netns batches
+  (addresses, links up, default route) -> per node in parallel: sysctls, tx offload off,
+  sshd, OVS, FRR, binds, exec in order -> inventory. A failing step tears everything down and
+  raises LabError naming the step.
 - `down()` removes every netns (and so every veth), every process in them, the management
   bridge, the bridges it created, the lab's OVS netns (ovs-bridge nodes), /etc/frr/<ns> and /run/frr/<ns>, the
   inventory file and the state dir. It works from names alone (layout.py), so it also cleans

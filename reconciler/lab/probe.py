@@ -72,7 +72,8 @@ def probe_tcp(lab, flows: Sequence[Flow], timeout: float = 2.0) -> list[ProbeRes
     servers: list[subprocess.Popen] = []
     try:
         for dst in sorted({(f.dst_node, f.dst_addr, f.port) for f in flows}):
-            argv, env = lab.node_argv(dst[0], ["python3", "-c", _SERVER, dst[1], str(dst[2]), str(timeout * len(flows) + 10)])
+            argv, env = lab.node_argv(dst[0], ["python3", "-c", _SERVER, dst[1], str(dst[2]),
+                                               str(timeout * len(flows) + 10)])
             p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             servers.append(p)
             line = p.stdout.readline() if p.stdout else ""

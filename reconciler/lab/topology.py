@@ -214,10 +214,10 @@ def _endpoint(ctx: _Ctx, ep: Any, nodes: Mapping[str, Node], i: int, j: int) -> 
         node, iface = ep.split(":")
         mac = None
     elif isinstance(ep, dict):
-        node, iface, mac = ep.get("node"), ep.get("interface"), ep.get("mac")
-        if not node or not iface:
+        raw_node, raw_iface, mac = ep.get("node"), ep.get("interface"), ep.get("mac")
+        if not raw_node or not raw_iface:
             raise ctx.err("extended link endpoint needs node and interface", *keys)
-        node, iface = str(node), str(iface)
+        node, iface = str(raw_node), str(raw_iface)
     else:
         raise ctx.err("link endpoint must be 'node:interface' or a mapping", *keys)
     if node not in nodes:

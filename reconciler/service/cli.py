@@ -115,8 +115,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"applied_revision": applied,
                           "hold": None if hold is None else {"revision": hold.revision, "since": hold.since},
                           "refused": refused,
-                          "apps": [{"app": a.app, "revision": a.revision, "sync": a.sync.value, "health": a.health.value,
-                                    "last_sync": a.last_sync, "drift_count": a.drift_count, "self_heal": a.self_heal,
+                          "apps": [{"app": a.app, "revision": a.revision, "sync": a.sync.value,
+                                    "health": a.health.value, "last_sync": a.last_sync, "drift_count": a.drift_count,
+                                    "self_heal": a.self_heal,
                                     "held_revision": a.held_revision, "message": a.message} for a in apps]},
                          indent=2, sort_keys=True))
     else:

@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -102,7 +102,7 @@ class Daemon:
         self.scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(8)},
                                              job_defaults={"coalesce": True, "max_instances": 1,
                                                            "misfire_grace_time": None})
-        self.http = None
+        self.http: Any = None   # service.http.HttpServer while listening
         Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.state_dir, 0o700)   # repo inventories written here may hold passwords
 
@@ -222,12 +222,13 @@ class Daemon:
                 _safe(self.store.release_hold)
             else:
                 target, run_trigger = hold.revision, "rollback"
-        same = self.current is not None and self.current.revision == target
+        current = self.current
+        same = current is not None and current.revision == target
         if same and not self._force and not manual:
             return None
-        if same and not self._force and manual and apps:
-            known = [a for a in apps if a in self.current.repo.apps]
-            return self._apply(self.current, "manual", known) if known else None
+        if current is not None and same and not self._force and manual and apps:
+            known = [a for a in apps if a in current.repo.apps]
+            return self._apply(current, "manual", known) if known else None
         if self.refused and self.refused.get("sha") == target and not manual:
             return None
         loaded = self.load(target, trigger)
@@ -259,7 +260,8 @@ class Daemon:
             rev = load_revision(self.source.repo_dir, sha, self.cfg.inventory, keyring=self.cfg.keyring,
                                 compiler=self.compiler)
         except REFUSALS as exc:
-            return self._refuse(sha, refusal_lines(exc), trigger, record)
+            self._refuse(sha, refusal_lines(exc), trigger, record)
+            return None
         except Exception as exc:  # a bug or an unreadable object: apply nothing, try again next sync
             log.error("revision %s could not be loaded (%s: %s); last good revision stays applied", sha[:12],
                       exc.__class__.__name__, REDACTOR.text(str(exc))[:500])
@@ -270,7 +272,7 @@ class Daemon:
             REDACTOR.add_vars(dict(h.vars))
         return Loaded(sha, repo, desired, str(inv_path), targets_of(repo.inventory))
 
-    def _write_inventory(self, sha: str, files: dict, name: str) -> str:
+    def _write_inventory(self, sha: str, files: Mapping[str, Any], name: str) -> str:
         data = files.get(name, b"")
         data = data if isinstance(data, bytes) else b""
         # Named by content, not by commit: an unchanged inventory keeps its path, so the engine,

@@ -152,7 +152,8 @@ class GitSource:
                 raise SourceError(f"cannot fetch {mask_url(self.url)} branch {self.branch}: "
                                   f"{mask_url(err)[:300]}") from None
             except (git.BadName, ValueError) as exc:
-                raise SourceError(f"{mask_url(self.url)}: branch {self.branch} not found: {exc.__class__.__name__}") from None
+                raise SourceError(f"{mask_url(self.url)}: branch {self.branch} not found: "
+                                  f"{exc.__class__.__name__}") from None
             except OSError as exc:
                 raise SourceError(f"{self.cache}: {exc.strerror or exc}") from None
 
@@ -170,7 +171,8 @@ class GitSource:
         try:
             return git.Repo(self.cache).commit(rev).hexsha
         except Exception:
-            raise SourceError(f"revision {rev!r} not found in {mask_url(self.url)} (fetched branch {self.branch})") from None
+            raise SourceError(f"revision {rev!r} not found in {mask_url(self.url)} "
+                              f"(fetched branch {self.branch})") from None
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         try:

@@ -57,7 +57,8 @@ def install(bare_repo: str | os.PathLike, *, webhook: str | None = None, secret_
         p = hooks / name
         if p.exists() and MARK not in p.read_text(errors="replace") and not force:
             raise HookError(f"{p}: a hook that is not ours exists; use --force to replace it")
-    cfg = {"branch": branch, "webhook": webhook, "secret_file": str(Path(secret_file).resolve()) if secret_file else None,
+    cfg = {"branch": branch, "webhook": webhook,
+           "secret_file": str(Path(secret_file).resolve()) if secret_file else None,
            "keyring": str(Path(keyring).resolve()) if keyring else None,
            "inventory": str(Path(inventory).resolve()) if inventory else None}
     (hooks / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")

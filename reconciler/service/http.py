@@ -40,7 +40,7 @@ import time
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 log = logging.getLogger("reconciler.service.http")
 
@@ -125,7 +125,7 @@ def _ascii(value: str | None) -> str | None:
     return value if value.isascii() else None
 
 
-def verify(secret: bytes | None, method: str, path: str, body: bytes, headers: Mapping[str, str],
+def verify(secret: bytes | None, method: str, path: str, body: bytes, headers: Any,
            replay: ReplayCache, now: float | None = None) -> tuple[int, str]:
     """(0, "") for a fresh, correctly signed request (its delivery id is then remembered), else
     (HTTP status, reason). Never raises for what a client sent."""
@@ -242,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.app: HttpServer = self.server.app  # type: ignore[attr-defined]
-        self.timeout = self.app.read_timeout_s  # socket timeout of every read and write on the connection
+        self.timeout = self.app.read_timeout_s  # type: ignore[misc]  # per connection: socketserver's knob is a class attribute
         super().setup()
 
     def log_message(self, fmt: str, *args: Any) -> None:  # no request lines with query strings

@@ -3,8 +3,8 @@
 Contract: `setup_json_logging(stream_or_path, level)` installs a handler on the root logger
 whose formatter writes `{"ts", "level", "logger", "msg", ...extra}`; `extra={"ctx": {...}}`
 fields are merged in. `log_event` is an engine-event observer that turns run, drift and
-failed-apply events into such lines (logger `reconciler.daemon`). Every line passes through `redact.REDACTOR.text` last, so a secret
-value known to the redactor never reaches the log, whatever code logged it.
+failed-apply events into such lines (logger `reconciler.daemon`). Every line passes through
+`redact.REDACTOR.text` last, so a secret value known to the redactor never reaches the log, whatever code logged it.
 """
 from __future__ import annotations
 

@@ -31,13 +31,18 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.duration = Histogram("reconciler_reconcile_duration_seconds", "Duration of reconcile runs",
-                                  ["trigger"], registry=r, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
-        self.runs = Counter("reconciler_runs_total", "Reconcile runs by trigger and phase", ["trigger", "phase"], registry=r)
-        self.drift = Gauge("reconciler_drift_resources", "Resources drifted from the intents (last run)", ["app"], registry=r)
+                                  ["trigger"], registry=r,
+                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
+        self.runs = Counter("reconciler_runs_total", "Reconcile runs by trigger and phase", ["trigger", "phase"],
+                            registry=r)
+        self.drift = Gauge("reconciler_drift_resources", "Resources drifted from the intents (last run)", ["app"],
+                           registry=r)
         self.last_sync = Gauge("reconciler_last_successful_sync_timestamp_seconds",
                                "Last successful sync per application (UNIX time)", ["app"], registry=r)
-        self.apply_failures = Counter("reconciler_apply_failures_total", "Failed target applies", ["app", "layer"], registry=r)
-        self.refused = Counter("reconciler_refused_revisions_total", "Revisions refused (invalid or unsigned)", registry=r)
+        self.apply_failures = Counter("reconciler_apply_failures_total", "Failed target applies", ["app", "layer"],
+                                      registry=r)
+        self.refused = Counter("reconciler_refused_revisions_total", "Revisions refused (invalid or unsigned)",
+                               registry=r)
         self.leader = Gauge("reconciler_leader", "1 while this daemon is the leader", registry=r)
         self.pending = Gauge("reconciler_store_pending_events", "Events waiting for the database", registry=r)
         self._runs: dict[str, dict[str, Any]] = {}

@@ -191,7 +191,8 @@ class Store:
             self._ctx[ev.run_id] = {"dry_run": bool(ev.data.get("dry_run")), "trigger": ev.message,
                                     "failed": collections.defaultdict(int), "ts": ev.ts}
         elif ev.kind is EventKind.RESOURCE_RESULT and ev.outcome is not None and not ev.outcome.ok:
-            ctx = self._ctx.setdefault(ev.run_id, {"dry_run": False, "trigger": "", "failed": collections.defaultdict(int)})
+            ctx = self._ctx.setdefault(ev.run_id, {"dry_run": False, "trigger": "",
+                                                   "failed": collections.defaultdict(int)})
             ctx["failed"][ev.app] += 1
 
     def _write(self, s: Session, ev: Event) -> None:

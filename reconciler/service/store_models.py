@@ -27,7 +27,8 @@ class RunRow(SQLModel, table=True):
     __tablename__ = "runs"
     run_id: str = Field(primary_key=True, max_length=64)
     revision: str = Field(default="", max_length=64, index=True)
-    trigger: str = Field(default="", max_length=32)      # commit, webhook, poll, drift-scan, self-heal, retry, rollback, manual
+    # trigger: commit, webhook, poll, drift-scan, self-heal, retry, rollback, manual
+    trigger: str = Field(default="", max_length=32)
     phase: str = Field(default=Phase.RUNNING.value, max_length=16, index=True)
     dry_run: bool = False
     started: float = Field(default=0.0, index=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Iterator
 
 import yaml
-
 from minilab import wait_listening
+
 from reconciler.drivers.base import Target
 from reconciler.lab import Lab
 from reconciler.model import Layer

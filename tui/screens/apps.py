@@ -108,8 +108,8 @@ class AppListScreen(Screen):
                                (f"actions: {self.app.actions.description}", "dim"))
         running = self._current_run()
         if running is not None:
-            status = Text.assemble((f"◌ run {running.run_id[:12]} running ({running.trigger or 'manual'})  ", "bold cyan"),
-                                   status)
+            status = Text.assemble(
+                (f"◌ run {running.run_id[:12]} running ({running.trigger or 'manual'})  ", "bold cyan"), status)
         if error:
             status = Text(error, style="bold red")
         self.query_one("#apps-status", Static).update(status)

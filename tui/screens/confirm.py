@@ -29,7 +29,8 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.detail:
                 yield Static(self.detail, id="confirm-detail")
             with Horizontal(id="confirm-buttons"):
-                yield Button(f"{self.confirm_label} (y)", variant="error" if self.danger else "primary", id="confirm-yes")
+                yield Button(f"{self.confirm_label} (y)", variant="error" if self.danger else "primary",
+                             id="confirm-yes")
                 yield Button("Cancel (n)", variant="default", id="confirm-no")
 
     def on_mount(self) -> None:

@@ -90,7 +90,8 @@ class AppDetailScreen(Screen):
 
     def _read(self, model) -> tuple:
         row = next((a for a in model.apps() if a.name == self.app_name), None)
-        return row, model.resources(self.app_name), model.runs(self.app_name, 50), model.drift_events(self.app_name, 1000)
+        return (row, model.resources(self.app_name), model.runs(self.app_name, 50),
+                model.drift_events(self.app_name, 1000))
 
     def _show(self, row, resources, runs, drift, now: float) -> None:
         self._row = row
@@ -157,7 +158,8 @@ class AppDetailScreen(Screen):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id if event.pane is not None else ""
         focused = self.focused
-        if pane == "tab-history" and (focused is None or focused not in (self.query_one(RunsTable), self.query_one(DriftTable))):
+        if pane == "tab-history" and (focused is None
+                                      or focused not in (self.query_one(RunsTable), self.query_one(DriftTable))):
             self.query_one(RunsTable).focus()
         elif pane == "tab-resources" and (focused is None or focused not in (self.query_one(ResourceTree),
                                                                              self.query_one(DiffView))):

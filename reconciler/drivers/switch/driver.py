@@ -23,8 +23,8 @@ Contract (the switch layer in registry.FACTORIES; batched Protocol of base.py):
   uses it as the next observation instead of logging in again); none after a lost session.
 - Concurrency: targets run on a ThreadPoolExecutor bounded by `max_parallel`. Each target
   has a deadline (`deadline_s`, default the engine's `timeout_s`, 30 s); netmiko's
-  connect/auth/banner/read timeouts are `io_timeout_s` (default min(10, deadline/3)). A target past its deadline is reported UNREACHABLE/FAILED while the others
-  finish; the batch never waits for it.
+  connect/auth/banner/read timeouts are `io_timeout_s` (default min(10, deadline/3)). A target
+  past its deadline is reported UNREACHABLE/FAILED while the others finish; the batch never waits for it.
 - Secrets: the key file path and password are given to netmiko only; nothing is logged or put
   in results except host names, commands (built from validated values) and device messages.
 Last verified observation per target is kept in `driver.verified[target]`.

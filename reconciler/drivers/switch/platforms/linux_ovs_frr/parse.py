@@ -77,7 +77,7 @@ def _flow_cookies(text: str) -> dict[int, set[int]]:
 
 def parse_bgp_config(text: str) -> dict | None:
     """The default-VRF `router bgp` block of an FRR running config -> bgp spec (or None)."""
-    spec: dict | None = None
+    spec: dict[str, Any] | None = None
     in_block, af = False, ""
     for raw in text.splitlines():
         line = raw.rstrip()
@@ -90,7 +90,7 @@ def parse_bgp_config(text: str) -> dict | None:
                 spec = {"asn": int(m.group(1)), "router_id": "", "networks": [], "neighbors": []}
                 in_block, af = True, ""
             continue
-        if not in_block:
+        if not in_block or spec is None:   # in_block implies a spec; the check is for the type checker
             continue
         s = line.strip()
         if s.startswith("address-family "):
@@ -201,7 +201,7 @@ def _frr_resources(target: str, frr_text: str, gateways: list[Resource]) -> list
             tag = re.search(r"\btag (\d+)", m.group(3))
             owned = tag is not None and int(tag.group(1)) == ROUTE_TAG
             net = ipaddress.ip_network(m.group(1), strict=False)
-            app = next((a for sn, a in subnets if net.subnet_of(sn)), "")
+            app = next((a for sn, a in subnets if sn.version == net.version and net.subnet_of(sn)), "")  # type: ignore[arg-type]
             out.append(Resource(_key(target, "host-route", m.group(1)), {"prefix": m.group(1), "nexthop": m.group(2)},
                                 app, owned=owned))
     bgp = parse_bgp_config(frr_text)
