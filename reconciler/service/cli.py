@@ -223,6 +223,13 @@ def _store_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
+    _add_serve(sub)
+    _add_store_readers(sub)
+    _add_daemon_requests(sub)
+    _add_hooks(sub)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the reconcile daemon (sync on commits, drift scans, self-heal)")
     p.add_argument("--repo", required=True, help="intents repo URL or path")
     p.add_argument("--branch", default="main")
@@ -244,6 +251,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-file", help="JSON log lines go here (default stderr)")
     p.set_defaults(func=cmd_serve)
 
+
+def _add_store_readers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="sync and health per application, rollback hold, refused revision")
     _store_arg(p)
     p.add_argument("--json", action="store_true")
@@ -256,6 +265,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
 
+
+def _add_daemon_requests(sub: argparse._SubParsersAction) -> None:
     for name, helptext in (("rollback", "apply an earlier revision and hold auto-sync there"),
                            ("sync", "ask the daemon for a manual sync now (allowed in deny windows)")):
         p = sub.add_parser(name, help=helptext)
@@ -272,6 +283,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--webhook-secret-file", help="the daemon's webhook secret (signs the request)")
         p.set_defaults(func=cmd_rollback if name == "rollback" else cmd_sync)
 
+
+def _add_hooks(sub: argparse._SubParsersAction) -> None:
     hp = sub.add_parser("hooks", help="git server hooks for the intents repo")
     hsub = hp.add_subparsers(dest="hooks_command", required=True)
     p = hsub.add_parser("install", help="install pre-receive (validate) and post-receive (notify) hooks")
