@@ -3,6 +3,8 @@ runtime agree on them without importing one another (and without any proto modul
 
 Contract: pure helpers. OVS: every owned flow carries a cookie whose top 16 bits are
 `COOKIE_PREFIX`; flow matches are compared in `canonical_match` form (OVS print order).
+Switches: `SWITCH_PLATFORMS` names each platform the switch driver has, and the module under
+drivers/switch/platforms that implements it (validate checks `netintent_platform` against it).
 xDS: `server_listener_name` must match the bootstrap's
 `server_listener_resource_name_template` (SERVER_LISTENER_TEMPLATE) with "%s" = "IP:PORT".
 """
@@ -55,3 +57,7 @@ def canonical_match(match: str) -> str:
             value = value[:-3]  # OVS prints host addresses without the mask
         out.append(f"{name}{eq}{value}")
     return ",".join(out)
+
+
+# netintent_platform -> module under reconciler.drivers.switch.platforms that defines PLATFORM
+SWITCH_PLATFORMS = {"linux_ovs_frr": "linux_ovs_frr.render"}

@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from reconciler.names import SWITCH_PLATFORMS
+
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
 ADDR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}\Z")
@@ -100,16 +102,11 @@ def _password(v: Any, _: tuple[str, ...]) -> bool:
 
 
 def _platform(v: Any, _: tuple[str, ...]) -> bool:
-    if not isinstance(v, str):
-        return False
-    # imported here: only inventories naming a platform pay for loading the platform table
-    from reconciler.drivers.switch.platforms import platforms
-    return v in platforms()
+    return isinstance(v, str) and v in SWITCH_PLATFORMS
 
 
 def _known_platforms() -> str:
-    from reconciler.drivers.switch.platforms import platforms
-    return ", ".join(sorted(platforms()))
+    return ", ".join(sorted(SWITCH_PLATFORMS))
 
 
 def _iface(v: Any, _: tuple[str, ...] = ()) -> bool:

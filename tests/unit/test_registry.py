@@ -54,3 +54,9 @@ def test_cli_diff_reports_a_layer_that_cannot_load(tmp_path, monkeypatch, capsys
     assert rc == 2
     assert "error: sidecar layer: cannot load reconciler.drivers.no_such_module" in err
     assert "internal error" not in err
+
+
+def test_the_platform_names_validate_accepts_are_the_driver_platforms():
+    from reconciler.drivers.switch.platforms import platforms
+    from reconciler.names import SWITCH_PLATFORMS
+    assert set(platforms()) == set(SWITCH_PLATFORMS)

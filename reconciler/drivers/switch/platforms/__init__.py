@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from reconciler.model import Resource
+from reconciler.names import SWITCH_PLATFORMS
 
 
 class InvalidValue(ValueError):
@@ -133,7 +134,7 @@ def app_name(v: Any) -> str:
     return v
 
 
-PLATFORM_MODULES = ("linux_ovs_frr.render",)   # modules under this package defining PLATFORM
+PLATFORM_MODULES = tuple(SWITCH_PLATFORMS.values())   # modules under this package defining PLATFORM
 DEFAULT_PLATFORM = "linux_ovs_frr"
 _PLATFORMS: dict[str, Platform] = {}
 
