@@ -294,8 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_invalid(exc)
         return EXIT_ERROR if args.command in ("plan", "diff", "apply") else 1
     except CompileConflicts as exc:
-        for c in exc.conflicts:
-            print(f"conflict: {c}", file=sys.stderr)
+        print("\n".join(exc.lines()), file=sys.stderr)  # at most LIMIT conflicts, then "and N more"
         return EXIT_ERROR
     except (UserError,) + _user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)

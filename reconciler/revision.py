@@ -96,7 +96,7 @@ def refusal_lines(exc: Exception) -> list[str]:
     if isinstance(exc, RepoInvalid):
         return [str(e) for e in exc.errors]
     if isinstance(exc, CompileConflicts):
-        return [f"conflict: {c}" for c in exc.conflicts]
+        return exc.lines()   # at most 100, then "and N more"
     if isinstance(exc, RevisionRefused):
         return list(exc.errors)
     return [str(exc)]
