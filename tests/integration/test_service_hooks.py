@@ -146,3 +146,22 @@ def test_signed_commit_policy_in_the_daemon(repo, tmp_path, gpg_key):
     finally:
         d.stop(wait_s=10)
         d.store.close()
+
+
+def test_hooks_installed_by_an_earlier_version_keep_working(repo, tmp_path):
+    """Bare repos whose hooks still run `python -m reconciler.hooks` (the module before the
+    service package existed) keep validating pushes through the compatibility shim."""
+    import sys
+    install(repo, tmp_path)
+    hook = repo.bare / "hooks" / "pre-receive"
+    text = hook.read_text()
+    assert "-m reconciler.service.hooks pre-receive" in text
+    hook.write_text(text.replace("-m reconciler.service.hooks", "-m reconciler.hooks"))
+    assert f"{sys.executable} -m reconciler.hooks pre-receive" in hook.read_text()
+    before = git(repo.bare, "rev-parse", "main").stdout.strip()
+    repo.edit_yaml("apps/shop.yaml", lambda y: y["spec"]["services"]["web"]["ports"][0].update(port=70000))
+    repo.commit("a mistake")
+    res = repo.push(check=False)
+    assert res.returncode != 0 and "rejected" in res.stderr, res.stderr
+    assert any("apps/shop.yaml:" in l and "70000" in l for l in res.stderr.splitlines()), res.stderr
+    assert git(repo.bare, "rev-parse", "main").stdout.strip() == before
