@@ -10,6 +10,7 @@ xDS: `server_listener_name` must match the bootstrap's
 """
 from __future__ import annotations
 
+import re
 import zlib
 
 SERVER_LISTENER_PREFIX = "grpc/server?xds.resource.listening_address="
@@ -60,4 +61,16 @@ def canonical_match(match: str) -> str:
 
 
 # netintent_platform -> module under reconciler.drivers.switch.platforms that defines PLATFORM
+# Interface names the kernel refuses (`all` and `default` are the sysctl directories
+# /proc/sys/net/*/conf/{all,default}; `.` and `..` are paths). They pass a character-class
+# check, so every place that accepts an interface name refuses these too.
+RESERVED_IFNAMES = frozenset({"all", "default", ".", ".."})
+
+
+def is_interface_name(name: object, max_len: int = 15) -> bool:
+    """A Linux interface name the kernel accepts, in the portable subset the reconciler allows."""
+    return (isinstance(name, str) and name not in RESERVED_IFNAMES
+            and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}" % (max_len - 1), name) is not None)
+
+
 SWITCH_PLATFORMS = {"linux_ovs_frr": "linux_ovs_frr.render"}

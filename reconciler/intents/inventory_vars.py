@@ -26,10 +26,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from reconciler.names import SWITCH_PLATFORMS
+from reconciler.names import SWITCH_PLATFORMS, is_interface_name
 
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
-IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
 ADDR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}\Z")
 DEVTYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}\Z")
 XDS_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
@@ -110,7 +109,7 @@ def _known_platforms() -> str:
 
 
 def _iface(v: Any, _: tuple[str, ...] = ()) -> bool:
-    return isinstance(v, str) and bool(IFACE_RE.match(v))
+    return is_interface_name(v)
 
 
 @dataclass(frozen=True)
@@ -131,17 +130,17 @@ ALLOWED: dict[str, VarRule] = {
     "ansible_python_interpreter": VarRule(lambda v, _: _plain_abs_path(v), "an absolute, normalised path"),
     "ansible_group_priority": VarRule(_int_in(1, 10000), "an integer 1..10000"),
     "netintent_known_hosts": VarRule(_key_path, "an absolute, normalised path inside a key directory"),
-    "netintent_interface": VarRule(_iface, "an interface name"),
+    "netintent_interface": VarRule(_iface, "an interface name (not all/default)"),
     "netintent_hypervisor": VarRule(_rx(HOST_RE), "a host name of group hypervisors"),
-    "netintent_hypervisor_port": VarRule(_iface, "an interface name"),
+    "netintent_hypervisor_port": VarRule(_iface, "an interface name (not all/default)"),
     "netintent_hypervisor_ports": VarRule(
         lambda v, _: isinstance(v, dict) and len(v) <= 64 and all(_iface(k) and _iface(x) for k, x in v.items()),
         "a mapping of interface names to hypervisor interface names"),
     "netintent_mac": VarRule(_rx(MAC_RE), "a lower-case MAC address"),
     "netintent_bridge": VarRule(_iface, "a bridge name"),
-    "netintent_uplink": VarRule(_iface, "an interface name"),
+    "netintent_uplink": VarRule(_iface, "an interface name (not all/default)"),
     "netintent_leaf": VarRule(_rx(HOST_RE), "a host name of group switches"),
-    "netintent_leaf_port": VarRule(_iface, "an interface name"),
+    "netintent_leaf_port": VarRule(_iface, "an interface name (not all/default)"),
     "netintent_vtep": VarRule(_ipv4, "an IPv4 address"),
     "netintent_asn": VarRule(_int_in(1, 4294967295), "an AS number 1..4294967295"),
     "netintent_fabric_ports": VarRule(lambda v, _: isinstance(v, list) and len(v) <= 64 and all(_iface(x) for x in v),

@@ -36,6 +36,7 @@ from typing import Iterable, NamedTuple
 
 from reconciler.intents.loader import Doc, ValidationError, show
 from reconciler.intents.models import Application, Inventory, RepoConfig, Service
+from reconciler.names import RESERVED_IFNAMES
 
 DEFAULT_INTERFACE = "eth1"
 # IFNAMSIZ-1 = 15, less the `:ni` the host driver appends to the address label (drivers/ansible/host.py)
@@ -562,6 +563,9 @@ def _wiring_problems(inv: Inventory, host: str, override: str | None) -> _Wiring
     if iface == "lo":
         out.append(f"interface lo of host {show(host)} is the loopback: an application segment needs the "
                    "host's link toward its hypervisor (the host driver also never reads addresses on lo)")
+    if iface in RESERVED_IFNAMES:
+        out.append(f"interface {show(iface)} of host {show(host)} is a name the kernel refuses for an interface "
+                   f"(it names the sysctl directory net.ipv4.conf.{iface})")
     if len(iface) > MAX_HOST_INTERFACE:
         origin = "" if override else " (netintent_interface)"
         out.append(f"interface {show(iface)} of host {show(host)}{origin} is longer than "

@@ -281,15 +281,15 @@ class Lab:
             lines.append(f"netns add {L.ovs_netns}")
         lines += [f"link add name {br} type bridge",
                   f"addr add {topo.mgmt_gateway}/{topo.mgmt_subnet.prefixlen} dev {br}",
-                  f"link set {br} up"]
+                  f"link set dev {br} up"]
         for n in topo.nodes.values():
             if n.kind == "bridge" and not os.path.exists(f"/sys/class/net/{n.name}"):
-                lines += [f"link add name {n.name} type bridge", f"link set {n.name} up"]
+                lines += [f"link add name {n.name} type bridge", f"link set dev {n.name} up"]
                 state["bridges"].append(n.name)
         for n in topo.netns_nodes():
             hv = L.mgmt_host_veth(n.name)
             lines += [f"link add name {hv} type veth peer name eth0 netns {L.netns(n.name)}",
-                      f"link set {hv} master {br} up"]
+                      f"link set dev {hv} master {br} up"]
         for ln in topo.links:
             mtu = ln.mtu or DEFAULT_MTU
             spec = []
@@ -305,7 +305,7 @@ class Lab:
             lines.append(f"link add {spec[0]} type veth peer {spec[1]}")
             for ep in (ln.a, ln.b):
                 if topo.nodes[ep.node].kind == "bridge":
-                    lines.append(f"link set {ep.iface} master {ep.node} up")
+                    lines.append(f"link set dev {ep.iface} master {ep.node} up")
         self._save(state)
         ip_batch(lines, "create namespaces, management bridge and links")
         off = [w for f in nodeops.OFFLOADS_OFF for w in (f, "off")]
@@ -323,7 +323,8 @@ class Lab:
         lines = ["link set lo up",
                  f"addr add {n.mgmt_ipv4}/{topo.mgmt_subnet.prefixlen} dev eth0",
                  "link set eth0 up"]
-        lines += [f"link set {ep.iface} up" for ep, _, _ in topo.links_of(node)]
+        # `dev` first: a bare name such as `h` would be read as the keyword `help`
+        lines += [f"link set dev {ep.iface} up" for ep, _, _ in topo.links_of(node)]
         lines.append(f"route add default via {topo.mgmt_gateway} dev eth0")
         return lines
 

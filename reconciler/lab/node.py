@@ -136,7 +136,7 @@ def start_ovs(layout: Layout, node: Node, holder: int) -> None:
     for port in layout.ovs_ports(node):
         argv += ["--", "--may-exist", "add-port", br, port]
     run(in_node(holder, argv), f"{node.name}: create OVS bridge {br}", env=env, timeout=30)
-    run(in_node(holder, ["ip", "link", "set", br, "up"]), f"{node.name}: set {br} up")
+    run(in_node(holder, ["ip", "link", "set", "dev", br, "up"]), f"{node.name}: set {br} up")
     # Plain `ovs-vsctl` on the node (nsenter or SSH) reaches this node's OVS even without env.
     if os.path.isdir("/run/openvswitch"):
         run(in_node(holder, ["mount", "--bind", str(d), "/run/openvswitch"]),

@@ -202,6 +202,6 @@ def start_root_ovs(layout: Layout) -> None:
         for ep, _, _ in topo.links_of(n.name):
             argv += ["--", "--may-exist", "add-port", n.name, ep.iface]
         run(argv, f"{n.name}: create OVS bridge", env=env, timeout=30)
-        run(nx + ["ip", "link", "set", n.name, "up"], f"{n.name}: set up")
+        run(nx + ["ip", "link", "set", "dev", n.name, "up"], f"{n.name}: set up")
         for ep, _, _ in topo.links_of(n.name):
-            run(nx + ["ip", "link", "set", ep.iface, "up"], f"{n.name}: set {ep.iface} up")
+            run(nx + ["ip", "link", "set", "dev", ep.iface, "up"], f"{n.name}: set {ep.iface} up")

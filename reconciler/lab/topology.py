@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import yaml
 
 from reconciler.lab.yamlpos import TopologyError, _Ctx, _line_index
+from reconciler.names import is_interface_name
 
 SUPPORTED_KINDS = ("linux", "bridge", "ovs-bridge")
 # Fields that only make sense for a container engine: read, ignored, reported once.
@@ -43,7 +44,6 @@ CONTAINER_ONLY = frozenset({
 NODE_FIELDS = frozenset({"kind", "group", "mgmt-ipv4", "labels", "env", "exec", "binds"})
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
-IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 DEFAULT_MGMT_NET = "clab"
@@ -222,9 +222,9 @@ def _endpoint(ctx: _Ctx, ep: Any, nodes: Mapping[str, Node], i: int, j: int) -> 
         raise ctx.err("link endpoint must be 'node:interface' or a mapping", *keys)
     if node not in nodes:
         raise ctx.err(f"link endpoint {node}:{iface}: node {node!r} is not defined", *keys)
-    if not IFACE_RE.match(iface) or iface in ("lo", "eth0"):
+    if not is_interface_name(iface) or iface in ("lo", "eth0"):
         raise ctx.err(f"link endpoint {node}:{iface}: invalid interface name "
-                      "(<= 15 chars, not lo/eth0 which are reserved)", *keys)
+                      "(<= 15 chars, not lo/eth0/all/default which are reserved)", *keys)
     if mac is not None and not MAC_RE.match(str(mac)):
         raise ctx.err(f"link endpoint {node}:{iface}: invalid mac {mac!r}", *keys)
     return Endpoint(node, iface, str(mac) if mac else None)

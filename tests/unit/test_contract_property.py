@@ -72,7 +72,9 @@ def inventory(host_ifaces: dict[str, str]) -> dict:
 NAME = st.one_of(st.from_regex(r"\A[a-z][a-z0-9-]{0,30}\Z"),
                  st.sampled_from(["dash-board", "a" * 31, "a-" * 15 + "a", "x--y", "web", "api", "http"]))
 IFACE = st.one_of(st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z"),
-                  st.sampled_from(["eth1", "ens3f0", "a" * 12, "b" * 13, "c" * 15, "eth1.100", "lo"]))
+                  # iproute2 keywords and their abbreviations (`h` is `help`), and the kernel's reserved names
+                  st.sampled_from(["eth1", "ens3f0", "a" * 12, "b" * 13, "c" * 15, "eth1.100", "lo",
+                                   "h", "help", "dev", "up", "name", "type", "all", "default"]))
 
 
 @st.composite
@@ -315,8 +317,8 @@ class Node:
         self.run(["ovs-vsctl", "add-br", name, "--", "set", "bridge", name, "datapath_type=netdev",
                   "fail_mode=standalone"])
         for p in ports:
-            self.run(["ip", "link", "add", p, "type", "veth", "peer", "name", f"q{p}"])
-            self.run(["ip", "link", "set", p, "up"])
+            self.run(["ip", "link", "add", "name", p, "type", "veth", "peer", "name", f"q{p}"])
+            self.run(["ip", "link", "set", "dev", p, "up"])
             self.run(["ovs-vsctl", "add-port", name, p])
 
     def down(self) -> None:
@@ -370,7 +372,7 @@ def contract_lab() -> Iterator[dict[str, Node]]:
         for k in (1, 2):
             leaf = nodes[f"leaf{k}"] = Node(tag, f"leaf{k}", root, ovs=True)
             leaf.bridge(f"brl{k}", [f"lp{k}"])
-            leaf.run(["ip", "link", "add", f"fab{k}", "type", "veth", "peer", "name", f"qfab{k}"])
+            leaf.run(["ip", "link", "add", "name", f"fab{k}", "type", "veth", "peer", "name", f"qfab{k}"])
         yield nodes
     finally:
         for node in nodes.values():
@@ -383,7 +385,9 @@ def apply_host(node: Node, lines: list[str], script: str, ifaces: set[str]) -> N
     have = node.links()
     made = sorted(ifaces - have)
     peers = [f"z{i}" for i in range(len(made) + len(ifaces) + 1) if f"z{i}" not in ifaces][:len(made)]
-    links = [f"link add {i} type veth peer name {p}\nlink set {i} up\nlink set {p} up\n" for i, p in zip(made, peers)]
+    # `name`/`dev` before each name: iproute2 reads a bare `h` as its keyword `help`
+    links = [f"link add name {i} type veth peer name {p}\nlink set dev {i} up\nlink set dev {p} up\n"
+             for i, p in zip(made, peers)]
     try:
         if links:
             node.run(["ip", "-batch", "-"], "".join(links), "ip (making the test's veths)")
@@ -393,7 +397,7 @@ def apply_host(node: Node, lines: list[str], script: str, ifaces: set[str]) -> N
             node.run(["nft", "-c", "-f", "-"], script, "nft -c -f (host driver)")
     finally:
         for i in made:
-            _run(["ip", "-n", node.ns, "link", "del", i])
+            _run(["ip", "-n", node.ns, "link", "del", "dev", i])
 
 
 def apply_hypervisor(node: Node, bridge: str, vsctl: list[str], flows: str) -> None:
@@ -437,7 +441,7 @@ def apply_leaf(node: Node, bridge: str, cmds: list[tuple[str, ...]], scratch: Pa
                 node.run(["ovs-vsctl", "--if-exists", "del-port", bridge, port])
         for name in node.links():
             if name.startswith(("vxlan", "gw")):
-                _run(["ip", "-n", node.ns, "link", "del", name])
+                _run(["ip", "-n", node.ns, "link", "del", "dev", name])
         node.run(["ovs-ofctl", "del-flows", bridge])
 
 

@@ -79,7 +79,7 @@ def test_format_path_escapes_odd_keys():
 # ---- inventory ------------------------------------------------------------------------
 INV = b"""
 all:
-  vars: {netintent_bridge: all, ansible_user: root}
+  vars: {netintent_bridge: all-group, ansible_user: root}
   children:
     hosts:
       vars: {netintent_bridge: hosts-group, netintent_interface: eth1}
@@ -106,7 +106,7 @@ def test_inventory_groups_ranges_and_var_precedence():
     assert inv.hosts["h2"].groups == ("hosts", "web")      # parent groups included, `all` not
     assert inv.hosts["h2"].var("netintent_bridge") == "host"               # host > child group > parent > all
     assert inv.hosts["h1"].var("netintent_bridge") == "hosts-group"
-    assert inv.hosts["hv1"].var("netintent_bridge") == "all"
+    assert inv.hosts["hv1"].var("netintent_bridge") == "all-group"
     assert inv.hosts["h1"].var("ansible_user") == "root"
     # h1 and h3 lack netintent_hypervisor_port: reported with their line
     assert [str(e) for e in errors] == [

@@ -23,21 +23,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from typing import Any, Iterable
 
 from reconciler.drivers.ansible.driver import SEPARATOR, AnsibleDriver, Rendered, plan_scope
 from reconciler.drivers.ansible.nftables import parse_ruleset, plan_script
 from reconciler.model import Layer, Resource, ResourceKey
+from reconciler.names import is_interface_name
 
 ROUTE_PROTO = "78"          # rtnetlink protocol number marking the reconciler's routes
 LABEL_SUFFIX = ":ni"        # address label suffix marking the reconciler's addresses
-IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,11}$")  # + ":ni" fits IFNAMSIZ-1
+MAX_IFACE = 12              # + ":ni" fits IFNAMSIZ-1
 
 
 def _iface(name: Any) -> str:
-    if not isinstance(name, str) or not IFACE_RE.match(name):
-        raise ValueError(f"invalid interface name {name!r} (1-12 chars [A-Za-z0-9_.-])")
+    if not is_interface_name(name, MAX_IFACE):
+        raise ValueError(f"invalid interface name {name!r} (1-12 chars [A-Za-z0-9_.-], not all/default)")
     return name
 
 
