@@ -187,10 +187,13 @@ class Engine:
         progress.initial = initial = plan
         progress.unknown = {k: r for k, r in desired.resources.items()
                             if (k.layer, k.target) in reports and (k.layer, k.target) not in reachable}
-        for c in initial.drift:
+        # drift = changes + orphans: the first len(changes) are executed (no membership test,
+        # which is quadratic on a first deploy of millions of changes)
+        n_exec = len(initial.changes)
+        for i, c in enumerate(initial.drift):
             self.bus.publish(Event(EventKind.DRIFT, run_id, app=c.app, layer=c.key.layer,
                                    target=c.key.target, key=str(c.key), message=c.action.value,
-                                   data={"action": c.action.value, "executed": c in initial.changes,
+                                   data={"action": c.action.value, "executed": i < n_exec,
                                          "diff": [d.to_json() for d in c.diffs]}))
         if self.publish_state:
             self._publish_state(run_id, desired, observed, initial, progress.unknown)
