@@ -22,6 +22,9 @@ from reconciler.model import Layer, Resource, State
 from reconciler.status import Action, Outcome
 
 _LOCK = threading.Lock()  # layers share one file; serialise read-modify-write
+# path -> ((path, inode, mtime_ns, size), data, state); guarded by _LOCK. write_snapshot renames
+# a new file into place, so the inode changes with every write even within one mtime tick.
+_PARSED: dict[str, tuple[tuple[str, int, int, int], dict[str, Any], State]] = {}
 
 
 def read_snapshot(path: str | os.PathLike) -> dict[str, Any]:
@@ -47,8 +50,20 @@ class SnapshotDriver:
         self.path = Path(path)
 
     def _load(self) -> tuple[dict[str, Any], State]:
-        data = read_snapshot(self.path) if self.path.exists() else {"resources": []}
-        return data, State.from_json(data.get("resources", []))
+        """The file parsed once per version, shared by the layers' drivers (it can be GBs)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {"resources": []}, State.from_json([])
+        stamp = (str(self.path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = _PARSED.get(stamp[0])
+        if hit is not None and hit[0] == stamp:
+            return dict(hit[1]), hit[2]
+        data = read_snapshot(self.path)
+        state = State.from_json(data.get("resources", []))
+        _PARSED.clear()  # one file at a time: a cache, not a leak
+        _PARSED[stamp[0]] = (stamp, data, state)
+        return dict(data), state
 
     def observe(self, targets: Sequence[Target]) -> dict[str, Observation]:
         with _LOCK:
@@ -88,16 +103,16 @@ class SnapshotDriver:
                     out[name] = ApplyResult(name, Outcome.DRY_RUN,
                                             details=tuple(f"{c.action.value} {c.key}" for c in tp.changes))
                     continue
+                mine = {r.key: r for r in state.for_target(self.layer, name)}
                 for c in tp.changes:
                     if c.action is Action.DELETE:
                         index.pop(c.key, None)
+                        mine.pop(c.key, None)
                     else:
-                        index[c.key] = c.desired
+                        index[c.key] = mine[c.key] = c.desired
                 out[name] = ApplyResult(name, Outcome.APPLIED, writes=len(tp.changes),
                                         details=tuple(f"{c.action.value} {c.key}" for c in tp.changes),
-                                        duration_s=time.monotonic() - t0,
-                                        observed=tuple(r for k, r in index.items()
-                                                       if k.layer == self.layer and k.target == name))
+                                        duration_s=time.monotonic() - t0, observed=tuple(mine.values()))
             if not dry_run:
                 data["resources"] = [r.to_json() for r in sorted(index.values(), key=lambda r: r.key.sort_key())]
                 write_snapshot(self.path, data)
