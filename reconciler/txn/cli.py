@@ -1,0 +1,183 @@
+"""Command line of the transactions: `apply` as a transaction, `confirm TXID`, `recover`,
+`rollback TXID` (revert as a new transaction), and the transaction part of `history`.
+
+Contract:
+- `transactional_apply(args, repo, desired, targets, engine)` is what `reconciler apply` runs
+  (not for --dry-run; for --observed only when a store is named): it opens the store named by
+  `--store` / RECONCILER_STORE / .reconciler/state.db, first finishes what earlier runs left
+  (`recover`), then applies as one transaction. With `--confirm-within S` it leaves a
+  detached watcher (`python -m reconciler.txn.watch`) that rolls back at the deadline unless
+  confirmed; the daemon, when one runs on the same store, does the same (first claim wins).
+- The journal's `context` holds how to rebuild the drivers (repo, inventory path, layers,
+  timeout), never inventory variables or secrets.
+- Exit codes: 0 committed (or pending confirm), 1 rolled back / not converged, 2 error
+  (journal unavailable, target busy, nothing applied).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from reconciler.txn.journal import Journal, JournalUnavailable
+from reconciler.txn.models import TxnState
+from reconciler.txn.txn import Refused, Transactions, TxnResult
+
+DEFAULT_STORE = ".reconciler/state.db"
+
+
+def store_url(args: Any) -> str | None:
+    return getattr(args, "store", None) or os.environ.get("RECONCILER_STORE") or None
+
+
+def open_journal(url: str) -> Journal:
+    """The journal on the store at `url`; JournalUnavailable when the database cannot be opened."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from reconciler.service.store import Store
+    if "://" not in url:
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return Journal(Store(url))
+    except (OperationalError, DBAPIError) as exc:
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()
+        raise JournalUnavailable(f"transaction journal unavailable ({first[0] if first else exc!r}); "
+                                 "no device was written") from None
+
+
+def _context(args: Any, url: str) -> dict[str, Any]:
+    observed = getattr(args, "observed", None)
+    return {"repo": str(Path(args.repo).resolve()), "inventory": getattr(args, "inventory_path", None),
+            "layers": list(getattr(args, "layers", None) or []), "timeout": args.timeout,
+            "attempts": args.attempts, "observed": str(Path(observed).resolve()) if observed else None,
+            "factory": getattr(args, "driver_factory", None), "store": url}
+
+
+def transactional_apply(args: Any, repo: Any, desired: Any, targets: Mapping, engine: Any) -> TxnResult | None:
+    """The apply as a transaction, or None when this apply is not one (dry run, offline without a store)."""
+    url = store_url(args)
+    if getattr(args, "dry_run", False) or (getattr(args, "observed", None) and not url):
+        return None
+    from reconciler.cli import _rev
+    url = url or DEFAULT_STORE
+    try:
+        journal = open_journal(url)
+        tx = Transactions(engine, journal, context=_context(args, url), prepare=_preparer(args, engine))
+        for res in tx.recover(targets, repo.config.ignore):
+            print(f"recovered {res.txn_id}: {res.state.value}{': ' + res.error if res.error else ''}",
+                  file=sys.stderr)
+        res = tx.apply(desired, targets, prune=args.prune, apps=args.app or None, ignore=repo.config.ignore,
+                       revision=_rev(args.repo), trigger="cli", confirm_within=getattr(args, "confirm_within", None))
+    except JournalUnavailable as exc:   # never apply without a journal
+        return TxnResult("-", TxnState.ABORTED, error=str(exc))
+    if res.state is TxnState.PENDING_CONFIRM:
+        spawn_watcher(url, res.txn_id)
+    return res
+
+
+def _preparer(args: Any, engine: Any):
+    if getattr(args, "observed", None):
+        return None
+    from reconciler.txn.prepare import make_preparer
+    return make_preparer(engine.drivers)
+
+
+def spawn_watcher(url: str, txn_id: str) -> int:
+    """A detached process (own session, no terminal) that rolls back at the deadline."""
+    log = Path(url if "://" not in url else ".reconciler/x").resolve().parent / f"watch-{txn_id}.log"
+    with open(log, "ab") as out:
+        p = subprocess.Popen([sys.executable, "-m", "reconciler.txn.watch", "--store", url, txn_id],
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                             close_fds=True)
+    return p.pid
+
+
+def txn_line(res: TxnResult) -> str:
+    tail = ""
+    if res.state is TxnState.PENDING_CONFIRM and res.deadline:
+        tail = (f"; rolls back at {time.strftime('%H:%M:%S', time.gmtime(res.deadline))} UTC unless "
+                f"`reconciler confirm {res.txn_id}`")
+    err = f": {res.error}" if res.error else ""
+    return f"transaction {res.txn_id}: {res.state.value}{err}{tail}"
+
+
+def txn_exit(res: TxnResult) -> int:
+    if res.ok:
+        return 0
+    return 2 if res.state is TxnState.ABORTED and res.report is None else 1
+
+
+# ---- commands --------------------------------------------------------------------------
+def cmd_confirm(args: argparse.Namespace) -> int:
+    journal = open_journal(store_url(args) or DEFAULT_STORE)
+    row = journal.txn(args.txn_id)
+    if row is None:
+        print(f"error: {args.txn_id}: no such transaction", file=sys.stderr)
+        return 2
+    ok = journal.claim(args.txn_id, [TxnState.PENDING_CONFIRM], TxnState.COMMITTED, owner="confirm",
+                       not_after=time.time())
+    if ok:
+        print(f"transaction {args.txn_id}: committed")
+        return 0
+    row = journal.txn(args.txn_id)
+    print(f"error: {args.txn_id} is {row.state if row else '?'}; only a pending transaction within its "
+          "confirm window can be confirmed", file=sys.stderr)
+    return 1
+
+
+def engine_from_context(ctx: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """(engine, targets, repo) rebuilt from a journalled context."""
+    from reconciler.cli import _targets, build_engine, load
+    repo = load(ctx["repo"], ctx.get("inventory"))
+    ns = argparse.Namespace(timeout=ctx.get("timeout") or 60.0, attempts=ctx.get("attempts") or 3,
+                            inventory_path=ctx.get("inventory"), layers=ctx.get("layers") or None,
+                            observed=ctx.get("observed"), driver_factory=ctx.get("factory"))
+    targets = _targets(repo)
+    engine, _ = build_engine(ns, targets)
+    return engine, targets, repo
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    journal = open_journal(store_url(args) or DEFAULT_STORE)
+    rows = [r for r in journal.unfinished() if not args.txn_id or r.txn_id == args.txn_id]
+    bad = 0
+    for row in rows:
+        engine, targets, repo = engine_from_context(json.loads(row.context or "{}"))
+        for res in Transactions(engine, journal).recover(targets, repo.config.ignore, only=row.txn_id):
+            print(txn_line(res))
+            bad += res.state is not TxnState.ROLLED_BACK
+    return 1 if bad else 0
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    """`reconciler rollback TXID`: undo a committed transaction as a new transaction."""
+    journal = open_journal(store_url(args) or DEFAULT_STORE)
+    row = journal.txn(args.revision)
+    if row is None:
+        print(f"error: {args.revision}: no such transaction", file=sys.stderr)
+        return 2
+    engine, targets, repo = engine_from_context(json.loads(row.context or "{}"))
+    tx = Transactions(engine, journal, context=json.loads(row.context or "{}"))
+    try:
+        res = tx.revert(args.revision, targets, repo.config.ignore)
+    except Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(txn_line(res))
+    return txn_exit(res)
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("confirm", help="confirm a transaction applied with --confirm-within")
+    p.add_argument("txn_id", metavar="TXID")
+    p.add_argument("--store", help=f"database URL or SQLite file (env RECONCILER_STORE; default {DEFAULT_STORE})")
+    p.set_defaults(func=cmd_confirm)
+    p = sub.add_parser("recover", help="finish transactions a dead process or a lapsed confirm window left")
+    p.add_argument("txn_id", metavar="TXID", nargs="?")
+    p.add_argument("--store", help=f"database URL or SQLite file (env RECONCILER_STORE; default {DEFAULT_STORE})")
+    p.set_defaults(func=cmd_recover)
