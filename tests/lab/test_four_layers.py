@@ -1,0 +1,150 @@
+"""Four layers on the reference lab: `reconciler apply` with the lab's own inventory converges
+switches, hypervisors, hosts (with the workloads' xDS bootstrap and SPIFFE files) and sidecars
+(through the lab's ADS server); drift in the host files and the sidecar layer is named per
+application and repaired; a crashed workload is UNREACHABLE for its node only.
+
+A private copy of labs/app-fabric.clab.yml (own name and management subnet), one per module.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.lab import Lab, grpc_checks, workloads
+from reconciler.lab.shared import skip_reason
+from reconciler.lab.system import alive
+
+pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parents[2]
+API = "xds:///api.shop:8080"
+
+
+@pytest.fixture(scope="module")
+def lab4(tmp_path_factory):
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("four-layers")
+    lab = Lab.from_file(REPO / "labs/app-fabric.clab.yml", "ni-4l", tmp / "inventory", "172.31.92.0/24")
+    lab.up()
+    env = dict(os.environ, RECONCILER_CA_DIR=str(tmp / "ca"))
+    try:
+        yield lab, env
+    finally:
+        problems = lab.down()
+        assert not problems, problems
+        assert not (Path("/run/netintent/ads") / "172.31.92.1_18001.sock").exists()
+        left = subprocess.run(["pgrep", "-f", "ni-4l"], capture_output=True, text=True).stdout
+        assert not left.strip(), left
+
+
+def cli(lab, env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args, str(REPO / "examples/intents"),
+                           "--inventory", str(lab.inventory_path)], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=REPO)
+
+
+def test_apply_converges_all_four_layers_and_a_second_apply_writes_nothing(lab4):
+    lab, env = lab4
+    first = cli(lab, env, "apply")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-1000:]
+    for node in ("h1", "h2", "h3", "h5", "h6"):
+        assert f"sidecar    {node}" in first.stdout
+    tally = grpc_checks.calls(lab, "h1", API, n=200)
+    assert not tally["errors"] and set(tally["servers"]) == {"api-v1-h3", "api-v2-h5"}, tally
+    second = cli(lab, env, "apply")
+    assert second.returncode == 0 and ", 0 write(s)" in second.stdout, second.stdout[-2000:]
+    key = lab.layout.node_dir("h3") / "xds" / "certs" / "api.shop.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    boot = json.loads((lab.layout.node_dir("h3") / "xds" / "bootstrap.json").read_text())
+    assert boot["xds_servers"][0]["server_uri"] == lab.ads_address and boot["node"]["id"] == "h3"
+    assert "BEGIN" not in first.stdout + first.stderr + second.stdout   # no key material printed
+
+
+def test_host_file_drift_is_named_per_app_and_repaired(lab4):
+    lab, env = lab4
+    certs = lab.layout.node_dir("h3") / "xds" / "certs"
+    os.chmod(certs / "api.shop.key", 0o644)
+    (certs / "ca.pem").write_text("not a certificate\n")
+    diff = cli(lab, env, "diff")
+    assert diff.returncode == 1, diff.stdout[-2000:]
+    shop = diff.stdout[diff.stdout.index("application shop"):]
+    assert "~ workload-cert api.shop" in shop and 'key_mode: "0644"' in shop, shop[:2000]
+    assert "~ trust-bundle ca.pem" in diff.stdout
+    assert cli(lab, env, "apply").returncode == 0
+    assert (certs / "api.shop.key").stat().st_mode & 0o777 == 0o600
+    assert cli(lab, env, "diff").returncode == 0
+
+
+def test_certificate_near_expiry_is_reported_and_rotated(lab4):
+    from reconciler.xds.ca import CA
+    lab, env = lab4
+    ca = CA.load(env["RECONCILER_CA_DIR"])
+    cert, key = ca.issue("spiffe://corp.example/shop/api", days=2)
+    certs = lab.layout.node_dir("h5") / "xds" / "certs"
+    fd = os.open(certs / "api.shop.key", os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, key)
+    os.close(fd)
+    (certs / "api.shop.pem").write_bytes(cert)
+    diff = cli(lab, env, "diff")
+    assert diff.returncode == 1 and 'expiry: "renew: expires' in diff.stdout, diff.stdout[-2000:]
+    assert cli(lab, env, "apply").returncode == 0
+    assert cli(lab, env, "diff").returncode == 0
+
+
+def test_sidecar_drift_an_old_version_is_named_per_app_and_repaired(lab4):
+    lab, env = lab4
+    grpc_checks.hand_edit_route(lab, "h1", "api.shop:8080", [0, 100])
+    assert grpc_checks.calls(lab, "h1", API, n=50)["servers"] == {"api-v2-h5": 50}
+    diff = cli(lab, env, "diff")
+    assert diff.returncode == 1
+    shop = diff.stdout[diff.stdout.index("application shop"):]
+    assert "@@ sidecar h1 @@" in shop and "~ route api.shop:8080" in shop, shop[:2000]
+    assert cli(lab, env, "apply").returncode == 0
+    tally = grpc_checks.calls(lab, "h1", API, n=400)
+    assert not tally["errors"] and 80 <= grpc_checks.share(tally, ["api-v1-h3"]) <= 97, tally
+
+
+def test_a_crashed_workload_is_unreachable_for_its_node_only(lab4):
+    lab, env = lab4
+    ready = lab.layout.node_dir("h6") / "agent.ready"
+    pid = json.loads(ready.read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    grpc_checks.hand_edit_route(lab, "h1", "api.shop:8080", [0, 100])   # something to apply elsewhere
+    out = cli(lab, env, "apply")
+    assert out.returncode == 1
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip().startswith("sidecar")]
+    assert any("h6" in ln and "unreachable" in ln and "18000" in ln for ln in lines), "\n".join(lines)
+    assert all("unreachable" not in ln for ln in lines if " h6 " not in ln), "\n".join(lines)
+    assert "host       h6" in out.stdout and "unreachable" not in \
+        [ln for ln in out.stdout.splitlines() if ln.strip().startswith("host       h6")][0]
+    # started again, its node converges too
+    n = lab.topo.nodes["h6"]
+    workloads.start(lab.layout, n, workloads.specs(lab.topo)["h6"], lab.holder("h6"))
+    assert cli(lab, env, "apply").returncode == 0
+
+
+def test_an_ads_server_restart_keeps_workload_config(lab4):
+    from reconciler.lab import adsrelay
+    lab, env = lab4
+    state = lab._state()
+    os.kill(state["ads_relay"], signal.SIGTERM)
+    for _ in range(200):   # bounded: the old server releases the ADS port
+        if not alive(state["ads_relay"]):
+            break
+        time.sleep(0.05)
+    proc = adsrelay.spawn(lab.layout, lab.ads_address)
+    state["ads_relay"] = proc.pid
+    lab._save(state)
+    adsrelay.wait_ready(proc, lab.layout)
+    tally = grpc_checks.calls(lab, "h1", API, n=100)   # the workloads still hold their config
+    assert not tally["errors"] and set(tally["servers"]) == {"api-v1-h3", "api-v2-h5"}, tally
+    out = cli(lab, env, "apply")   # the new server adopts what the workloads hold: nothing to push
+    assert out.returncode == 0 and ", 0 write(s)" in out.stdout, out.stdout[-2000:]
