@@ -18,12 +18,14 @@ Contract:
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import json
 import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect, text
@@ -32,6 +34,8 @@ from sqlmodel import Session, SQLModel, create_engine, delete, select
 
 from reconciler.events import Event, EventKind
 from reconciler.redact import REDACTOR
+from reconciler.service import shard_models  # noqa: F401  shard tables live on the same metadata
+from reconciler.service import store_verify as _reach_models  # noqa: F401  (reachability tables, same metadata)
 from reconciler.service.store_models import (
     SCHEMA_VERSION,
     AppStateRow,
@@ -45,6 +49,7 @@ from reconciler.service.store_models import (
     TargetRevisionRow,
 )
 from reconciler.status import Health, Outcome, Phase, Sync
+from reconciler.txn import models as _txn_models  # noqa: F401  (journal tables on the same metadata)
 
 log = logging.getLogger("reconciler.service.store")
 
@@ -55,6 +60,7 @@ __all__ = ["Store", "SchemaMismatch", "AppStatus", "Hold", "RunRow", "DriftEvent
 MIGRATIONS: dict[int, Any] = {}
 MAX_PENDING = 20000
 RETRY_S = 5.0
+SCHEMA_LOCK_KEY = 0x4E49_5343  # "NISC": the advisory lock serialising schema creation on PostgreSQL
 
 
 class SchemaMismatch(Exception):
@@ -101,7 +107,11 @@ class Store:
 
     # ---- schema ---------------------------------------------------------------------------
     def check_schema(self) -> None:
-        with self.engine.begin() as conn:
+        # Several processes may open a new database at once (daemons, the CLI): one creates the
+        # schema while the others wait and then find it, instead of racing to CREATE TABLE.
+        with self._schema_lock(), self.engine.begin() as conn:
+            if self.is_postgres:  # held to the end of this transaction; DDL is transactional there
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
             tables = set(inspect(conn).get_table_names())
             ours = set(SQLModel.metadata.tables)
             if "schema_version" not in tables:
@@ -128,6 +138,20 @@ class Store:
                 version += 1
                 conn.execute(text("UPDATE schema_version SET version = :v WHERE id = 1"), {"v": version})
             SQLModel.metadata.create_all(conn)  # tables added within a version (none today)
+
+    @contextlib.contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """An exclusive file lock next to a SQLite file (PostgreSQL uses an advisory lock)."""
+        db = self.engine.url.database if self.url.startswith("sqlite") else None
+        if not db or db == ":memory:":
+            yield
+            return
+        with open(f"{db}.schema-lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def _where(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
@@ -250,6 +274,8 @@ class Store:
         if errors and not run.error:
             run.error = REDACTOR.text("; ".join(errors))[:4000]
         s.add(run)
+        if ctx.get("trigger") == "txn-rollback":
+            return   # back to a transaction's pre-state, not to a revision: app sync and revisions stay as they were
         revision = str(d.get("revision") or "")
         failed = ctx.get("failed", {})
         for app in d.get("apps") or []:
