@@ -28,7 +28,8 @@ EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
 # Modules that contribute subcommands through `add_cli(subparsers)`.
 CLI_MODULES = ("reconciler.intents.cli", "reconciler.lab.cli", "reconciler.service.xds_cli", "reconciler.service.cli",
-               "tui.cli", "reconciler.demo", "reconciler.verify.cli")
+               "tui.cli", "reconciler.demo", "reconciler.verify.cli", "reconciler.txn.cli",
+               "reconciler.compliance.cli", "reconciler.ipam.cli", "reconciler.telemetry.cli")
 
 
 class UserError(Exception):
@@ -41,12 +42,17 @@ def _colour(args: argparse.Namespace) -> bool:
     return sys.stdout.isatty()
 
 
-def load(repo_dir: str, inventory: str | None = None):
-    """Load and validate an intents repo or raise RepoInvalid (printed by the caller)."""
+def load(repo_dir: str, inventory: str | None = None, *, store: str | None = None, record: bool = False):
+    """Load and validate an intents repo or raise RepoInvalid (printed by the caller). IPAM
+    allocations come from the store (`store`, else RECONCILER_STORE, else the default) and are
+    recorded there when `record` (apply), through reconciler.ipam.binding like the daemon."""
     from reconciler.intents.validate import load_repo
+    from reconciler.ipam.binding import StoreBinding, default_store_url, load_with_ipam
     if not Path(repo_dir).is_dir():
         raise UserError(f"{repo_dir}: not a directory")
-    return load_repo(repo_dir, inventory_override=inventory)
+    binding = StoreBinding(default_store_url(store), record=record)
+    return load_with_ipam(lambda previous: load_repo(repo_dir, inventory_override=inventory, previous=previous),
+                          binding, _rev(repo_dir))
 
 
 def _print_invalid(exc: Exception) -> None:
@@ -58,20 +64,25 @@ def _print_invalid(exc: Exception) -> None:
 
 # ---- plan ---------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
+    from reconciler.ipam.cli import preview_lines
     from reconciler.plan import make_plan, render_text
     if args.from_rev or args.to_rev:
-        from reconciler.revision import plan_range
-        plan = plan_range(args.repo, args.from_rev or "HEAD~1", args.to_rev or "HEAD", args.inventory)
+        from reconciler.ipam.binding import StoreBinding, default_store_url
+        from reconciler.revision import preview_range
+        plan, ipam = preview_range(args.repo, args.from_rev or "HEAD~1", args.to_rev or "HEAD", args.inventory,
+                                   ipam=StoreBinding(default_store_url(args.store)))
     else:
-        repo = load(args.repo, args.inventory)
+        repo = load(args.repo, args.inventory, store=args.store)
+        ipam = repo.allocations
         desired = Compiler().compile(repo)
         observed = _snapshot_state(args.observed) if args.observed else None
         from reconciler.model import State
         plan = make_plan(desired, observed or State(), prune=args.prune, ignore=repo.config.ignore)
     if args.json:
-        print(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+        print(json.dumps({**plan.to_json(), "ipam": preview_lines(ipam)}, indent=2, sort_keys=True))
     else:
         sys.stdout.write(render_text(plan, colour=_colour(args)))
+        sys.stdout.write("".join(f"{ln}\n" for ln in preview_lines(ipam)))
     return EXIT_CHANGES if plan.drift else EXIT_OK
 
 
@@ -98,7 +109,8 @@ def build_engine(args: Any, targets: Mapping[Layer, Any], publish=None):
         bus.subscribe(publish)
     drivers = drivers_for(targets, {"inventory_path": getattr(args, "inventory_path", None), "publish": bus.publish,
                                     "timeout_s": args.timeout},
-                          layers=getattr(args, "layers", None), observed=getattr(args, "observed", None))
+                          layers=getattr(args, "layers", None), observed=getattr(args, "observed", None),
+                          factory=getattr(args, "driver_factory", None))
     return Engine(drivers, bus, attempts=args.attempts), bus
 
 
@@ -109,7 +121,7 @@ def _targets(repo, layers=None):
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    repo = load(args.repo, args.inventory)
+    repo = load(args.repo, args.inventory, store=args.store)
     args.inventory_path = _inventory_path(args, repo)
     desired = Compiler().compile(repo)
     targets = _targets(repo)
@@ -127,7 +139,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    repo = load(args.repo, args.inventory)
+    # A real apply (also offline, --observed) records the repo's IPAM allocations; a dry run does not.
+    repo = load(args.repo, args.inventory, store=args.store, record=not args.dry_run)
     if args.prune and not repo.apps and not args.allow_empty:
         # An empty or missing apps/ is valid, but pruning against it deletes everything owned.
         raise UserError(f"{args.repo}: no applications; --prune would delete everything the reconciler owns "
@@ -136,14 +149,24 @@ def cmd_apply(args: argparse.Namespace) -> int:
     desired = Compiler().compile(repo)
     targets = _targets(repo)
     engine, _ = build_engine(args, targets)
-    report = engine.run(desired, targets, prune=args.prune, dry_run=args.dry_run,
-                        apps=args.app or None, ignore=repo.config.ignore, revision=_rev(args.repo), trigger="cli")
+    from reconciler.txn.cli import transactional_apply, txn_exit, txn_line
+    txn = transactional_apply(args, repo, desired, targets, engine)   # every real apply is a transaction
+    if txn is not None and txn.report is None:
+        print(txn_line(txn), file=sys.stderr)
+        return txn_exit(txn)
+    report = txn.report if txn is not None and txn.report is not None else engine.run(
+        desired, targets, prune=args.prune, dry_run=args.dry_run, apps=args.app or None, ignore=repo.config.ignore,
+        revision=_rev(args.repo), trigger="cli")
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        print(json.dumps({**report.to_json(), **({"transaction": txn.to_json()} if txn else {})},
+                         indent=2, sort_keys=True))
         ok = report.converged or (args.dry_run and all(t.ok for t in report.targets.values()))
-        return EXIT_OK if ok else EXIT_CHANGES
+        return txn_exit(txn) if txn is not None else (EXIT_OK if ok else EXIT_CHANGES)
     sys.stdout.write(render_observed(report, colour=_colour(args)))
     print(format_report(report))
+    if txn is not None:
+        print(txn_line(txn))
+        return txn_exit(txn)
     if args.dry_run:
         return EXIT_OK if all(t.ok for t in report.targets.values()) else EXIT_CHANGES
     return EXIT_OK if report.converged else EXIT_CHANGES
@@ -235,6 +258,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inventory", help="inventory file (default: the one named in reconciler.yaml)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-color", action="store_true", help="no ANSI colours (also NO_COLOR=1)")
+    p.add_argument("--store", help="store holding IPAM allocations: database URL or SQLite file "
+                                   "(env RECONCILER_STORE; default .reconciler/state.db)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "apply":
             p.add_argument("--dry-run", action="store_true", help="plan against observed state, write nothing")
             p.add_argument("--allow-empty", action="store_true", help="allow --prune with no applications")
+            p.add_argument("--confirm-within", type=float, metavar="SECONDS",
+                           help="commit-confirm: roll back every layer unless `reconciler confirm TXID` in time")
+            p.add_argument("--layer", dest="layers", action="append",
+                           choices=["switch", "hypervisor", "host", "sidecar"], help="only this layer (repeatable)")
+            p.add_argument("--driver-factory", metavar="MODULE:FUNC", help="build drivers with this factory (tests)")
         p.set_defaults(func=func)
 
     for modname in CLI_MODULES:
@@ -274,8 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from reconciler.drivers.registry import DriverLoadError
     from reconciler.intents.validate import UsageError
+    from reconciler.ipam.binding import IpamBusy
     from reconciler.revision import RevisionError
-    return (RevisionError, UsageError, DriverLoadError)
+    return (RevisionError, UsageError, DriverLoadError, IpamBusy)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,9 @@ with a `TargetReport` (outcome, writes, error) and the run with a `RunReport`.
 - Converge: up to `attempts` rounds with exponential backoff between them; a converged
   state (empty plan) makes no apply call at all, so it issues zero writes.
 - Every step is published as an `Event` on the bus; the engine itself keeps no history.
+- `write_gate` (optional, set by reconciler.txn): called before every write with the plan and the
+  unfiltered observation; an exception from it aborts the run before that write (the run is
+  still published as failed, then the exception propagates). Without a gate nothing changes.
 """
 from __future__ import annotations
 
@@ -62,6 +65,10 @@ class Engine:
         self.max_backoff_s = max_backoff_s
         self._sleep = sleep
         self.publish_state = publish_state
+        # Called as write_gate(run_id, plan, observed) before every write (not in dry runs), with
+        # the latest observation of every target unfiltered by --app; raising aborts the run with
+        # nothing written by that attempt (the transaction journal and its checks, reconciler.txn).
+        self.write_gate: Callable[[str, Plan, State], None] | None = None
 
     # ---- observe ---------------------------------------------------------------------
     def observe(self, targets: Mapping[Layer, Sequence[Target]], run_id: str = "",
@@ -154,15 +161,17 @@ class Engine:
         """Observe, plan and apply until the plan is empty or the attempts are used up; records
         every step in `progress` as it goes, so an aborted run still reports what it found."""
         readback: tuple[ObservedState, dict] | None = None
+        raw_readback: State = ObservedState()
         # attempts + 1 rounds: the last one only verifies what the last apply did
         for attempt in range(1, self.attempts + 2):
             progress.attempt = attempt
             if readback is not None:
                 # every written target read its state back in its own session: no extra observe
                 observed, obs = readback
+                raw = raw_readback
             else:
                 observed, obs = self.observe(targets, run_id)
-                observed = _filter_apps(observed, app_filter)
+                raw, observed = observed, _filter_apps(observed, app_filter)
             reachable = self._note_observations(obs, reports)
             plan = progress.plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
             if progress.initial is None:
@@ -174,9 +183,12 @@ class Engine:
                 break
             if attempt > 1:
                 self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2)))
+            if self.write_gate is not None:
+                self.write_gate(run_id, plan, raw)
             readback = self._apply(plan, desired, observed, targets, reports, run_id, dry_run=False)
             if readback is not None:
                 # targets not written keep their last observation (failed ones stay failed)
+                raw_readback = readback[0]
                 readback = (_filter_apps(readback[0], app_filter), {**obs, **readback[1]})
 
     def _note_initial_drift(self, progress: _Progress, plan: Plan, desired: State, observed: State,

@@ -11,7 +11,11 @@ Contract (no device is touched; the work tree is never read):
 - `refusal_lines(exc)` turns those refusals into the printable lines that the daemon
   records and the pre-receive hook prints; `check_revision` is load_revision -> lines.
 - `plan_range(repo_dir, from, to)` is the plan that turns the first revision into the
-  second, with deletes (prune=True), so a reviewer sees per app and target what a merge does.
+  second, with deletes (prune=True), so a reviewer sees per app and target what a merge does;
+  `preview_range` also returns the IPAM allocations the merge would make.
+- IPAM: `load_revision(..., ipam=binding)` loads through reconciler.ipam.binding (previous
+  allocations from the store; recorded by compare-and-swap when the binding records). Without
+  a binding nothing was allocated before (the pre-receive hook's view).
 The daemon, the git hooks and `plan --from/--to` all go through here.
 """
 from __future__ import annotations
@@ -30,6 +34,8 @@ from reconciler.compile import CompileConflicts, Compiler
 from reconciler.intents.models import IntentRepo
 from reconciler.intents.sources import Symlink
 from reconciler.intents.validate import RepoInvalid, load_tree
+from reconciler.ipam.binding import Binding, FixedBinding, load_with_ipam
+from reconciler.ipam.model import IpamResult
 from reconciler.model import DesiredState
 from reconciler.plan import Plan, make_plan
 
@@ -79,14 +85,15 @@ def tree_files(repo_dir: str | os.PathLike, rev: str) -> dict[str, bytes | Symli
 
 
 def load_revision(repo_dir: str | os.PathLike, rev: str, inventory: str | None = None, *, keyring: str | None = None,
-                  compiler: Compiler | None = None) -> CompiledRevision:
+                  compiler: Compiler | None = None, ipam: Binding | None = None) -> CompiledRevision:
     sha = resolve(repo_dir, rev)
     if keyring:
         ok, why = verify_signature(repo_dir, sha, keyring)
         if not ok:
             raise RevisionRefused([f"{sha[:12]}: {why}"])
     files = tree_files(repo_dir, sha)
-    repo = load_tree(files, inventory_override=inventory, revision=sha)
+    repo = load_with_ipam(lambda previous: load_tree(files, inventory_override=inventory, revision=sha,
+                                                     previous=previous), ipam, sha)
     desired = (compiler or Compiler()).compile(repo)
     return CompiledRevision(sha, files, repo, desired)
 
@@ -142,7 +149,18 @@ def verify_signature(git_dir: str | os.PathLike, sha: str, keyring: str) -> tupl
 
 
 def plan_range(repo_dir: str | Path, from_rev: str, to_rev: str, inventory: str | None = None) -> Plan:
+    return preview_range(repo_dir, from_rev, to_rev, inventory)[0]
+
+
+def preview_range(repo_dir: str | Path, from_rev: str, to_rev: str, inventory: str | None = None,
+                  ipam: Binding | None = None) -> tuple[Plan, IpamResult | None]:
+    """The plan of a merge and the allocations it makes: `from` is loaded with the store's
+    allocations (`ipam`, read only), `to` with the ones `from` ends up with."""
     compiler = Compiler()
-    before = load_revision(repo_dir, from_rev, inventory, compiler=compiler)
-    after = load_revision(repo_dir, to_rev, inventory, compiler=compiler)
-    return make_plan(after.desired, before.desired, prune=True, ignore=after.repo.config.ignore)
+    before = load_revision(repo_dir, from_rev, inventory, compiler=compiler, ipam=ipam)
+    kept = before.repo.allocations.allocations if isinstance(before.repo.allocations, IpamResult) else None
+    after = load_revision(repo_dir, to_rev, inventory, compiler=compiler,
+                          ipam=FixedBinding(kept) if kept is not None else None)
+    plan = make_plan(after.desired, before.desired, prune=True, ignore=after.repo.config.ignore)
+    result = after.repo.allocations
+    return plan, result if isinstance(result, IpamResult) else None

@@ -134,7 +134,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
         return 2
     from tui.app import ReconcilerApp
     try:
-        ReconcilerApp(model, actions, poll_s=args.poll, open_app=args.app).run()
+        app = ReconcilerApp(model, actions, poll_s=args.poll, open_app=args.app)
+        if getattr(args, "daemon", None):   # traffic and drops from the daemon's /metrics
+            from tui.http_actions import daemon_base
+            from tui.telemetrymodel import TelemetryFeed, http_fetch
+            app.telemetry = TelemetryFeed(http_fetch(daemon_base(args.daemon)))  # type: ignore[attr-defined]
+        app.run()
     finally:
         work = getattr(args, "cleanup", None)
         if work is not None:

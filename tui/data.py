@@ -92,6 +92,9 @@ class AppRow:
     drift_count: int = 0
     self_heal: bool | None = False   # None: the repo's sync policy decides
     message: str = ""          # e.g. "h3 unreachable"
+    reach: tuple[int, int, int] | None = None   # reachability (violations, leaks, unknown); None: not verified
+    # (accepted pkt/s, drops/s, a share unknown); None: no telemetry (tui/telemetrymodel.py)
+    traffic: tuple[float | None, float | None, bool] | None = None
 
 
 @dataclass(frozen=True)

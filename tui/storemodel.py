@@ -28,6 +28,7 @@ from tui.data import (
     row_resource,
     row_run,
 )
+from tui.reachmodel import reach_counts, reach_of
 
 STALE_RUN_S = 900.0
 
@@ -47,9 +48,20 @@ class StoreReadModel:
         return cls(Store(url), source=_safe_url(url))
 
     def apps(self) -> list[AppRow]:
-        rows = sorted((row_app(a) for a in self.store.apps()), key=lambda r: r.name)
+        reach = reach_counts(self.store)
+        rows = sorted((replace(row_app(a), reach=reach.get(_get(a, "app", "name"))) for a in self.store.apps()),
+                      key=lambda r: r.name)
         busy = self._progressing({r.name for r in rows})
         return [replace(r, health=Health.PROGRESSING) if r.name in busy else r for r in rows]
+
+    def reachability(self, app: str) -> tuple[Any, list[Any]]:
+        """(summary or None, findings) of the daemon's last reachability verification of `app`."""
+        return reach_of(self.store, app)
+
+    def transactions(self, app: str, limit: int = 50) -> list[dict]:
+        """The transactions touching `app` (reconciler.txn.history), newest first."""
+        from reconciler.txn.history import transactions
+        return transactions(self.store, limit, app=app)
 
     def _progressing(self, names: set[str]) -> set[str]:
         """Apps a writing run is working on right now (the store records health when a run
@@ -114,7 +126,7 @@ class StoreReadModel:
         latest = self.store.runs(None, 1)
         drift = self.store.drift_events(app, 1)
         return (status, tuple((_get(r, "run_id"), _get(r, "phase"), _get(r, "finished")) for r in latest),
-                tuple((_get(d, "id"), _get(d, "ts")) for d in drift))
+                tuple((_get(d, "id"), _get(d, "ts")) for d in drift), reach_of(self.store, app, summary_only=True))
 
 
 def _safe_url(url: str) -> str:

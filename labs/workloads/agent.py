@@ -17,7 +17,10 @@ arguments; nothing here imports the reconciler, so the file runs on any lab node
   -> {"servers": {NAME: count}, "errors": {CODE: count}, "first_error": str, "elapsed_s"}.
   Clients dial `xds:///` targets with `xds_channel_credentials` (mTLS from the Cluster),
   channels are kept per target so their xDS watches (and CSDS entries) stay alive;
-- once everything listens, {"admin": port, "pid": pid} is written to the ready file.
+- once the admin port listens, {"admin": port, "pid": pid} is written to the ready file;
+  with `--wait-bootstrap` the xDS servers and clients start only once the bootstrap file
+  exists (the lab starts workloads before the host layer has written it), CSDS answering
+  empty meanwhile; when they are up, "xds": true is added to the ready file.
 The process exits on SIGTERM/SIGINT.
 """
 from __future__ import annotations
@@ -135,17 +138,55 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--serve-plain", action="append", default=[], metavar="NAME@IP:PORT",
                     help="a plain (not xDS) gRPC server: no TLS/RBAC from the control plane")
     ap.add_argument("--warm", action="append", default=[], metavar="TARGET")
+    ap.add_argument("--wait-bootstrap", action="store_true",
+                    help="start xDS only once the GRPC_XDS_BOOTSTRAP file exists")
     args = ap.parse_args(argv)
     if not os.environ.get("GRPC_XDS_BOOTSTRAP") and not os.environ.get("GRPC_XDS_BOOTSTRAP_CONFIG"):
         print("agent: GRPC_XDS_BOOTSTRAP is not set", file=sys.stderr)
         return 2
-
-    servers = []
-    for spec, plain in [(s, False) for s in args.serve] + [(s, True) for s in args.serve_plain]:
+    for spec in args.serve + args.serve_plain:
         name, _, addr = spec.partition("@")
         if not name or ":" not in addr:
             print(f"agent: bad --serve {spec!r} (want NAME@IP:PORT)", file=sys.stderr)
             return 2
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    client = Client()
+    admin = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    grpc_csds.add_csds_servicer(admin)
+    admin.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "netintent.lab.Admin", {"Run": grpc.unary_unary_rpc_method_handler(client.run)}),))
+    port = admin.add_insecure_port(args.admin)
+    admin.start()
+    ready = {"admin": port, "pid": os.getpid()}
+    boot = os.environ.get("GRPC_XDS_BOOTSTRAP", "")
+    if args.wait_bootstrap and boot and not os.path.exists(boot):
+        _write_ready(args.ready_file, ready)  # CSDS answers (empty) while the host layer is pending
+        while not os.path.exists(boot) and not stop.wait(0.2):
+            pass
+    servers = [] if stop.is_set() else _start_xds(args, client)
+    if not stop.is_set():
+        _write_ready(args.ready_file, dict(ready, xds=True))
+    stop.wait()
+    client.close()
+    for s in servers + [admin]:
+        s.stop(0.2)
+    return 0
+
+
+def _write_ready(path: str, info: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
+def _start_xds(args: argparse.Namespace, client: Client) -> list:
+    servers = []
+    for spec, plain in [(s, False) for s in args.serve] + [(s, True) for s in args.serve_plain]:
+        name, _, addr = spec.partition("@")
         srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8), xds=not plain)
         srv.add_generic_rpc_handlers((echo_handler(name, plain),))
         if plain:
@@ -154,30 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             srv.add_secure_port(addr, grpc.xds_server_credentials(grpc.insecure_server_credentials()))
         srv.start()
         servers.append(srv)
-
-    client = Client()
     for t in args.warm:  # connect now: the xDS watches start before the first call
         client.channel(t).subscribe(lambda _state: None, try_to_connect=True)
-    admin = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    grpc_csds.add_csds_servicer(admin)
-    admin.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "netintent.lab.Admin", {"Run": grpc.unary_unary_rpc_method_handler(client.run)}),))
-    port = admin.add_insecure_port(args.admin)
-    admin.start()
-
-    tmp = args.ready_file + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"admin": port, "pid": os.getpid()}, f)
-    os.replace(tmp, args.ready_file)
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    client.close()
-    for s in servers + [admin]:
-        s.stop(0.2)
-    return 0
+    return servers
 
 
 if __name__ == "__main__":

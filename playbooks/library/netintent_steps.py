@@ -18,7 +18,7 @@ from ansible.module_utils.basic import AnsibleModule
 STEP_SPEC = dict(
     name=dict(type="str", required=True),
     argv=dict(type="list", elements="str", required=True),
-    stdin=dict(type="str", default=""),
+    stdin=dict(type="str", default="", no_log=True),  # may carry private keys: never in results or logs
     skip_empty=dict(type="bool", default=False),
     run=dict(type="bool", default=True),
     soft=dict(type="bool", default=False),

@@ -23,7 +23,7 @@ import operator
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from reconciler.compile import host, hypervisor, sidecar, switch
+from reconciler.compile import host, hypervisor, sidecar, switch, workload_files
 from reconciler.compile.context import CompileContext, FlowIndex
 from reconciler.diff import Normalizer, register_normalizer
 from reconciler.intents.models import Application, IntentRepo, Inventory, RepoConfig
@@ -45,7 +45,7 @@ FabricCompiler = Callable[[CompileContext], list[Resource]]
 LAYER_COMPILERS: dict[Layer, tuple[AppCompiler, FabricCompiler | None]] = {
     Layer.SWITCH: (switch.compile_app, switch.compile_fabric),
     Layer.HYPERVISOR: (hypervisor.compile_app, hypervisor.compile_fabric),
-    Layer.HOST: (host.compile_app, None),
+    Layer.HOST: (host.compile_app, workload_files.compile_fabric),
     Layer.SIDECAR: (sidecar.compile_app, None),
 }
 

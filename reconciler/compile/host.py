@@ -7,7 +7,8 @@ Contract: pure. For every host carrying instances of `app`:
   nft-set   `netintent_<app>/<set>` identity -> addresses sets (elements sorted), one per
                                    (local service, port) of allowed callers, plus `local_<svc>`
   nft-table `netintent_<app>`      table inet netintent_<app>: one input chain, default deny for
-                                   the app's instance addresses, allows by source set; the
+                                   the app's instance addresses, allows by source set, named
+                                   counters on each (service, port)'s accept and drop rule; the
                                    default-deny resource (model.DEFAULT_DENY_KEYS): no ignore rule
                                    may keep it from being created
 Rules are structured dicts, not nft text, so the driver renders them in one place and
@@ -16,15 +17,34 @@ parses `nft -j` back into the same shape.
 """
 from __future__ import annotations
 
+from reconciler.compile import workload_files
 from reconciler.compile.context import CompileContext, ServiceRef, iter_instances
 from reconciler.diff import Normalizer
 from reconciler.intents.models import Application, Instance, Service
-from reconciler.intents.semantics import nft_set_name, svc_set_name
+from reconciler.intents.semantics import nft_ident, nft_set_name, svc_set_name
 from reconciler.model import OWNER, Layer, Resource, ResourceKey
 
-# What `nft -j list ruleset` reports beyond the intent: every object's `handle`. Set elements and
-# a rule's `ct_state` flags have no order.
-NORMALIZER = Normalizer(volatile={"*": ("handle",)}, set_fields=frozenset({"elements", "ct_state"}))
+# What `nft -j list ruleset` reports beyond the intent: every object's `handle`, and the values of
+# counters (`packets`, `bytes`: the driver's parser already leaves them out of a table; a snapshot
+# may carry them). Set elements and a rule's `ct_state` flags have no order.
+NORMALIZER = Normalizer(volatile={"*": ("handle", "packets", "bytes")}, set_fields=frozenset({"elements", "ct_state"}))
+
+
+# Telemetry counters (docs/telemetry.md), part of the table so drift and repair cover them: a named
+# counter on each (service, port)'s accept and drop rule and on the final drop; the drop rules also
+# record (source, destination, port) in the dynamic set `refused` (one counter per element, bounded
+# in size and age) so a refused caller can be named.
+REFUSED_SET = "refused"
+REFUSED_SPEC = {"size": 4096, "timeout": 3600}
+DROP_OTHER = "drop_other"
+
+
+def accept_counter(service: str, port: str) -> str:
+    return f"acc_{nft_ident(service)}_{nft_ident(port)}"
+
+
+def drop_counter(service: str, port: str) -> str:
+    return f"drop_{nft_ident(service)}_{nft_ident(port)}"
 
 
 def table_name(app: str) -> str:
@@ -54,6 +74,7 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
         rules: list[dict] = [
             {"match": {"daddr_set": "local", "ct_state": ["established", "related"]}, "verdict": "accept"},
         ]
+        drops: list[dict] = []
         for sname, svc, inst in by_host[host]:
             ifc = inst.interface or iface
             out.append(Resource(_key(host, "address", f"{ifc}:{inst.address}"),
@@ -71,8 +92,13 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
                 sets[set_name] = sorted(callers)
                 rules.append({"match": {"saddr_set": set_name, "daddr_set": svc_set_name(sname),
                                         "protocol": port.protocol, "dport": port.port},
-                              "verdict": "accept"})
-        rules.append({"match": {"daddr_set": "local"}, "verdict": "drop"})
+                              "counter": accept_counter(sname, port.name), "verdict": "accept"})
+                drops.append({"match": {"daddr_set": svc_set_name(sname), "protocol": port.protocol,
+                                        "dport": port.port},
+                              "update_set": REFUSED_SET, "counter": drop_counter(sname, port.name), "verdict": "drop"})
+        # Per-(service, port) drops after every accept (two services may share an address), then the rest.
+        rules.extend(drops)
+        rules.append({"match": {"daddr_set": "local"}, "counter": DROP_OTHER, "verdict": "drop"})
         for set_name in sorted(sets):
             out.append(Resource(_key(host, "nft-set", f"{table}/{set_name}"),
                                 {"family": "inet", "table": table, "name": set_name, "type": "ipv4_addr",
@@ -80,7 +106,9 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
         out.append(Resource(_key(host, "nft-table", table),
                             {"family": "inet", "name": table,
                              "chains": {"input": {"type": "filter", "hook": "input", "priority": 0,
-                                                  "policy": "accept", "rules": rules}}},
+                                                  "policy": "accept", "rules": rules}},
+                             "counters": sorted({r["counter"] for r in rules if "counter" in r}),
+                             "refused": dict(REFUSED_SPEC)},
                             app.name))
         # Routes leave by an interface that carries the app's segment on this host (the gateway
         # is only on-link there), not by the host's default interface.
@@ -89,4 +117,4 @@ def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:
             out.append(Resource(_key(host, "route", dest),
                                 {"destination": dest, "gateway": seg.gateway_address, "interface": route_ifc},
                                 app.name))
-    return out
+    return out + workload_files.compile_app(app, ctx)  # xDS bootstrap + SPIFFE files (workload_files.py)

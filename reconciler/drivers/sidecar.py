@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from google.protobuf import any_pb2
 
@@ -41,6 +42,9 @@ from reconciler.model import FrozenDict, Layer, Resource, ResourceKey, freeze
 from reconciler.status import Outcome
 from reconciler.xds import resources as R
 from reconciler.xds.server import AckState, SnapshotCache, XdsServer
+
+if TYPE_CHECKING:
+    from reconciler.xds.relay import RemoteCache
 
 DEFAULT_CSDS_PORT = 18000
 _SHORT = {R.LISTENER: "LDS", R.ROUTE: "RDS", R.CLUSTER: "CDS", R.ENDPOINTS: "EDS"}
@@ -105,13 +109,13 @@ def _drop_stale(found: _Held, served: Mapping[str, Mapping[str, Any]]) -> None:
 class SidecarDriver:
     layer = Layer.SIDECAR
 
-    def __init__(self, server: XdsServer | None = None, cache: SnapshotCache | None = None,
+    def __init__(self, server: XdsServer | None = None, cache: "SnapshotCache | RemoteCache | None" = None,
                  ack_timeout: float = 5.0, csds_timeout: float = 3.0, parallel: int = 16,
                  adopt: bool = True, server_error: str = "") -> None:
         if cache is None:
             cache = server.cache if server is not None else SnapshotCache()
         self.server = server
-        self.cache = cache
+        self.cache: SnapshotCache | RemoteCache = cache   # RemoteCache: a relay's (reconciler/xds/relay.py)
         self.ack_timeout = ack_timeout
         self.csds_timeout = csds_timeout
         self.parallel = max(1, parallel)
@@ -188,6 +192,7 @@ class SidecarDriver:
         new_snaps: dict[str, dict[str, dict[str, Any]]] = {}
         old_snaps: dict[str, dict[str, dict[str, Any]]] = {}
         t0 = time.monotonic()
+        ads = {p.target.name: str(p.target.vars.get("netintent_ads") or "") for p in plans}
         for plan in plans:
             node = plan.target.name
             if self.server_error and not dry_run:
@@ -236,7 +241,7 @@ class SidecarDriver:
                             waited[n][t] = s
             for node, types in waited.items():
                 results[node] = self._result(node, types, old_snaps[node], new_snaps[node],
-                                             time.monotonic() - t0)
+                                             time.monotonic() - t0, ads.get(node, ""))
         return results
 
     def _snapshot(self, plan: TargetPlan) -> tuple[dict, dict, dict]:
@@ -285,11 +290,12 @@ class SidecarDriver:
         return a
 
     def _result(self, node: str, types: Mapping[str, Any], old: Mapping, new: Mapping,
-                duration: float) -> ApplyResult:
+                duration: float, ads: str = "") -> ApplyResult:
         writes = len(types)
         if all(s.state is AckState.NO_STREAM for s in types.values()) and not self.cache.connected(node):
+            tried = f" (its bootstrap names the ADS server at {ads}: is it reachable from the host?)" if ads else ""
             return ApplyResult(node, Outcome.UNREACHABLE, writes=writes, duration_s=duration,
-                               error=f"no ADS stream from node {node}; its snapshot is set and "
+                               error=f"no ADS stream from node {node}{tried}; its snapshot is set and "
                                      "will be served when it connects")
         nacks = {t: s for t, s in types.items() if s.state is AckState.NACKED}
         pending = {t: s for t, s in types.items() if s.state is AckState.PENDING}
@@ -319,20 +325,47 @@ class SidecarDriver:
         return {key(n) for n, a in new.items() if n not in old or old[n].value != a.value}
 
 
+def ads_address_of(inventory_path: str | None) -> str | None:
+    """The ADS address the inventory's sidecar hosts use (`netintent_ads`), if one."""
+    if not inventory_path:
+        return None
+    from reconciler.intents.inventory import parse_inventory
+    try:
+        inv, _ = parse_inventory(str(inventory_path), Path(inventory_path).read_bytes())
+    except OSError:
+        return None
+    if inv is None:
+        return None
+    found = {str(t.vars["netintent_ads"]) for t in targets_of(inv)[Layer.SIDECAR] if t.vars.get("netintent_ads")}
+    return sorted(found)[0] if found else None
+
+
 def factory(context: Mapping[str, Any] | None = None, **kw: Any) -> SidecarDriver:
     """Context keys: `xds_server` (a running XdsServer), else `xds_address` (default: env
-    RECONCILER_XDS_ADDRESS or 127.0.0.1:18001) where one is started here, with TLS from
-    `xds_tls_cert`, `xds_tls_key`, optional `xds_tls_client_ca`; `xds_ack_timeout_s`,
-    `xds_csds_timeout_s`. If the address cannot be bound (e.g. `reconciler serve` already
-    serves it), observe still works and apply reports every target UNREACHABLE."""
+    RECONCILER_XDS_ADDRESS, else the inventory's `netintent_ads` (from `inventory_path`), else
+    127.0.0.1:18001). When a relay (reconciler.xds.relay, e.g. the lab's) serves that address,
+    the driver hands it the snapshots over its control socket; otherwise an ADS server is
+    started here, with TLS from `xds_tls_cert`, `xds_tls_key`, optional `xds_tls_client_ca`;
+    `xds_ack_timeout_s`, `xds_csds_timeout_s`. If the address cannot be bound (e.g. `reconciler
+    serve` already serves it), observe still works and apply reports every target UNREACHABLE
+    naming the address."""
     import os
+
+    from reconciler.xds.relay import RemoteCache, control_path
 
     ctx = dict(context or {}, **kw)
     server = ctx.get("xds_server")
     error = ""
+    ack_timeout, csds_timeout = float(ctx.get("xds_ack_timeout_s", 5.0)), float(ctx.get("xds_csds_timeout_s", 3.0))
     if server is None:
         address = str(ctx.get("xds_address") or os.environ.get("RECONCILER_XDS_ADDRESS")
-                      or "127.0.0.1:18001")
+                      or ads_address_of(ctx.get("inventory_path")) or "127.0.0.1:18001")
+        sock = control_path(address)
+        if sock.exists():
+            remote = RemoteCache(sock)
+            if remote.reachable():
+                return SidecarDriver(cache=remote, ack_timeout=ack_timeout, csds_timeout=csds_timeout)
+            remote.close()
         creds = None
         if ctx.get("xds_tls_cert"):
             from reconciler.xds.server import tls_credentials
@@ -343,5 +376,4 @@ def factory(context: Mapping[str, Any] | None = None, **kw: Any) -> SidecarDrive
         except RuntimeError as e:
             error = f"no ADS server here: {e} (is `reconciler serve` running on it?)"
             server = None
-    return SidecarDriver(server=server, ack_timeout=float(ctx.get("xds_ack_timeout_s", 5.0)),
-                         csds_timeout=float(ctx.get("xds_csds_timeout_s", 3.0)), server_error=error)
+    return SidecarDriver(server=server, server_error=error, ack_timeout=ack_timeout, csds_timeout=csds_timeout)

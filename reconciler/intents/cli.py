@@ -1,8 +1,10 @@
-"""`reconciler validate REPO_DIR [--inventory PATH] [--json]`.
+"""`reconciler validate REPO_DIR [--inventory PATH] [--json] [--store URL]`.
 
 Contract: prints every error of the repo, sorted, one per line as `file:line: path: message`
 (or one JSON object with `--json`), and exits 0 when the repo is valid, 1 when it has errors,
-2 on a usage error (missing directory, bad arguments) or an internal error. It never prints a
+2 on a usage error (missing directory, bad arguments) or an internal error. IPAM allocations
+to keep are read from the store (`--store`, RECONCILER_STORE, `.reconciler/state.db`; never
+written, never created: docs/ipam.md), so validate accepts exactly what apply would. It never prints a
 traceback: anything unexpected becomes one line naming the file that was being validated.
 Wire it with `add_cli(subparsers)`; `main(argv)` runs it stand-alone (`python -m reconciler.intents.cli`).
 """
@@ -28,6 +30,8 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--inventory", metavar="PATH",
                    help="use this Ansible YAML inventory instead of the one reconciler.yaml names")
     p.add_argument("--json", action="store_true", help="print one JSON object {valid, errors, apps}")
+    p.add_argument("--store", help="store holding IPAM allocations to keep: database URL or SQLite file "
+                                   "(env RECONCILER_STORE; default .reconciler/state.db; read, never written)")
     p.set_defaults(func=run_validate)
     return p
 
@@ -36,7 +40,7 @@ def run_validate(args: argparse.Namespace, out: TextIO | None = None, err: TextI
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        repo, errors = check_repo(args.repo_dir, args.inventory)
+        repo, errors = check_repo(args.repo_dir, args.inventory, previous=_previous(args))
         if args.json:
             doc = {"valid": not errors, "errors": [e.to_json() for e in errors],
                    "apps": sorted(repo.apps) if repo is not None else []}
@@ -60,6 +64,13 @@ def run_validate(args: argparse.Namespace, out: TextIO | None = None, err: TextI
     except Exception as e:  # the boundary: never a traceback
         err.write(f"reconciler validate: internal error: {_one_line(f'{type(e).__name__}: {e}')}\n")
         return EXIT_USAGE
+
+
+def _previous(args: argparse.Namespace) -> Any:
+    """IPAM allocations to keep, from the store `apply` and the daemon record them in
+    (reconciler.ipam.binding); nothing when there is no store yet."""
+    from reconciler.ipam.binding import StoreBinding, default_store_url
+    return StoreBinding(default_store_url(getattr(args, "store", None))).previous()
 
 
 def _one_line(text: str) -> str:

@@ -150,6 +150,7 @@ ALLOWED: dict[str, VarRule] = {
     "netintent_xds_node": VarRule(_rx(XDS_NODE_RE), "an xDS node id"),
     "netintent_csds": VarRule(_host_port, "host:port of the CSDS admin port (DNS name, IPv4 or [IPv6]; port 1..65535)"),
     "netintent_csds_port": VarRule(_int_in(1, 65535), "a port number 1..65535"),
+    "netintent_ads": VarRule(_host_port, "host:port of the reconciler's ADS server as seen from the host"),
 }
 
 # Names people reach for, with what to do instead (everything else not in ALLOWED: a generic refusal).

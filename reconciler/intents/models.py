@@ -12,6 +12,8 @@ Names used here (see schemas/application.schema.json for the documented contract
   Application.spec.policy    default deny; `allow` rules from a local service to a local or
                              exported remote service (`app/service`) on named ports
   Application.spec.traffic   per service: weighted split by version, mTLS mode, timeout, retries
+Values IPAM allocates (docs/ipam.md) are "" / 0 / None in the file's model; the loader hands
+semantics and compile the resolved models (reconciler.ipam.allocate), never those placeholders.
 """
 from __future__ import annotations
 
@@ -35,9 +37,10 @@ class Port(BaseModel):
 class Instance(BaseModel):
     model_config = FROZEN
     host: str
-    address: str
+    address: str = ""  # "" until reconciler.ipam allocates one: compile only sees resolved repos
     version: str = "v1"
     interface: str | None = None  # host interface; defaults to the inventory's netintent_interface
+    name: str | None = None  # IPAM key within the service (default host[/interface], reconciler.ipam.model)
 
 
 class Service(BaseModel):
@@ -52,10 +55,11 @@ class Service(BaseModel):
 
 class Segment(BaseModel):
     model_config = FROZEN
-    vni: int
+    vni: int = 0  # 0 until reconciler.ipam allocates one (a literal VNI is >= 1)
     subnet: str
     vlan: int | None = None
     gateway: str | None = None
+    reserved: tuple[str, ...] = ()  # addresses / `a-b` ranges IPAM never allocates
 
     @property
     def vlan_id(self) -> int:
@@ -128,9 +132,22 @@ class SyncPolicy(BaseModel):
     model_config = FROZEN
     interval_s: int = 60
     drift_interval_s: int = 30
+    telemetry_interval_s: int = 15   # per-app counter collection (reconciler.telemetry)
     self_heal: bool = False
     prune: bool = False
     windows: tuple[Mapping[str, str], ...] = ()
+
+
+class Pool(BaseModel):
+    model_config = FROZEN
+    start: int
+    end: int
+
+
+class IpamConfig(BaseModel):
+    model_config = FROZEN
+    vni: Pool | None = None
+    vlan: Pool | None = None
 
 
 class RepoConfig(BaseModel):
@@ -143,6 +160,7 @@ class RepoConfig(BaseModel):
     inventory: str = "inventory.yml"
     sync: SyncPolicy = SyncPolicy()
     ignore: tuple[IgnoreRule, ...] = ()
+    ipam: IpamConfig = IpamConfig()
 
 
 class InventoryHost(BaseModel):
@@ -177,3 +195,6 @@ class IntentRepo(BaseModel):
     inventory: Inventory = Inventory()
     apps: Mapping[str, Application] = {}
     revision: str = ""
+    # What reconciler.ipam allocated for this repo (apps above already carry the values);
+    # an ipam.model.Allocations, typed loosely so the models do not import the allocator.
+    allocations: object = None

@@ -225,6 +225,8 @@ def _check_instances(svc: Service, base: tuple, net: _Net | None, gateway: int |
     for i, inst in enumerate(svc.instances):
         ip_ = base + ("instances", i)
         out.insts.append((inst.host, inst.interface, ip_ + ("host",)))
+        if not inst.address:  # left to IPAM (reconciler.ipam), which could not allocate: it said why
+            continue
         ap = ip_ + ("address",)
         addr = _ip(inst.address)
         if addr is None:
@@ -435,6 +437,8 @@ class _Checker:
         vnis: dict[int, AppDoc] = {}
         for a in self.apps:
             seg = a.app.spec.segment
+            if not seg.vni:  # left to IPAM, which could not allocate: it said why
+                continue
             first = vnis.setdefault(seg.vni, a)
             if first is not a:
                 self.err(a.doc, ("spec", "segment", "vni"),
@@ -456,8 +460,8 @@ class _Checker:
         used: dict[tuple[str, int], AppDoc] = {}
         blamed: set[int] = set()
         for a in self.apps:
-            if self.by_name.get(a.app.name) is not a:
-                continue  # duplicate name, already reported
+            if self.by_name.get(a.app.name) is not a or not a.app.spec.segment.vni:
+                continue  # duplicate name, already reported; or no VNI (IPAM reported why)
             for leaf in sorted(present[a.app.name]):
                 first = used.setdefault((leaf, a.app.spec.segment.vlan_id), a)
                 if first is a:

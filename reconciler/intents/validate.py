@@ -21,6 +21,9 @@ Contract:
   reconciler.intents.inventory_vars); an `inventory_override` may also name keys in its own
   directory. `group_vars/` or `host_vars/` beside the repo's inventory are refused (Ansible
   would read them unvalidated).
+- IPAM (reconciler.ipam.allocate): values the apps leave out (instance addresses, VNIs, VLANs)
+  are allocated, keeping `previous` allocations, before the semantic checks; the returned
+  repo's apps carry them and `IntentRepo.allocations` is the `IpamResult`.
 - The returned models are frozen (`reconciler.intents.models`); `Application.source` is the file's
   repo-relative path. No error escapes as an exception other than these two.
 """
@@ -123,6 +126,10 @@ def _config_semantics(doc: Doc) -> list[ValidationError]:
         except ValueError as e:
             out.append(doc.error(("sync", "windows", i, "schedule"),
                                  f"invalid cron schedule {show(w['schedule'])}: {show(str(e), 120)[1:-1]}"))
+    for kind, pool in ((doc.data.get("ipam") or {}).items()):
+        if pool["end"] < pool["start"]:
+            out.append(doc.error(("ipam", kind, "end"), f"ipam.{kind} pool ends ({pool['end']}) before it starts "
+                                 f"({pool['start']})"))
     return out + _ignore_rule_semantics(doc)
 
 
@@ -261,13 +268,13 @@ def _app_files(src: Source, errors: list[ValidationError]) -> list[str]:
     return [f"{APPS_DIR}/{n}" for n in names if not n.startswith(".") and n.endswith((".yaml", ".yml"))]
 
 
-def _collect(src: Source, override: InventoryOverride,
-             revision: str) -> tuple[IntentRepo | None, list[ValidationError]]:
+def _collect(src: Source, override: InventoryOverride, revision: str,
+             previous: Any = None) -> tuple[IntentRepo | None, list[ValidationError]]:
     current = [CONFIG_FILE]
     gc_was_on = gc.isenabled()
     gc.disable()  # loading allocates ~1M small acyclic objects: generational GC turns quadratic
     try:
-        return _collect_unguarded(src, override, revision, current)
+        return _collect_unguarded(src, override, revision, current, previous)
     except Exception as e:  # a bug, not bad input: one located line at the CLI, never a traceback
         raise InternalError(display(current[0]), e) from e
     finally:
@@ -319,9 +326,11 @@ def _load_app_uncached(rel: str, raw: bytes) -> _LoadedApp:
     return _LoadedApp(tuple(model_errors), AppDoc(doc, app) if app is not None else None, None)
 
 
-def _collect_unguarded(src: Source, override: InventoryOverride, revision: str,
-                       current: list[str]) -> tuple[IntentRepo | None, list[ValidationError]]:
+def _collect_unguarded(src: Source, override: InventoryOverride, revision: str, current: list[str],
+                       previous: Any = None) -> tuple[IntentRepo | None, list[ValidationError]]:
     from reconciler.intents.semantics import AppDoc, check_semantics
+    from reconciler.ipam.allocate import allocate
+    from reconciler.ipam.model import EMPTY
 
     errors: list[ValidationError] = []
     config = _load_config(src, errors)
@@ -346,11 +355,17 @@ def _collect_unguarded(src: Source, override: InventoryOverride, revision: str,
     current[0] = "(cross-application checks)"
     for a in app_docs:
         a.doc.reset_errors()  # a Doc is reused while its file is unchanged: a fresh error budget per validation
+    # IPAM fills in what the apps leave out (reconciler.ipam), so semantics and compile see the
+    # very values that `apply` records: one load path for validate, plan, apply and the daemon.
+    allocated = allocate(config, app_docs, previous if previous is not None else EMPTY)
+    errors.extend(allocated.errors)
+    app_docs = list(allocated.apps)
     errors.extend(check_semantics(config, inventory, app_docs, broken_names))
     if errors or config is None or inventory is None:
         return None, bound_errors(errors)
     apps = {a.app.name: a.app for a in sorted(app_docs, key=lambda a: a.app.name)}
-    return IntentRepo(config=config, inventory=inventory, apps=apps, revision=revision), []
+    return IntentRepo(config=config, inventory=inventory, apps=apps, revision=revision,
+                      allocations=allocated.result), []
 
 
 def _dir_source(repo_dir: Union[str, "os.PathLike[str]"]) -> DirSource:
@@ -363,28 +378,29 @@ def _dir_source(repo_dir: Union[str, "os.PathLike[str]"]) -> DirSource:
 
 
 def check_repo(repo_dir: Union[str, "os.PathLike[str]"], inventory_override: InventoryOverride = None,
-               revision: str = "") -> tuple[IntentRepo | None, list[ValidationError]]:
-    """Validate a checkout; `(repo, [])` when valid, `(None, errors)` otherwise."""
-    return _collect(_dir_source(repo_dir), inventory_override, revision)
+               revision: str = "", previous: Any = None) -> tuple[IntentRepo | None, list[ValidationError]]:
+    """Validate a checkout; `(repo, [])` when valid, `(None, errors)` otherwise. `previous`:
+    the reconciler.ipam.model.Allocations to keep (None: nothing allocated yet)."""
+    return _collect(_dir_source(repo_dir), inventory_override, revision, previous)
 
 
 def check_tree(files: Mapping[str, Union[bytes, Symlink]], inventory_override: InventoryOverride = None,
-               revision: str = "") -> tuple[IntentRepo | None, list[ValidationError]]:
+               revision: str = "", previous: Any = None) -> tuple[IntentRepo | None, list[ValidationError]]:
     """Validate an in-memory tree `{relative posix path: bytes | Symlink}`."""
-    return _collect(TreeSource(files, label=revision or "<tree>"), inventory_override, revision)
+    return _collect(TreeSource(files, label=revision or "<tree>"), inventory_override, revision, previous)
 
 
 def load_repo(repo_dir: Union[str, "os.PathLike[str]"], inventory_override: InventoryOverride = None,
-              revision: str = "") -> IntentRepo:
-    repo, errors = check_repo(repo_dir, inventory_override, revision)
+              revision: str = "", previous: Any = None) -> IntentRepo:
+    repo, errors = check_repo(repo_dir, inventory_override, revision, previous)
     if repo is None:
         raise RepoInvalid(errors)
     return repo
 
 
 def load_tree(files: Mapping[str, Union[bytes, Symlink]], inventory_override: InventoryOverride = None,
-              revision: str = "") -> IntentRepo:
-    repo, errors = check_tree(files, inventory_override, revision)
+              revision: str = "", previous: Any = None) -> IntentRepo:
+    repo, errors = check_tree(files, inventory_override, revision, previous)
     if repo is None:
         raise RepoInvalid(errors)
     return repo

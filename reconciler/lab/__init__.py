@@ -5,9 +5,11 @@ Public API:
     lab.up() -> bool (False = already up), lab.down() -> list of problems,
     lab.status() -> list of per-node dicts, lab.state() -> LabState,
     lab.exec(node, argv, check=True) -> CompletedProcess,
-    lab.inventory_path, lab.key_path, lab.netns(node), lab.mgmt_ip(node).
+    lab.inventory_path, lab.key_path, lab.netns(node), lab.mgmt_ip(node), lab.ads_address.
 Modules: topology (pure parsing), layout (pure naming), inventory (pure build + write),
-system (command wrappers), node (per-node services), teardown (down/status), lab, cli.
+system (command wrappers), node (per-node services), workloads (gRPC agents per node),
+adsrelay (the lab's ADS server), teardown (down/status), lab, cli; probe, grpc_checks and
+demo_grpc (traffic checks: TCP and gRPC).
 """
 from reconciler.lab.lab import Lab, LabError, LabState
 from reconciler.lab.system import StepError, missing_tools

@@ -12,6 +12,8 @@ by node labels; host vars from the topology:
 - hosts: netintent_interface (`netintent.interface`, eth1), and netintent_hypervisor /
   netintent_hypervisor_port = the far end of that interface's link.
 - sidecars: hosts with `netintent.sidecar: "true"`; `netintent.xds-node` sets netintent_xds_node.
+  With sidecars, `all.vars.netintent_ads` = <mgmt gateway>:ADS_PORT, where the lab's ADS server
+  listens (the host layer writes it into each workload's xDS bootstrap).
 - linux nodes without a role are listed under `all.hosts` with their ansible_host only.
 Missing required labels or links raise InventoryError naming the node.
 """
@@ -25,6 +27,8 @@ import yaml
 
 from reconciler.lab.layout import TRUE
 from reconciler.lab.topology import Node, Topology
+
+ADS_PORT = 18001
 
 
 class InventoryError(ValueError):
@@ -95,6 +99,8 @@ def build(topo: Topology, key_path: str, known_hosts: str | None = None) -> dict
     }}
     if known_hosts:
         all_["vars"]["netintent_known_hosts"] = known_hosts
+    if groups["sidecars"]:  # the lab's ADS server (lab/adsrelay.py) on the management gateway
+        all_["vars"]["netintent_ads"] = f"{topo.mgmt_gateway}:{ADS_PORT}"
     if ungrouped:
         all_["hosts"] = ungrouped
     all_["children"] = {g: {"hosts": h} for g, h in groups.items() if h}

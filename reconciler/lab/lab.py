@@ -10,7 +10,8 @@ Contract:
   Order: preflight (root, tools, name/subnet conflicts: nothing is created when it fails) ->
   SSH key -> root batch (netns, mgmt bridge, every veth) -> holders -> per-netns batches
   (addresses, links up, default route) -> per node in parallel: sysctls, tx offload off,
-  sshd, OVS, FRR, binds, exec in order -> inventory. A failing step tears everything down and
+  sshd, OVS, FRR, binds, exec in order, then the node's gRPC workload (workloads.py) -> inventory.
+  A failing step tears everything down and
   raises LabError naming the step.
 - `down()` removes every netns (and so every veth), every process in them, the management
   bridge, the bridges it created, the lab's OVS netns (ovs-bridge nodes), /etc/frr/<ns> and /run/frr/<ns>, the
@@ -35,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from reconciler.lab import inventory, teardown
+from reconciler.lab import adsrelay, inventory, teardown, workloads
 from reconciler.lab import node as nodeops
 from reconciler.lab.layout import FRR_SHARED_FILES, Layout
 from reconciler.lab.system import StepError, alive, in_node, ip_batch, missing_tools, netns_list, run
@@ -63,6 +64,7 @@ class Lab:
         self.inventory_dir = Path(inventory_dir) if inventory_dir else Path.cwd() / "inventory"
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.timings: dict[str, float] = {}
+        self._workloads: dict[str, workloads.WorkloadSpec] = {}
 
     @classmethod
     def from_file(cls, path: str | Path, name_override: str | None = None,
@@ -88,6 +90,11 @@ class Lab:
 
     def mgmt_ip(self, node: str) -> str:
         return str(self.topo.nodes[node].mgmt_ipv4)
+
+    @property
+    def ads_address(self) -> str:
+        """Where the lab's ADS server listens (the inventory's `netintent_ads`)."""
+        return f"{self.topo.mgmt_gateway}:{inventory.ADS_PORT}"
 
     # --- state ---------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -154,7 +161,8 @@ class Lab:
                                f"{dst} on {r.get('dev')} (another lab? set mgmt.ipv4-subnet)")
         try:   # pure: a bad role/label setup is refused before anything is created
             inventory.build(self.topo, str(self.key_path))
-        except inventory.InventoryError as e:
+            workloads.specs(self.topo)
+        except (inventory.InventoryError, workloads.WorkloadLabelError) as e:
             raise LabError(str(e)) from None
         for ln in self.topo.links:
             for ep in (ln.a, ln.b):
@@ -221,6 +229,7 @@ class Lab:
 
     def _up(self, state: dict) -> None:
         L, topo = self.layout, self.topo
+        self._workloads = workloads.specs(topo)
         t = time.monotonic()
         L.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(L.state_dir, 0o700)
@@ -232,6 +241,7 @@ class Lab:
         t = self._mark("keys", t)
         self._root_links(state)
         t = self._mark("root_links", t)
+        relay = self._spawn_relay(state)
         linux = topo.netns_nodes()
         pending = {n.name: nodeops.spawn_holder(L, n) for n in linux}
         state["holders"] = pending
@@ -246,6 +256,9 @@ class Lab:
             state["root_ovs"] = True
             self._save(state)
             self._root_ovs()
+        if self._workloads:
+            state["workload_mountpoints"] = workloads.ensure_mountpoint()
+            self._save(state)
         # Heaviest nodes (FRR, OVS) first so the pool finishes early.
         order = sorted(linux, key=lambda n: -(2 * L.runs_frr(n) + L.runs_ovs(n)))
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
@@ -260,6 +273,8 @@ class Lab:
             if errors:
                 raise errors[0]
         t = self._mark("nodes", t)
+        if relay is not None:
+            adsrelay.wait_ready(relay, L)
         try:
             lines = []
             for n in linux:
@@ -272,6 +287,15 @@ class Lab:
         except (inventory.InventoryError, OSError) as e:
             raise StepError("write inventory", str(e)) from None
         self._mark("inventory", t)
+
+    def _spawn_relay(self, state: dict):
+        """The lab's ADS server on the management gateway (adsrelay.py), when it runs workloads."""
+        if not self._workloads:
+            return None
+        relay = adsrelay.spawn(self.layout, self.ads_address)
+        state["ads_relay"], state["ads_address"] = relay.pid, self.ads_address
+        self._save(state)
+        return relay
 
     def _root_links(self, state: dict) -> None:
         L, topo = self.layout, self.topo
@@ -339,6 +363,9 @@ class Lab:
             nodeops.start_frr(L, n, holder)
         warnings = nodeops.bind_other(L, n, holder)
         nodeops.run_exec(L, n, holder)
+        spec = self._workloads.get(n.name)
+        if spec is not None:
+            workloads.start(L, n, spec, holder)
         return warnings
 
     def _root_ovs(self) -> None:

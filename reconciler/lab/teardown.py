@@ -7,7 +7,8 @@ Contract:
   destroys their veths), the management bridge and the bridges the lab created, FRR's
   /etc/frr/<ns> and /run/frr/<ns>, FRR files outside the pathspace that this lab caused
   (layout.FRR_SHARED_FILES) and the daemons' /var/tmp/frr/<daemon>.<pid>, the inventory file and the
-  state dir. Names come from the Layout, so it works without a state file. Returns a list of problems
+  state dir (with the workloads' files), then the workload mount point it created (workloads.py).
+  Names come from the Layout, so it works without a state file. Returns a list of problems
   (empty = clean).
 - `status(layout, state)` returns one dict per node: netns, holder, sshd, ovs, frr booleans.
 """
@@ -18,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+from reconciler.lab import adsrelay, workloads
 from reconciler.lab.layout import FRR_SHARED_FILES, FRR_TMP, Layout
 from reconciler.lab.system import (
     OVS_SCHEMA,
@@ -65,6 +67,9 @@ def down(layout: Layout, state: dict, inventory_path: Path | None) -> list[str]:
     problems = _kill_processes(_lab_pids(layout, state, nodes, have))
     problems += _delete_links_and_netns(_link_and_netns_deletions(layout, state, nodes, have))
     problems += _remove_files(layout, state, inventory_path, nodes)
+    workloads.remove_mountpoints(state.get("workload_mountpoints", []), layout.state_root)
+    if state.get("ads_address"):
+        adsrelay.remove_socket(state["ads_address"])
     have = netns_list()
     still = [layout.netns(n) for n in nodes if layout.netns(n) in have]
     if still:
@@ -84,10 +89,22 @@ def _lab_pids(layout: Layout, state: dict, nodes: list[str], have: set[str]) -> 
         pids += [p for p in _frr_pids(layout, n) + _ovs_pids(layout.ovs_dir(n)) if alive(p)]
     holders = [int(p) for p in state.get("holders", {}).values() if p]
     pids += [p for p in holders if alive(p)]
+    relay = state.get("ads_relay")          # the lab's ADS server (adsrelay.py), in the root netns
+    if relay and alive(relay) and _is_relay(int(relay)):
+        pids.append(int(relay))
     pids += [p for p in _ovs_pids(layout.root_ovs_dir) if alive(p)]
     if layout.ovs_netns in have:
         pids += netns_pids(layout.ovs_netns)
     return pids
+
+
+def _is_relay(pid: int) -> bool:
+    """The pid is still the relay (not a reused pid): its command line names the module."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"reconciler.xds.relay" in f.read()
+    except OSError:
+        return False
 
 
 def _kill_processes(pids: list[int]) -> list[str]:

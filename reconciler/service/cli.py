@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from reconciler.service.shard_status import add_shard_args, print_ownership, shard_ownership, shard_settings
+
 DEFAULT_STORE = ".reconciler/state.db"
 DEFAULT_LISTEN = "127.0.0.1:8686"
 
@@ -72,7 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        webhook_secret=_secret(args.webhook_secret_file), interval_s=args.interval,
                        drift_interval_s=args.drift_interval, observed=args.observed, driver_factory=args.driver_factory,
                        attempts=args.attempts, timeout_s=args.timeout, keyring=args.keyring,
-                       layers=tuple(args.layer or ()))
+                       layers=tuple(args.layer or ()), shards=shard_settings(args),
+                       **({"instance": args.instance} if args.instance else {}))
     stop = {"now": False}
 
     def _sig(_s, _f):  # noqa: ANN001
@@ -111,8 +114,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     hold = store.hold()
     applied = store.service("applied_revision") or ""
     refused = store.service("refused")
+    ownership = shard_ownership(store)   # None unless daemons share the apps (serve --shards)
     if args.json:
-        print(json.dumps({"applied_revision": applied,
+        print(json.dumps({"applied_revision": applied, **({"shards": ownership} if ownership else {}),
                           "hold": None if hold is None else {"revision": hold.revision, "since": hold.since},
                           "refused": refused,
                           "apps": [{"app": a.app, "revision": a.revision, "sync": a.sync.value,
@@ -121,6 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                                     "held_revision": a.held_revision, "message": a.message} for a in apps]},
                          indent=2, sort_keys=True))
     else:
+        print_ownership(ownership)
         print(f"applied revision: {applied[:12] or '(none yet)'}")
         if hold:
             print(f"ROLLBACK HOLD: auto-sync held at {hold.revision[:12]} since {_ts(hold.since)} "
@@ -141,6 +146,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     store = _open_store(args)
     runs = store.runs(app=args.app, limit=args.limit)
+    if args.json and args.txn:   # one transaction, per layer and target
+        from reconciler.txn.history import transactions
+        print(json.dumps(transactions(store, txn_id=args.txn), indent=2, sort_keys=True))
+        return 0
     if args.json:
         print(json.dumps([r.model_dump() for r in runs], indent=2, sort_keys=True))
         return 0
@@ -152,6 +161,8 @@ def cmd_history(args: argparse.Namespace) -> int:
               f"{(r.duration or 0):>6.2f} {r.writes:>6} {', '.join(a for a in json.loads(r.apps) if a)}{dry}")
         if r.error:
             print(f"{'':<20} {r.error.splitlines()[0][:150]}")
+    from reconciler.txn.history import print_transactions
+    print_transactions(store, limit=args.limit, txn_id=args.txn)
     return 0
 
 
@@ -173,6 +184,9 @@ def _notify(args: argparse.Namespace, path: str = "/sync") -> str:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from reconciler.service.gitsource import GitSource, SourceError
     from reconciler.service.hooks import check_revision
+    if args.revision and args.revision.startswith("tx-"):   # a transaction id: revert it as a new transaction
+        from reconciler.txn.cli import cmd_revert
+        return cmd_revert(args)
     store = _open_store(args)
     if args.release:
         store.release_hold()
@@ -249,6 +263,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attempts", type=int, default=1, help="engine attempts per run (the daemon retries apps itself)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-target timeout in seconds")
     p.add_argument("--log-file", help="JSON log lines go here (default stderr)")
+    add_shard_args(p)
     p.set_defaults(func=cmd_serve)
 
 
@@ -263,6 +278,7 @@ def _add_store_readers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--app", help="only runs touching this application")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--txn", metavar="TXID", help="only this transaction, per layer and target")
     p.set_defaults(func=cmd_history)
 
 
@@ -271,7 +287,8 @@ def _add_daemon_requests(sub: argparse._SubParsersAction) -> None:
                            ("sync", "ask the daemon for a manual sync now (allowed in deny windows)")):
         p = sub.add_parser(name, help=helptext)
         if name == "rollback":
-            p.add_argument("revision", nargs="?", help="commit to roll back to")
+            p.add_argument("revision", nargs="?", help="commit to roll back to, or a transaction id (tx-...) to "
+                           "revert as a new transaction")
             p.add_argument("--release", action="store_true", help="end the hold; follow the branch again")
             p.add_argument("--repo", help="intents repo URL or path")
             p.add_argument("--branch", default="main")

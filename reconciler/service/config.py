@@ -30,6 +30,7 @@ class DaemonConfig:
     webhook_secret: bytes | None = None
     interval_s: float | None = None       # None: the repo's sync.interval_s
     drift_interval_s: float | None = None # None: the repo's sync.drift_interval_s
+    telemetry_interval_s: float | None = None  # None: the repo's sync.telemetry_interval_s; 0: no collection
     observed: str | None = None           # snapshot file: offline snapshot drivers
     driver_factory: str | None = None     # "module:function" (layer=..., path=..., ...)
     attempts: int = 1
@@ -38,6 +39,7 @@ class DaemonConfig:
     layers: tuple[str, ...] = ()          # only these layers (default: every layer with a driver)
     retry_base_s: float = 2.0
     retry_max_s: float = 120.0
+    shards: Any = None                    # service.shards.ShardSettings: share apps with other daemons (PostgreSQL)
     instance: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
 

@@ -46,6 +46,7 @@ from reconciler.compile import Compiler
 from reconciler.drivers.registry import DriverLoadError, drivers_for, targets_of
 from reconciler.engine import Engine
 from reconciler.events import EventBus
+from reconciler.ipam.binding import StoreBinding
 from reconciler.redact import REDACTOR
 from reconciler.report import RunReport
 from reconciler.revision import REFUSALS, load_revision, refusal_lines
@@ -55,9 +56,13 @@ from reconciler.service.gitsource import GitSource, SourceError
 from reconciler.service.jsonlog import log_event
 from reconciler.service.leader import leader_lock
 from reconciler.service.metrics import Metrics
+from reconciler.service.reachability import Reachability
+from reconciler.service.shard_fence import fence_drivers, mark_dead_runs, retry_refused, shard_health, start_shards
+from reconciler.service.shard_lease import Fence, Membership
 from reconciler.service.store import Store
 from reconciler.service.windows import window_verdict
 from reconciler.status import Phase
+from reconciler.telemetry.service import for_daemon as telemetry_for_daemon
 
 __all__ = ["Daemon", "DaemonConfig"]
 
@@ -75,13 +80,21 @@ class Daemon:
         self.cfg = cfg
         self.source = GitSource(cfg.repo, cfg.branch, cfg.cache_dir, timeout_s=cfg.timeout_s)
         self.store = store or Store(cfg.store_url, owner=cfg.instance)
-        self.lock = leader_lock(cfg.store_url)
+        # shards (cfg.shards): the lease of a shard member stands in for the leader lock
+        self.shard: Membership | None = None
+        self.fence: Fence | None = None
+        if cfg.shards:
+            self.shard, self.fence = start_shards(cfg.store_url, cfg.instance, cfg.shards, {"listen": cfg.listen})
+        self.lock = self.shard or leader_lock(cfg.store_url)
         self.metrics = Metrics()
         self.bus = EventBus()
         self.bus.subscribe(self.store.observer)
         self.bus.subscribe(self.metrics.observer)
+        self.reach = Reachability(self.store, self.metrics)   # verify after each run (service/reachability.py)
+        self.telemetry = telemetry_for_daemon(self)   # own thread and schedule: never blocks a sync
         self.bus.subscribe(log_event)
         self.compiler = Compiler()
+        self._ipam = StoreBinding(self.store.engine, record=True)  # IPAM allocations: kept in and recorded to the store
         self.current: Loaded | None = None
         self.is_leader = False
         self.source_error = ""
@@ -96,6 +109,7 @@ class Daemon:
         self._sync_running = False
         self._force = True
         self._retry: dict[str, tuple[int, float]] = {}
+        self._retry_loaded: Loaded | None = None   # shards: a refused first sync is retried at this revision
         self._intervals: tuple[float, float] | None = None
         self._stop = threading.Event()
         self._next_prune = 0.0
@@ -109,12 +123,14 @@ class Daemon:
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         if self.cfg.listen:
+            from reconciler.compliance.serve import report_endpoint
             from reconciler.service.http import HttpServer
             host, _, port = self.cfg.listen.rpartition(":")
             self.http = HttpServer(host or "127.0.0.1", int(port), secret=self.cfg.webhook_secret,
                                    on_sync=lambda trig, manual, p: self.request_sync(
                                        trig, manual, [p["app"]] if manual and isinstance(p.get("app"), str) else None),
-                                   metrics=self._render_metrics, health=self.health)
+                                   metrics=self._render_metrics, health=self.health,
+                                   report=report_endpoint(self.store))   # GET /report, from the store
             self.http.start()
         iv, dv = self._wanted_intervals(None)
         self._intervals = (iv, dv)
@@ -124,7 +140,12 @@ class Daemon:
         s.add_job(self._drift_job, "interval", seconds=dv, id="drift")
         s.add_job(self._retry_job, "interval", seconds=1, id="retry")
         s.add_job(self._flush_job, "interval", seconds=2, id="flush")
+        # lapsed confirm windows, dead owners' transactions
+        from reconciler.txn.service import txn_tick
+
+        s.add_job(lambda: txn_tick(self), "interval", seconds=1, id="txn")
         s.start()
+        self.telemetry.start()
         log.info("daemon started", extra={"ctx": {"instance": self.cfg.instance, "branch": self.cfg.branch,
                                                   "listen": self.cfg.listen, "poll_s": iv, "drift_s": dv}})
 
@@ -136,6 +157,7 @@ class Daemon:
             pass
         if self.http:
             self.http.stop()
+        self.telemetry.stop()
         if self._run_lock.acquire(timeout=wait_s):
             self._run_lock.release()
         self.store.flush()
@@ -153,12 +175,17 @@ class Daemon:
                 self.is_leader = False
                 self.metrics.leader.set(0)
                 log.warning("leader lock lost; not applying until it is reacquired")
+            elif self.shard is not None and self.shard.take_gained():  # slots moved to us: sync them now
+                _safe(lambda: mark_dead_runs(self.store, self.shard), [])
+                self._force = True
+                self.request_sync("takeover")
             return
         if not self.lock.try_acquire():
             return
         self.is_leader = True
         self.metrics.leader.set(1)
-        interrupted = _safe(self.store.mark_interrupted, [])
+        interrupted = _safe(self.store.mark_interrupted if self.shard is None else
+                            (lambda: mark_dead_runs(self.store, self.shard)), [])
         log.info("became leader", extra={"ctx": {"instance": self.cfg.instance, "interrupted_runs": interrupted}})
         self._force = True
         self.request_sync("startup")
@@ -258,7 +285,7 @@ class Daemon:
     def load(self, sha: str, trigger: str, record: bool = True) -> Loaded | None:
         try:
             rev = load_revision(self.source.repo_dir, sha, self.cfg.inventory, keyring=self.cfg.keyring,
-                                compiler=self.compiler)
+                                compiler=self.compiler, ipam=self._ipam)
         except REFUSALS as exc:
             self._refuse(sha, refusal_lines(exc), trigger, record)
             return None
@@ -319,6 +346,7 @@ class Daemon:
                 self._driver_failed(str(exc), loaded.revision, trigger, apps)
                 return None
             self._engine = Engine(drivers, self.bus, attempts=self.cfg.attempts, publish_state=True)
+            self.reach.tap(self._engine)
             self._engine_inventory = loaded.inventory_path
         if self.driver_error:
             log.info("drivers loaded again; the earlier error is cleared")
@@ -341,25 +369,39 @@ class Daemon:
 
     def _drivers(self, inventory_path: str, targets: dict) -> dict:
         settings = {"inventory_path": inventory_path, "publish": self.bus.publish, "timeout_s": self.cfg.timeout_s}
-        return drivers_for(targets, settings, layers=self.cfg.layers, observed=self.cfg.observed,
-                           factory=self.cfg.driver_factory)
+        drivers = drivers_for(targets, settings, layers=self.cfg.layers, observed=self.cfg.observed,
+                              factory=self.cfg.driver_factory)
+        return drivers if self.fence is None else fence_drivers(drivers, self.fence)
 
     def _apply(self, loaded: Loaded, trigger: str, apps: list[str] | None, blocking: bool = True) -> RunReport | None:
         if not self._run_lock.acquire(blocking=blocking):
             return None
+        full = apps is None
         try:
             if not self.is_leader or not self.lock.alive():
                 return None
-            cfg = loaded.repo.config
+            if self.shard is not None:  # only the apps (and the fabric "") whose slots we own
+                scope = [FABRIC, *loaded.repo.apps] if apps is None else apps
+                apps = self.shard.mine(scope)
+                for a in set(scope) - set(apps):
+                    self._retry.pop(a, None)
+                if not apps:
+                    return None
             engine = self._engine_for(loaded, trigger, apps)
             if engine is None:
                 return None
-            report = engine.run(
-                loaded.desired, loaded.targets, prune=cfg.sync.prune, apps=apps, ignore=cfg.ignore,
-                revision=loaded.revision, run_id=uuid.uuid4().hex[:12], trigger=trigger)
+            # every sync is a transaction (journal first)
+            from reconciler.txn.service import run_sync
+
+            report = run_sync(self, engine, loaded, apps, trigger)
+            if report is None:
+                if self.shard is not None:  # refused before writing (e.g. a target busy with another member)
+                    retry_refused(self, loaded, apps)
+                return None
+            self.reach.after_run(loaded, report, engine)
         finally:
             self._run_lock.release()
-        if apps is None:
+        if full:
             self.current = loaded
             self._reschedule(loaded)
             if self.refused and self.refused.get("sha") != loaded.revision:
@@ -395,14 +437,18 @@ class Daemon:
             engine = self._engine_for(loaded, "drift-scan")
             if engine is None:
                 return
+            mine = None if self.shard is None else self.shard.mine([FABRIC, *loaded.repo.apps])
+            if mine == []:
+                return
             report = engine.run(loaded.desired, loaded.targets, prune=cfg.sync.prune, dry_run=True,
-                                ignore=cfg.ignore, revision=loaded.revision,
+                                ignore=cfg.ignore, revision=loaded.revision, apps=mine,
                                 run_id=uuid.uuid4().hex[:12], trigger="drift-scan")
+            leaky = self.reach.after_run(loaded, report, engine)   # a new leak is drift: healed below
         finally:
             self._run_lock.release()
         # The fabric ("") is drift like any app's: it used to be filtered out here, so a deleted
         # uplink isolation flow was reported on every scan and never repaired.
-        drifted = [a for a in report.apps() if report.initial.for_app(a).changes]
+        drifted = sorted({a for a in report.apps() if report.initial.for_app(a).changes} | leaky)
         if not drifted:
             return
         overrides = {a.app: a.self_heal for a in (_safe(self.store.apps, []) or [])}
@@ -420,7 +466,7 @@ class Daemon:
         self._apply(loaded, "self-heal", heal, blocking=False)
 
     def _retry_job(self) -> None:
-        loaded = self.current
+        loaded = self.current or self._retry_loaded
         if not self.is_leader or loaded is None or not self._retry:
             return
         now = time.monotonic()
@@ -462,7 +508,9 @@ class Daemon:
                 "revision": self.current.revision if self.current else "",
                 "refused": (self.refused or {}).get("sha", ""), "window": self.window_reason,
                 "drivers": {"ok": not self.driver_error, "error": self.driver_error},
-                "retrying": sorted(_label(a) for a in self._retry)}
+                "retrying": sorted(_label(a) for a in self._retry),
+                "reachability": self.reach.status(),
+                **({} if self.shard is None else {"shard": shard_health(self.shard)})}
 
     def _render_metrics(self) -> bytes:
         self.metrics.pending.set(self.store.pending)

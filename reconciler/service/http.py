@@ -7,6 +7,9 @@ Contract:
   GET  /metrics     Prometheus text format.
   GET  /healthz     200 JSON {"ok", "leader", "store", "source", "revision", ...}; 503 if the
                     daemon's loop is not running.
+  GET  /report      the compliance report from the store (`?format=json|csv|html&app=NAME&since=DATE`,
+                    see reconciler/compliance/serve.py), signed like the POSTs with the raw query string
+                    in place of the body (`signed_get`), so a signature covers exactly one query.
 Signed requests bind time, identity and endpoint, so a captured request is worth nothing later:
   X-Netintent-Timestamp: <unix seconds>      X-Netintent-Delivery: <random id, 16-64 of [A-Za-z0-9_-]>
   X-Netintent-Signature: v1=<hex HMAC-SHA256(key, "METHOD\\nPATH\\nTS\\nDELIVERY\\n" + body)>
@@ -17,7 +20,7 @@ Signed requests bind time, identity and endpoint, so a captured request is worth
   (429) rather than forgets while full. A GitHub-style `X-Hub-Signature-256` (body only) cannot
   be bound to a time and is refused (401) with a message saying so. Missing headers or a wrong
   signature: 401, nothing triggered. Malformed or non-ASCII signature headers: 400. No secret
-  configured: both POST endpoints are disabled (403).
+  configured: both POST endpoints and GET /report are disabled (403).
 Limits: each connection's socket reads time out after `read_timeout_s` (10 s) and the whole
 request must arrive within `deadline_s` (30 s), else the connection is dropped; at most
 `max_connections` (64) are served at once, one more gets 503 and is closed without a thread; bodies
@@ -51,6 +54,7 @@ DELIVERY_HEADER = "X-Netintent-Delivery"
 SIG_HEADER = "X-Netintent-Signature"
 LEGACY_HEADER = "X-Hub-Signature-256"
 SIGNED_PATHS = ("/hooks/git", "/sync")
+REPORT_PATH = "/report"
 READ_TIMEOUT_S = 10.0
 DEADLINE_S = 30.0
 MAX_CONNECTIONS = 64
@@ -78,6 +82,13 @@ def sign(secret: bytes, method: str, path: str, body: bytes, *, ts: int | None =
     delivery = delivery or secrets.token_hex(16)
     mac = hmac.new(purpose_key(secret, path), canonical(method, path, ts_s, delivery, body), hashlib.sha256)
     return {TS_HEADER: ts_s, DELIVERY_HEADER: delivery, SIG_HEADER: "v1=" + mac.hexdigest()}
+
+
+def signed_get(url: str, secret: bytes) -> urllib.request.Request:
+    """A GET of `url`, signed for its path with its raw query string standing in for the body."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.request.Request(url, method="GET", headers=sign(secret, "GET", parts.path or "/",
+                                                                  parts.query.encode()))
 
 
 def signed_request(url: str, secret: bytes, body: bytes) -> urllib.request.Request:
@@ -265,8 +276,22 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             h = self.app.health()
             self._json(200 if h.get("ok") else 503, h)
+        elif path == REPORT_PATH:
+            self._report(self.path.partition("?")[2])
         else:
             self._json(404, {"error": "not found"})
+
+    def _report(self, query: str) -> None:
+        """GET /report: refused like an unsigned POST; the query is what the signature covers."""
+        code, why = verify(self.app.secret, "GET", REPORT_PATH, query.encode(), self.headers, self.app.replay)
+        if code:
+            log.warning("http: %s refused (%d): %s", REPORT_PATH, code, why)
+            self._json(code, {"error": why})
+        elif self.app.report is None:
+            self._json(404, {"error": "this daemon serves no report"})
+        else:
+            status, body, ctype = self.app.report(query)
+            self._send(status, body, ctype)
 
     def do_POST(self) -> None:  # noqa: N802
         path = self.path.split("?")[0]
@@ -315,9 +340,11 @@ class HttpServer:
     def __init__(self, host: str, port: int, *, secret: bytes | None, on_sync: Callable[[str, bool, dict], None],
                  metrics: Callable[[], bytes], health: Callable[[], dict[str, Any]],
                  read_timeout_s: float = READ_TIMEOUT_S, deadline_s: float = DEADLINE_S,
-                 max_connections: int = MAX_CONNECTIONS, replay: ReplayCache | None = None) -> None:
+                 max_connections: int = MAX_CONNECTIONS, replay: ReplayCache | None = None,
+                 report: Callable[[str], tuple[int, bytes, str]] | None = None) -> None:
         self.secret = secret
         self.on_sync, self.metrics, self.health = on_sync, metrics, health
+        self.report = report   # raw query string -> (status, body, media type); None: no /report
         self.read_timeout_s = read_timeout_s
         self.replay = replay or ReplayCache()
         self._server = _Server((host, port), _Handler, max_connections=max_connections, deadline_s=deadline_s)

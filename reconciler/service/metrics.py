@@ -12,11 +12,14 @@ Exposed series:
   reconciler_refused_revisions_total                      counter (invalid or unsigned commits)
   reconciler_leader                                       1 while this daemon holds the leader lock
   reconciler_store_pending_events                         events waiting for the database
+  reconciler_reachability_violations{app,kind}           findings of the last reachability verification
+                                                          (kind: violation, leak, unknown; set by
+                                                          service/reachability.py, not by events)
 """
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -45,8 +48,14 @@ class Metrics:
                                registry=r)
         self.leader = Gauge("reconciler_leader", "1 while this daemon is the leader", registry=r)
         self.pending = Gauge("reconciler_store_pending_events", "Events waiting for the database", registry=r)
+        self.reachability = Gauge("reconciler_reachability_violations",
+                                  "Reachability findings per application and kind (last verification)",
+                                  ["app", "kind"], registry=r)
         self._runs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        # Pre-rendered exposition text appended to every scrape (reconciler.telemetry's per-app
+        # series: rendered once per collection round, not per scrape)
+        self.extra: list[Callable[[], bytes]] = []
 
     def observer(self, ev: Event) -> None:
         with self._lock:
@@ -77,4 +86,4 @@ class Metrics:
                         self.drift.labels(app).set(int((d.get("drift") or {}).get(app, 0)))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + b"".join(f() for f in self.extra)

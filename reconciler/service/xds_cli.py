@@ -7,7 +7,9 @@ With `--watch S` it re-reads the repo every S seconds and pushes what changed (o
 whose resources changed get a push). `--workload-dir DIR` writes, for every sidecar node,
 DIR/<node>/bootstrap.json and certificates issued by the lab CA kept in DIR/ca (private
 keys 0600, never printed). TLS for the ADS connection: `--tls-cert/--tls-key`
-(+ `--tls-client-ca` to require client certificates). Exit codes: 0 after a clean stop
+(+ `--tls-client-ca` to require client certificates). When an ADS relay (reconciler/xds/relay.py,
+e.g. the lab's) already serves `--listen`, the snapshots are handed to it over its control
+socket instead of binding the port. Exit codes: 0 after a clean stop
 (SIGINT/SIGTERM or `--duration`), 2 on a bad repo or a port that cannot be bound.
 """
 from __future__ import annotations
@@ -129,6 +131,32 @@ def write_workload_files(workload_dir: str | Path, repo, ctx, ads_uri: str,
     return {node: write_one(d / node, node, ads_uri, ca, ids, ads_tls) for node, ids in sorted(idents.items())}
 
 
+def _relay(listen: str):
+    """The RemoteCache of an ADS relay already serving `listen` (e.g. the lab's), else None."""
+    from reconciler.xds.relay import RemoteCache, control_path
+    path = control_path(listen)
+    if not path.exists():
+        return None
+    remote = RemoteCache(path)
+    if remote.reachable():
+        return remote
+    remote.close()
+    return None
+
+
+def _ads(listen: str, creds):
+    """(the ADS server started here, None) or (an unstarted one, the relay already serving `listen`)."""
+    from reconciler.xds.server import XdsServer
+    remote = _relay(listen)
+    server = XdsServer(listen, credentials=creds)
+    if remote is None:
+        try:
+            server.start()
+        except RuntimeError as e:
+            raise _Fatal(str(e)) from None
+    return server, remote
+
+
 def serve(repo_dir: str, listen: str = DEFAULT_LISTEN, inventory: str | None = None,
           tls: tuple[str | None, str | None, str | None] = (None, None, None),
           workload_dir: str | None = None, ads_uri: str | None = None, watch_s: float = 0.0,
@@ -136,7 +164,7 @@ def serve(repo_dir: str, listen: str = DEFAULT_LISTEN, inventory: str | None = N
           out: Callable[[dict], None] = lambda rec: None) -> int:
     from reconciler.drivers.base import TargetPlan
     from reconciler.drivers.sidecar import SidecarDriver
-    from reconciler.xds.server import XdsServer, tls_credentials
+    from reconciler.xds.server import tls_credentials
 
     stop = stop or threading.Event()
     cert, key, client_ca = tls
@@ -144,18 +172,16 @@ def serve(repo_dir: str, listen: str = DEFAULT_LISTEN, inventory: str | None = N
         raise _Fatal("--tls-cert and --tls-key go together")
     creds = tls_credentials(cert, key, client_ca) if cert and key else None
     repo, ctx, nodes = _load(repo_dir, inventory)
-    server = XdsServer(listen, credentials=creds)
-    try:
-        server.start()
-    except RuntimeError as e:
-        raise _Fatal(str(e)) from None
-    out({"event": "listening", "address": server.target, "tls": bool(creds)})
+    server, remote = _ads(listen, creds)
+    target = listen if remote is not None else server.target
+    out({"event": "listening", "address": target, "tls": bool(creds), "relay": remote is not None})
     try:
         if workload_dir:
             ads_tls = {"ca": cert} if cert else None
-            paths = write_workload_files(workload_dir, repo, ctx, ads_uri or server.target, ads_tls)
+            paths = write_workload_files(workload_dir, repo, ctx, ads_uri or target, ads_tls)
             out({"event": "workload-files", "dir": str(workload_dir), "nodes": len(paths)})
-        driver = SidecarDriver(server, ack_timeout=ack_timeout)
+        driver = SidecarDriver(server, ack_timeout=ack_timeout) if remote is None else \
+            SidecarDriver(cache=remote, ack_timeout=ack_timeout)
         last: dict = {}
         deadline = time.monotonic() + duration_s if duration_s > 0 else None
         while True:

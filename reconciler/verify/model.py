@@ -143,6 +143,64 @@ class Model:
     def why_unobserved(self, layer: str, target: str) -> str | None:
         return self.unobserved.get((layer, target))
 
+    def rebuild(self, layer: Layer, target: str, resources: Iterable[Resource]) -> set[str]:
+        """Replace the view of one target by one built from its `resources` alone (what
+        `build` would give it); returns the addresses whose location (`located`, `gw_at`) changed."""
+        rs = [r for r in resources if r.key.layer is layer and r.key.target == target]
+        if layer is Layer.HOST and target in self.hosts:
+            old = _entries((ip, (target, i)) for ip, (i, _) in self.hosts[target].addrs.items())
+            h = HostView(target)
+            for r in rs:
+                _add_host(h, r.key.kind, r)
+            for chains in h.hooks.values():
+                chains.sort(key=lambda c: c.priority)
+            self.hosts[target] = h
+            new = _entries((ip, (target, i)) for ip, (i, _) in h.addrs.items())
+            return _relocate(self.located, old, new)
+        if layer is Layer.HYPERVISOR and target in self.hvs:
+            hv = HvView(target)
+            for r in rs:
+                if r.key.kind != "ovs-flow":
+                    _add_hv(hv, r.key.kind, r)
+            hv.flows = FlowTable.of(r for r in rs if r.key.kind == "ovs-flow")
+            self.hvs[target] = hv
+        elif layer is Layer.SWITCH and target in self.leaves:
+            old_gw = _entries((s["address"], (target, v)) for v, (_, s) in self.leaves[target].gateways.items()
+                              if s.get("address"))
+            lf = LeafView(target)
+            for r in rs:
+                _add_leaf(lf, r.key.kind, r)
+            self.leaves[target] = lf
+            new_gw = _entries((s["address"], (target, v)) for v, (_, s) in lf.gateways.items() if s.get("address"))
+            return _relocate(self.gw_at, old_gw, new_gw)
+        elif layer is Layer.SIDECAR:
+            node: dict[str, dict[str, Any]] = {}
+            for r in rs:
+                node.setdefault(r.key.kind, {})[r.key.name] = r.spec
+            self.nodes[target] = node
+        return set()
+
+
+def _entries(pairs: Iterable[tuple[str, Any]]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for ip, entry in pairs:
+        out.setdefault(ip, []).append(entry)
+    return out
+
+
+def _relocate(index: dict[str, list], old: Mapping[str, list], new: Mapping[str, list]) -> set[str]:
+    """Move one device's entries of an address index from `old` ({ip: [entry]}) to `new`; the
+    addresses whose entries changed."""
+    changed = {ip for ip in old.keys() | new.keys() if sorted(old.get(ip, ())) != sorted(new.get(ip, ()))}
+    for ip in changed:
+        gone = old.get(ip, ())
+        entries = [e for e in index.get(ip, ()) if e not in gone] + list(new.get(ip, ()))
+        if entries:
+            index[ip] = entries
+        else:
+            index.pop(ip, None)
+    return changed
+
 
 def _net(text: str) -> Prefix:
     return prefix(text)

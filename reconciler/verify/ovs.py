@@ -15,7 +15,7 @@ Only table 0 is read; flows of other tables are reached only through actions tha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from reconciler.verify.addr import prefix
 
@@ -99,6 +99,8 @@ class FlowTable:
     any_port: list[Flow] = field(default_factory=list)             # flows without in_port
     unknown_tables: list[str] = field(default_factory=list)
     _merged: dict[tuple[Any, Any], list[Flow]] = field(default_factory=dict)
+    # told (in_port, vlan) on every lookup (verify.incremental records what a verdict read)
+    note: Callable[[Any, Any], None] | None = None
 
     @classmethod
     def of(cls, resources: Iterable[Any]) -> "FlowTable":
@@ -118,6 +120,8 @@ class FlowTable:
     def _candidates(self, port: str | None, vlan: int | None) -> list[Flow]:
         """Flows that can match a frame from `port` on `vlan`, by priority (memoised)."""
         key = (port, vlan)
+        if self.note is not None:
+            self.note(port, vlan)
         got = self._merged.get(key)
         if got is None:
             if port is None:

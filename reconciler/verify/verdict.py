@@ -2,7 +2,8 @@
 
 Contract: `evaluate(m, src, dst, allowed)` traces a TCP connection (or a UDP datagram): the
 forward leg from the source (routing, segment, leaves; a packet from OUTSIDE enters at the
-destination's leaf), the destination host's nftables (prerouting, input; `ct state new`), the
+destination's leaf), the destination host's nftables (prerouting, input; `ct state new`, then
+`ct state established` for the client's later packets: the handshake's last ACK, data), the
 sidecar (the caller's xDS client for allowed pairs, then the server's TLS and RBAC) when the
 destination's host runs one and the sidecar layer is modelled, and the return leg back to the
 source (`ct state established`, a MAC learned on the way in needs no flood entry). The verdict
@@ -76,6 +77,13 @@ def _dst_filter(m: Model, host: str, pkt: Pkt, iif: str, leg: str = "forward", k
     return Hop(HOST, host, "nftables", rule or "(no rule)", d, detail, kind, leg)
 
 
+def _established(m: Model, host: str, pkt: Pkt, iif: str) -> Hop:
+    """The destination's filters for the rest of the client's packets (the handshake's last ACK, data):
+    a connection whose SYN is admitted but whose established packets are dropped never completes."""
+    h = _dst_filter(m, host, pkt._replace(ct="established"), iif, kind=FILTER)
+    return h._replace(detail=f"ct established (the client's ACK and data): {h.detail}".rstrip(": "))
+
+
 def _entry_leaf(m: Model, dst: Dest) -> str | None:
     wired = m.wiring.host_port.get((dst.host, dst.iface))
     return m.wiring.leaf_of_hv(wired[0]) if wired else None
@@ -113,6 +121,8 @@ def evaluate(m: Model, src: Source, dst: Dest, allowed: bool) -> Verdict:
     host = end.device if end is not None and end.kind in (HOST, "lo") else dst.host
     iif = end.port if end is not None and end.kind in (HOST, "lo") else dst.iface
     hops = fwd.hops + [_dst_filter(m, host, pkt, iif)]
+    if dst.proto == "tcp":     # the client's ACK and data arrive `ct state established`
+        hops.append(_established(m, host, pkt, iif))
     rpc = SIDECAR in m.layers and dst.proto == "tcp" and dst.host in m.wiring.node
     if rpc:
         hops += _rpc_hops(m, src, dst, allowed)

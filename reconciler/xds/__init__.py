@@ -6,6 +6,8 @@ cache.py      per-node snapshots, content-hash versions, ACK/NACK records and bo
 loadgen.py    ADS load clients in child processes (bench and scale test)
 ca.py         a small CA issuing per-service X.509 certificates with SPIFFE URI SANs
 bootstrap.py  gRPC xDS bootstrap documents for workloads
+paths.py      where a workload host keeps its bootstrap and certificates
+relay.py      the lab's long-lived ADS server and its local control channel
 csds.py       CSDS client: what each workload actually holds
 cli.py        `reconciler serve-xds`
 """

@@ -18,6 +18,7 @@ from typing import Mapping
 
 from reconciler.names import SERVER_LISTENER_TEMPLATE
 from reconciler.xds.ca import CA, Identity
+from reconciler.xds.paths import WORKLOAD_DIR  # noqa: F401 (re-exported)
 
 
 def bootstrap(node_id: str, ads_uri: str, identities: Mapping[str, Identity] | None = None,

@@ -6,6 +6,8 @@ certificate whose only SAN is the SPIFFE URI (serverAuth and clientAuth), signed
 `write_identity(dir, name, spiffe_id)` writes `<name>.pem`, `<name>.key` (0600) and the
 root as `ca.pem`, which is what the bootstrap's file_watcher certificate provider reads.
 Private keys are never logged or returned in anything but the files/bytes asked for.
+`default_ca_dir()`: where the reconciler keeps its CA (env RECONCILER_CA_DIR, else
+/var/lib/netintent/ca, a 0700 directory); the host layer issues workload certificates from it.
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def default_ca_dir() -> Path:
+    return Path(os.environ.get("RECONCILER_CA_DIR") or "/var/lib/netintent/ca")
 
 
 def _now() -> dt.datetime:
@@ -69,16 +75,26 @@ class CA:
         return cls(key, cert)
 
     @classmethod
+    def load(cls, directory: str | os.PathLike) -> "CA | None":
+        """The CA kept in `directory`, or None when there is none yet."""
+        d = Path(directory)
+        cert_p, key_p = d / "ca.pem", d / "ca.key"
+        if not (cert_p.exists() and key_p.exists()):
+            return None
+        key = serialization.load_pem_private_key(key_p.read_bytes(), password=None)
+        return cls(key, x509.load_pem_x509_certificate(cert_p.read_bytes()))  # type: ignore[arg-type]
+
+    @classmethod
     def load_or_create(cls, directory: str | os.PathLike, trust_domain: str) -> "CA":
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        cert_p, key_p = d / "ca.pem", d / "ca.key"
-        if cert_p.exists() and key_p.exists():
-            key = serialization.load_pem_private_key(key_p.read_bytes(), password=None)
-            return cls(key, x509.load_pem_x509_certificate(cert_p.read_bytes()))  # type: ignore[arg-type]
+        os.chmod(d, 0o700)
+        ca = cls.load(d)
+        if ca is not None:
+            return ca
         ca = cls.create(trust_domain)
-        _write(key_p, _key_pem(ca._key), secret=True)
-        _write(cert_p, ca.ca_pem)
+        _write(d / "ca.key", _key_pem(ca._key), secret=True)
+        _write(d / "ca.pem", ca.ca_pem)
         return ca
 
     @property

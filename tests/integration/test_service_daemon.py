@@ -267,7 +267,9 @@ def test_failing_app_is_retried_with_backoff_and_never_holds_healthy_ones(env):
     assert apps["analytics"].health.value == "Degraded"
     wait_until(lambda: len([r for r in commit_runs(d) if r.trigger == "retry"]) >= 3, timeout=15, what="retries")
     retries = [r for r in commit_runs(d) if r.trigger == "retry"]
-    assert all(json.loads(r.apps) == ["analytics"] for r in retries)
+    # h4 rejects its whole change set, so the node's own xDS files there (the fabric, app "")
+    # are not written either and are retried with analytics; no healthy app is ever retried
+    assert all("analytics" in json.loads(r.apps) and set(json.loads(r.apps)) <= {"analytics", ""} for r in retries)
     gaps = [b.started - a.started for a, b in zip(retries, retries[1:])]
     assert gaps[-1] > gaps[0] * 1.4, f"backoff grows: {gaps}"
     snapshot_edit(env.snapshot, lambda s: s.update(reject=[]))

@@ -95,7 +95,8 @@ def test_default_deny_keys_name_exactly_the_default_deny_tables():
     assert {(r.app, r.key.target) for r in protected} == hosts_per_app
     for r in protected:
         assert r.key.kind == "nft-table"
-        assert r.spec["chains"]["input"]["rules"][-1] == {"match": {"daddr_set": "local"}, "verdict": "drop"}
+        assert r.spec["chains"]["input"]["rules"][-1] == {"match": {"daddr_set": "local"}, "counter": "drop_other",
+                                                          "verdict": "drop"}
 
 
 # ---- validate -------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ TABLE_SPEC = {"family": "inet", "name": "netintent_shop", "chains": {"input": {
     "type": "filter", "hook": "input", "priority": 0, "policy": "accept", "rules": [
         {"match": {"daddr_set": "local", "ct_state": ["established", "related"]}, "verdict": "accept"},
         {"match": {"saddr_set": "allow_web_http", "daddr_set": "local", "protocol": "tcp", "dport": 80},
-         "verdict": "accept"}]}}}
+         "verdict": "accept"}]}}, "counters": []}
 
 
 def k(kind, name):

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The global tables diff had before the per-layer normalizers: nothing may be lost in the move.
 LEGACY_VOLATILE = {"uuid", "_uuid", "handle", "n_packets", "n_bytes", "duration", "idle_age", "hard_age",
-                   "last_updated", "version_info"}
+                   "last_updated", "version_info",
+                   "packets", "bytes"}   # + nft counter values (telemetry, issue 18)
 LEGACY_SET_FIELDS = {"elements", "flood", "networks", "neighbors", "trunks", "ct_state"}
 
 

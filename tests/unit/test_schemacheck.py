@@ -122,4 +122,5 @@ def test_intent_reference_doc_is_generated_from_the_schemas():
 
     doc = (ROOT / "docs" / "intent-reference.md").read_text(encoding="utf-8")
     assert doc == reference(), "regenerate: python -m reconciler.intents.schema > docs/intent-reference.md"
-    assert "| `spec.services.<service-name>.instances[].address` | string (required) |" in doc
+    assert "| `spec.services.<service-name>.instances[].host` | string (required) |" in doc
+    assert "| `spec.services.<service-name>.instances[].address` | string |" in doc  # optional: IPAM (issue 19)

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from reconciler.status import Health, Phase, Sync
 from tui.data import AppRow
 from tui.format import app_matches
+from tui.telemetrymodel import with_traffic
 from tui.widgets import AppTable
 
 
@@ -91,7 +92,7 @@ class AppListScreen(Screen):
         if not self._ready:   # the poll timer may fire before the widgets are mounted
             return
         try:
-            self._rows = self.app.model.apps()
+            self._rows = with_traffic(self.app, self.app.model.apps())
             error = ""
         except Exception as exc:  # store unreachable: keep the last rows, say so
             error = f"cannot read {self.app.model.source}: {exc}"

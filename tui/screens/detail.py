@@ -3,8 +3,12 @@
 Contract: a summary line (sync, health, revision, last sync, drift, self-heal); tab
 "Resources": `ResourceTree` (layer -> target -> resource) beside a `DiffView` of the
 highlighted resource (stacked on narrow terminals via the `-narrow` breakpoint class);
-tab "History": runs and drift events of this application. `refresh_data()` is called by
-the app about once a second; when the read model offers `marker(app)` and it is unchanged,
+tab "History": runs and drift events of this application; tab "Reachability" (added once the
+read model has a verification of the app: `reachability(app)`): its findings with witness paths;
+tab "Traffic" (added once the TUI's telemetry feed has the app, tui/telemetrymodel.py): rates with
+sparklines per service, refused sources with the refusing layer (enter shows the refusing rule's
+resource in the tree), RPC calls by code.
+`refresh_data()` is called by the app about once a second; when the read model offers `marker(app)` and it is unchanged,
 nothing is re-read (only ages move); widgets re-render only what changed (cursor and
 expansion kept).
 """
@@ -23,6 +27,9 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
 from tui.data import AppRow, ResourceRow
 from tui.format import age, drift_text, heal_text, health_text, short_rev, sync_text
 from tui.widgets import DiffView, DriftTable, ResourceTree, RunsTable
+from tui.widgets.reach_view import ReachabilityView
+from tui.widgets.traffic_view import TrafficView
+from tui.widgets.txn_table import TxnTable
 
 
 class AppDetailScreen(Screen):
@@ -36,6 +43,7 @@ class AppDetailScreen(Screen):
         Binding("n", "next_drift", "Next drift"),
         Binding("1", "tab('tab-resources')", "Resources", show=False),
         Binding("2", "tab('tab-history')", "History", show=False),
+        Binding("3", "tab('tab-reach')", "Reachability", show=False),
     ]
 
     def __init__(self, app_name: str) -> None:
@@ -47,6 +55,10 @@ class AppDetailScreen(Screen):
         self._row: AppRow | None = None
         self._marker: object = None
         self._cache: tuple | None = None
+        self._reach_marker: object = None
+        self._reach_tab = False
+        self._txn_tab = False
+        self._traffic_tab = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,6 +99,56 @@ class AppDetailScreen(Screen):
             self.query_one("#summary", Static).update(Text(f"cannot read {model.source}: {exc}", style="bold red"))
             return
         self._show(row, resources, runs, drift, now)
+        self._show_reach(model, marker)
+        self._show_txns(model, now)
+        self._show_traffic(now)
+
+    def _show_reach(self, model, marker: object) -> None:
+        """The Reachability tab: added when the first verification of the app is there."""
+        read = getattr(model, "reachability", None)
+        if read is None or (marker is not None and marker == self._reach_marker):
+            return
+        self._reach_marker = marker
+        summary, findings = read(self.app_name)
+        if self._reach_tab:
+            self.query_one(ReachabilityView).show(summary, findings)
+        elif summary is not None:
+            self._reach_tab = True
+            pane = TabPane("Reachability", ReachabilityView(summary, findings, id="reach"), id="tab-reach")
+            self.query_one(TabbedContent).add_pane(pane)
+
+    def _show_traffic(self, now: float) -> None:
+        """The Traffic tab: added when the telemetry feed has counters of this app."""
+        feed = getattr(self.app, "telemetry", None)
+        if feed is None:
+            return
+        feed.poll(now)
+        traffic = feed.traffic(self.app_name)
+        if self._traffic_tab:
+            self.query_one(TrafficView).show(traffic)
+        elif traffic is not None:
+            self._traffic_tab = True
+            self.query_one(TabbedContent).add_pane(TabPane("Traffic", TrafficView(traffic, id="traffic"),
+                                                           id="tab-traffic"))
+
+    def on_traffic_view_show_resource(self, message: TrafficView.ShowResource) -> None:
+        self.query_one(TabbedContent).active = "tab-resources"
+        tree = self.query_one(ResourceTree)
+        if not tree.select_key(message.key):
+            self.notify(f"{message.key}: not in this application's resources", severity="information")
+        tree.focus()
+
+    def _show_txns(self, model, now: float) -> None:
+        """The Transactions tab: added when the store has a transaction touching this app."""
+        read = getattr(model, "transactions", None)
+        txns = read(self.app_name) if read is not None else []
+        if self._txn_tab:
+            self.query_one(TxnTable).show(txns, now)
+        elif txns:
+            self._txn_tab = True
+            table = TxnTable(id="txns")
+            self.query_one(TabbedContent).add_pane(TabPane("Transactions", table, id="tab-txn"))
+            self.call_after_refresh(table.show, txns, now)
 
     def _read(self, model) -> tuple:
         row = next((a for a in model.apps() if a.name == self.app_name), None)
@@ -152,6 +214,13 @@ class AppDetailScreen(Screen):
 
     def action_tab(self, tab: str) -> None:
         # TabbedContent follows focus: move focus into the new pane, or it switches back.
+        if tab == "tab-reach":
+            if not self._reach_tab:
+                self.notify("not verified yet", severity="information")
+                return
+            self.query_one(TabbedContent).active = tab
+            self.query_one(ReachabilityView).focus()
+            return
         self.query_one(TabbedContent).active = tab
         (self.query_one(RunsTable) if tab == "tab-history" else self.query_one(ResourceTree)).focus()
 

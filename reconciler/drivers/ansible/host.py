@@ -9,7 +9,8 @@ Contract (the host layer in registry.FACTORIES; see base.py for the batched Prot
     route   `<cidr>` {destination, gateway, interface}; owned when `proto 78` (0x4E, "N");
             other non-kernel routes are reported owned=False. App: the owned address whose
             subnet holds the gateway.
-    nft-set / nft-table: only inet tables named `netintent_*` (see nftables.py).
+    nft-set / nft-table: owned: the inet tables named `netintent_*` (see nftables.py); every other
+            table (any family) with owned=False, for verification (nft_foreign.py; never touched).
 - apply: one `apply_host.yml` run for the targets with writes, one module call per host
   (playbooks/library/netintent_steps.py): `ip -force -batch -` (route
   deletes, address deletes, address replaces, route replaces) and ONE atomic `nft -f -` script
@@ -18,6 +19,8 @@ Contract (the host layer in registry.FACTORIES; see base.py for the batched Prot
   is not contacted (zero writes). The same module call observes again and the result is APPLIED
   only if every resource in scope now matches (else FAILED with `failed_keys`); that
   observation is kept in `driver.verified[target]`.
+- workload files (xds-bootstrap, trust-bundle, workload-cert; drivers/ansible/files.py): observed
+  in a 4th section, installed by the apply's `files` step before the verify observe.
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ import ipaddress
 import json
 from typing import Any, Iterable
 
+from reconciler.drivers.ansible import files
 from reconciler.drivers.ansible.driver import SEPARATOR, AnsibleDriver, Rendered, plan_scope
+from reconciler.drivers.ansible.nft_foreign import foreign_tables
 from reconciler.drivers.ansible.nftables import parse_ruleset, plan_script
 from reconciler.model import Layer, Resource, ResourceKey
 from reconciler.names import is_interface_name
@@ -57,8 +62,9 @@ def _net(n: Any) -> str:
 
 def parse_host(target: str, stdout: str) -> list[Resource]:
     parts = stdout.split(SEPARATOR)
-    if len(parts) != 3:
-        raise ValueError("observe output has not 3 sections")
+    if len(parts) not in (3, 4):
+        raise ValueError("observe output has not 3 or 4 sections")
+    workload = files.parse(target, parts.pop()) if len(parts) == 4 else []  # xDS bootstrap, certs
     links, routes, ruleset = (json.loads(p) if p.strip() else [] for p in parts)
     tables, sets = parse_ruleset(ruleset or {}, target)
     local_app = {}
@@ -93,7 +99,7 @@ def parse_host(target: str, stdout: str) -> list[Resource]:
         out.append(Resource(ResourceKey(Layer.HOST, target, "route", dst),
                             {"destination": dst, "gateway": r["gateway"], "interface": r.get("dev", "")},
                             app, owned))
-    return out + tables + sets
+    return out + tables + sets + workload + foreign_tables(ruleset or {}, target)   # owned=False: never touched
 
 
 def _addr_line(verb: str, spec: Any) -> str:
@@ -145,7 +151,7 @@ def render_ip(desired: Iterable[Resource], observed: Iterable[Resource], prune: 
 
 class HostDriver(AnsibleDriver):
     layer = Layer.HOST
-    apply_files = ("ip.batch", "rules.nft")
+    apply_files = ("ip.batch", "rules.nft", "workload.json", "installer.py")
     apply_playbook = "apply_host.yml"
     soft_tasks = ("ip",)
 
@@ -165,7 +171,11 @@ class HostDriver(AnsibleDriver):
         lines, details = render_ip(desired, observed, plan.prune)
         nft = plan_script([r for r in desired if r.key.kind.startswith("nft-")],
                           [r for r in observed if r.key.kind.startswith("nft-")], plan.prune)
-        out = Rendered(details=details + nft.details, writes=len(lines) + nft.writes)
+        wf = files.render(plan.desired, desired, observed, plan.prune)
+        out = Rendered(details=details + nft.details + wf.details, writes=len(lines) + nft.writes + wf.writes)
+        if wf.bundle:
+            out.files["workload.json"] = wf.bundle
+            out.files["installer.py"] = files.INSTALLER
         if lines:
             out.files["ip.batch"] = "\n".join(lines) + "\n"
             out.hostvars["ip"] = True

@@ -36,6 +36,10 @@ VERDICTS = ("accept", "drop")
 PROTOCOLS = ("tcp", "udp")
 CT_STATES = ("established", "related", "new", "invalid", "untracked")
 SET_TYPES = ("ipv4_addr",)
+# Telemetry (compile/host.py): the dynamic set the drop rules record refused callers in; its
+# elements and every counter value are telemetry, never part of a resource's spec.
+REFUSED_SET = "refused"
+REFUSED_TYPE = ("ipv4_addr", "ipv4_addr", "inet_service")
 
 
 class NftError(ValueError):
@@ -47,11 +51,18 @@ def parse_ruleset(doc: Mapping[str, Any], target: str) -> tuple[list[Resource], 
     tables: dict[str, dict] = {}
     sets: dict[tuple[str, str], dict] = {}
     apps: dict[str, str] = {}
+    counters: dict[str, list[str]] = {}
+    refused: dict[str, dict] = {}
     for item in doc.get("nftables", ()):
         if "table" in item:
             t = item["table"]
             if _owned(t):
                 tables[t["name"]] = {"family": "inet", "name": t["name"], "chains": {}}
+        elif "counter" in item:
+            if _owned(item["counter"], "table"):   # named counter: its name only (values are telemetry)
+                counters.setdefault(item["counter"]["table"], []).append(str(item["counter"].get("name")))
+        elif "set" in item and _is_refused(item["set"]):
+            refused[item["set"]["table"]] = {"size": item["set"].get("size"), "timeout": item["set"].get("timeout")}
         elif "set" in item:
             s = item["set"]
             if _owned(s, "table"):
@@ -73,11 +84,20 @@ def parse_ruleset(doc: Mapping[str, Any], target: str) -> tuple[list[Resource], 
                 chain = tables[r["table"]]["chains"].get(r["chain"])
                 if chain is not None:
                     chain["rules"].append(parse_rule(r.get("expr", ())))
+    for name, spec in tables.items():
+        spec["counters"] = sorted(counters.get(name, ()))
+        if name in refused:
+            spec["refused"] = refused[name]
     out_t = [Resource(ResourceKey(Layer.HOST, target, "nft-table", name), spec, _app_of(name, apps))
              for name, spec in sorted(tables.items())]
     out_s = [Resource(ResourceKey(Layer.HOST, target, "nft-set", f"{t}/{n}"), spec, _app_of(t, apps))
              for (t, n), spec in sorted(sets.items())]
     return out_t, out_s
+
+
+def _is_refused(s: Mapping[str, Any]) -> bool:
+    """The dynamic set of refused (source, destination, port) in an owned table (part of the table's spec)."""
+    return _owned(s, "table") and s.get("name") == REFUSED_SET and s.get("type") == list(REFUSED_TYPE)
 
 
 def _owned(obj: Mapping[str, Any], key: str = "name") -> bool:
@@ -98,9 +118,19 @@ def parse_rule(exprs: Iterable[Mapping[str, Any]]) -> dict:
     match: dict[str, Any] = {}
     verdict = None
     unparsed: list[str] = []
+    stmts: dict[str, str] = {}
     for e in exprs:
         if "accept" in e or "drop" in e:
             verdict = "accept" if "accept" in e else "drop"
+            continue
+        if "counter" in e:   # named: its name; anonymous: kept without its (volatile) values
+            if isinstance(e["counter"], str):
+                stmts["counter"] = e["counter"]
+            else:
+                unparsed.append(json.dumps({"counter": None}))
+            continue
+        if _is_refused_update(e):
+            stmts["update_set"] = REFUSED_SET
             continue
         m = e.get("match")
         if m is None:
@@ -123,7 +153,20 @@ def parse_rule(exprs: Iterable[Mapping[str, Any]]) -> dict:
             unparsed.append(json.dumps(e, sort_keys=True))
     if unparsed:
         match["unparsed"] = unparsed
-    return {"match": match, "verdict": verdict}
+    return {"match": match, **stmts, "verdict": verdict}
+
+
+def _is_refused_update(e: Mapping[str, Any]) -> bool:
+    """`update @refused { ip saddr . ip daddr . <tcp|udp> dport }`, exactly as render_rule writes it."""
+    s = e.get("set")
+    if not isinstance(s, dict) or s.get("op") != "update" or s.get("set") != f"@{REFUSED_SET}":
+        return False
+    parts = [p.get("payload") if isinstance(p, dict) else None for p in (s.get("elem") or {}).get("concat", ())]
+    if len(parts) != 3 or not all(isinstance(p, dict) for p in parts):
+        return False
+    a, b, c = (dict(p or {}) for p in parts)
+    return (a, b) == ({"protocol": "ip", "field": "saddr"}, {"protocol": "ip", "field": "daddr"}) \
+        and c.get("protocol") in PROTOCOLS and c.get("field") == "dport"
 
 
 # ---------------------------------------------------------------------------- render
@@ -165,6 +208,12 @@ def render_rule(rule: Mapping[str, Any]) -> str:
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise NftError(f"invalid port {port!r}")
             parts.append(f"{proto} dport {port}")
+    if rule.get("update_set") is not None:
+        if rule["update_set"] != REFUSED_SET or m.get("dport") is None:
+            raise NftError(f"unsupported set update {rule['update_set']!r} (only @{REFUSED_SET}, on a port match)")
+        parts.append(f"update @{REFUSED_SET} {{ ip saddr . ip daddr . {m.get('protocol', 'tcp')} dport }}")
+    if rule.get("counter") is not None:
+        parts.append(f'counter name "{_name(rule["counter"], "counter")}"')
     verdict = rule.get("verdict")
     if verdict not in VERDICTS:
         raise NftError(f"invalid verdict {verdict!r}")
@@ -204,6 +253,10 @@ def render_table(table: Mapping[str, Any], sets: Iterable[Resource], app: str) -
     out = [f"table inet {name} {{\n"]
     for s in sorted(sets, key=lambda r: r.spec["name"]):
         out.append(render_set(s.spec, s.app or app))
+    for cname in table.get("counters", ()):
+        out.append(f"  counter {_name(cname, 'counter')} {{ }}\n")
+    if table.get("refused") is not None:
+        out.append(_render_refused(table["refused"]))
     for cname in sorted(table.get("chains", {})):
         c = table["chains"][cname]
         if c.get("hook") not in ("input", "output", "forward", "prerouting", "postrouting") \
@@ -217,6 +270,14 @@ def render_table(table: Mapping[str, Any], sets: Iterable[Resource], app: str) -
         out.append("  }\n")
     out.append("}\n")
     return "".join(out)
+
+
+def _render_refused(spec: Mapping[str, Any]) -> str:
+    size, timeout = spec.get("size"), spec.get("timeout")
+    if not isinstance(size, int) or not 0 < size <= 1 << 20 or not isinstance(timeout, int) or not 0 < timeout <= 86400:
+        raise NftError(f"invalid refused set size/timeout {size!r}/{timeout!r}")
+    return (f"  set {REFUSED_SET} {{ type {' . '.join(REFUSED_TYPE)}; size {size}; flags dynamic,timeout; "
+            f"timeout {timeout}s; counter; }}\n")
 
 
 # ---------------------------------------------------------------------------- plan
