@@ -33,7 +33,7 @@ from reconciler.intents.loader import Doc  # noqa: E402
 from reconciler.intents.models import Application, RepoConfig  # noqa: E402
 from reconciler.intents.semantics import AppDoc  # noqa: E402
 from reconciler.ipam import persist  # noqa: E402
-from reconciler.ipam.allocate import allocate  # noqa: E402
+from reconciler.ipam.incremental import allocate  # noqa: E402
 from reconciler.ipam.model import EMPTY  # noqa: E402
 
 CONFIG = RepoConfig.model_validate({"ipam": {"vni": {"start": 10000, "end": 99999},

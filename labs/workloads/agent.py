@@ -14,7 +14,15 @@ arguments; nothing here imports the reconciler, so the file runs on any lab node
 - the admin port (plaintext, loopback or management network) serves CSDS (grpc_csds) and
   `/netintent.lab.Admin/Run`: JSON {"target", "n", "timeout_s", "concurrency", "sleep_ms",
   "fail_every" (servers fail every k-th call they get with UNAVAILABLE)}
-  -> {"servers": {NAME: count}, "errors": {CODE: count}, "first_error": str, "elapsed_s"}.
+  -> {"servers": {NAME: count}, "errors": {CODE: count}, "first_error": str, "elapsed_s"},
+  and `/netintent.lab.Admin/Stats` (any request) -> JSON {"started": unix time the counts
+  began (a new value = a restart: counts reset), "pid", "buckets": [upper bounds, seconds],
+  "targets": {TARGET: {"codes": {CODE: count}, "latency": {"counts": [cumulative count per
+  bucket, then +Inf], "sum": seconds, "count": n}}}, "served": {NAME: {CODE: count}}}:
+  every call a Run made, per dialed target (e.g. xds:///api.shop:8080), by final status code
+  ("OK" or the grpc.StatusCode name) and client-side latency, and every Echo call a served
+  name answered, by code. Counts only grow while the process lives (the reconciler's
+  telemetry reads them: reconciler/telemetry/rpc.py);
   Clients dial `xds:///` targets with `xds_channel_credentials` (mTLS from the Cluster),
   channels are kept per target so their xDS watches (and CSDS entries) stay alive;
 - once the admin port listens, {"admin": port, "pid": pid} is written to the ready file;
@@ -42,6 +50,44 @@ import grpc_csds
 
 ECHO = "/netintent.lab.Echo/Call"
 RUN = "/netintent.lab.Admin/Run"
+STATS = "/netintent.lab.Admin/Stats"
+# Prometheus' default latency buckets (seconds): fixed, so readers can sum across processes
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+class Stats:
+    """Per-target call counts by status code and latency histogram, per served name codes."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self._codes: dict[str, Counter] = {}
+        self._hist: dict[str, list] = {}          # target -> [per-bucket counts (+Inf last), sum]
+        self._served: dict[str, Counter] = {}
+
+    def call(self, target: str, code: str, latency_s: float) -> None:
+        with self._lock:
+            self._codes.setdefault(target, Counter())[code] += 1
+            h = self._hist.setdefault(target, [[0] * (len(BUCKETS) + 1), 0.0])
+            i = next((i for i, b in enumerate(BUCKETS) if latency_s <= b), len(BUCKETS))
+            h[0][i] += 1
+            h[1] += latency_s
+
+    def served(self, name: str, code: str) -> None:
+        with self._lock:
+            self._served.setdefault(name, Counter())[code] += 1
+
+    def snapshot(self, _request: bytes = b"", _context=None) -> bytes:
+        with self._lock:
+            targets = {}
+            for t, codes in self._codes.items():
+                per, total = self._hist[t]
+                cum = list(itertools.accumulate(per))
+                targets[t] = {"codes": dict(codes),
+                              "latency": {"counts": cum, "sum": round(total, 6), "count": cum[-1]}}
+            served = {n: dict(c) for n, c in self._served.items()}
+        return json.dumps({"started": self.started, "pid": os.getpid(), "buckets": list(BUCKETS),
+                           "targets": targets, "served": served}).encode()
 
 
 def _peer_ids(context) -> list[str]:
@@ -55,8 +101,9 @@ def _peer_ids(context) -> list[str]:
     return [v for v in out if v.startswith("spiffe://")]
 
 
-def echo_handler(name: str, plain: bool = False) -> grpc.GenericRpcHandler:
+def echo_handler(name: str, plain: bool = False, stats: Stats | None = None) -> grpc.GenericRpcHandler:
     calls = itertools.count(1)
+    count = stats.served if stats is not None else (lambda _n, _c: None)
 
     def call(request: bytes, context) -> bytes:
         try:
@@ -69,6 +116,7 @@ def echo_handler(name: str, plain: bool = False) -> grpc.GenericRpcHandler:
             # abort() (trailers-only, retryable) crashes grpcio 1.85's xDS server
             # (pipe.h:85 Check failed); set_code works there but sends headers first, which
             # commits the call: clients do not retry it.
+            count(name, grpc.StatusCode.UNAVAILABLE.name)
             if plain:
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"{name}: injected failure")
             context.set_code(grpc.StatusCode.UNAVAILABLE)
@@ -77,6 +125,7 @@ def echo_handler(name: str, plain: bool = False) -> grpc.GenericRpcHandler:
         sleep_ms = int(req.get("sleep_ms") or 0)
         if 0 < sleep_ms <= 60_000:
             time.sleep(sleep_ms / 1000)
+        count(name, "OK")
         return json.dumps({"server": name, "peer": context.peer(),
                            "peer_ids": _peer_ids(context)}).encode()
     return grpc.method_handlers_generic_handler(
@@ -84,9 +133,10 @@ def echo_handler(name: str, plain: bool = False) -> grpc.GenericRpcHandler:
 
 
 class Client:
-    def __init__(self) -> None:
+    def __init__(self, stats: Stats | None = None) -> None:
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
+        self.stats = stats if stats is not None else Stats()
 
     def channel(self, target: str) -> grpc.Channel:
         with self._lock:
@@ -114,13 +164,20 @@ class Client:
         first_error = ""
         t0 = time.monotonic()
         for start in range(0, n, conc):
+            sent = time.monotonic()
             futs = [call.future(payload, timeout=timeout) for _ in range(min(conc, n - start))]
-            for f in futs:
+            done: dict[int, float] = {}   # completion times, stamped when each call ends
+            for i, f in enumerate(futs):
+                f.add_done_callback(lambda _f, i=i: done.setdefault(i, time.monotonic()))
+            for i, f in enumerate(futs):
                 try:
                     servers[json.loads(f.result())["server"]] += 1
+                    code = "OK"
                 except grpc.RpcError as e:
-                    errors[e.code().name] += 1
-                    first_error = first_error or f"{e.code().name}: {e.details()}"
+                    code = e.code().name
+                    errors[code] += 1
+                    first_error = first_error or f"{code}: {e.details()}"
+                self.stats.call(target, code, done.get(i, time.monotonic()) - sent)
         return json.dumps({"servers": dict(servers), "errors": dict(errors),
                            "first_error": first_error,
                            "elapsed_s": round(time.monotonic() - t0, 3)}).encode()
@@ -157,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     admin = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     grpc_csds.add_csds_servicer(admin)
     admin.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "netintent.lab.Admin", {"Run": grpc.unary_unary_rpc_method_handler(client.run)}),))
+        "netintent.lab.Admin", {"Run": grpc.unary_unary_rpc_method_handler(client.run),
+                                "Stats": grpc.unary_unary_rpc_method_handler(client.stats.snapshot)}),))
     port = admin.add_insecure_port(args.admin)
     admin.start()
     ready = {"admin": port, "pid": os.getpid()}
@@ -188,7 +246,7 @@ def _start_xds(args: argparse.Namespace, client: Client) -> list:
     for spec, plain in [(s, False) for s in args.serve] + [(s, True) for s in args.serve_plain]:
         name, _, addr = spec.partition("@")
         srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8), xds=not plain)
-        srv.add_generic_rpc_handlers((echo_handler(name, plain),))
+        srv.add_generic_rpc_handlers((echo_handler(name, plain, client.stats),))
         if plain:
             srv.add_insecure_port(addr)
         else:

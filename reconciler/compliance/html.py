@@ -16,8 +16,7 @@ import html
 import json
 from typing import Any
 
-from reconciler.compliance.model import STATUSES, AppCompliance, ComplianceReport
-from reconciler.compliance.render import iso
+from reconciler.compliance.model import STATUSES, AppCompliance, ComplianceReport, iso
 from reconciler.model import Layer
 
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}

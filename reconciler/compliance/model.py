@@ -9,6 +9,7 @@ not be seen). `ComplianceReport.to_json()` is the stable JSON form that the CLI,
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -196,3 +197,8 @@ class ComplianceReport:
                             "resources": self.totals().to_json()},
                 "unobserved": [{"layer": lay, "target": t, "reason": why} for lay, t, why in self.unobserved],
                 "apps": [a.to_json() for a in self.apps]}
+
+
+def iso(ts: float | None) -> str:
+    """A timestamp as the report prints it (UTC, ISO 8601), or "" for none."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else ""

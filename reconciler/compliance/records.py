@@ -25,8 +25,7 @@ from typing import Any, Mapping, NamedTuple
 
 from sqlalchemy import inspect, text
 
-from reconciler.compliance.model import FABRIC_LABEL, LastChange, Violation
-from reconciler.compliance.render import iso
+from reconciler.compliance.model import FABRIC_LABEL, LastChange, Violation, iso
 from reconciler.service.store_models import AppStateRow, ResourceResultRow, ResourceStateRow, RunRow
 from reconciler.service.store_verify import ReachabilityFindingRow, ReachabilitySummaryRow
 from reconciler.status import Outcome

@@ -13,10 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from typing import Any
 
-from reconciler.compliance.model import AppCompliance, ComplianceReport
+from reconciler.compliance.model import AppCompliance, ComplianceReport, iso
 from reconciler.verify.addr import no_gc
 
 FORMATS = ("json", "csv", "html")
@@ -42,10 +41,6 @@ def _render(report: ComplianceReport, fmt: str) -> tuple[str, str]:
         from reconciler.compliance.html import render_html
         return render_html(report), MEDIA_TYPES[fmt]
     raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-
-
-def iso(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else ""
 
 
 def _cell(v: Any) -> Any:

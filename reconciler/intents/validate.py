@@ -329,7 +329,7 @@ def _load_app_uncached(rel: str, raw: bytes) -> _LoadedApp:
 def _collect_unguarded(src: Source, override: InventoryOverride, revision: str, current: list[str],
                        previous: Any = None) -> tuple[IntentRepo | None, list[ValidationError]]:
     from reconciler.intents.semantics import AppDoc, check_semantics
-    from reconciler.ipam.allocate import allocate
+    from reconciler.ipam.incremental import allocate
     from reconciler.ipam.model import EMPTY
 
     errors: list[ValidationError] = []

@@ -287,13 +287,6 @@ def resolved_app(a: AppDoc, addrs: tuple[tuple[str, str], ...], vni: int | None,
     return out
 
 
-def allocate(config: RepoConfig | None, apps: Sequence[AppDoc], previous: Allocations) -> Allocated:
-    """Allocate what `apps` leave out, keeping `previous` (see the module contract). The same as
-    `allocate_full`, faster for a chain of loads where few apps change (reconciler.ipam.incremental)."""
-    from reconciler.ipam.incremental import allocate_incremental
-    return allocate_incremental(config, apps, previous)
-
-
 def pools(config: RepoConfig | None) -> tuple[_NumberPool, _NumberPool]:
     ipam = config.ipam if config is not None else None
     return (_NumberPool("VNI", "vni", (ipam.vni.start, ipam.vni.end) if ipam and ipam.vni else None, "ipam.vni"),

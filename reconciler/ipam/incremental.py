@@ -168,3 +168,9 @@ def _numbers(st: _State, pool: _NumberPool, ps: _PoolState, changed: list[AppDoc
         out[a.app.name] = cursor
         ps.allocated[cursor] = a.app.name
     return out
+
+
+def allocate(config: RepoConfig | None, apps: Sequence[AppDoc], previous: Allocations) -> Allocated:
+    """Allocate what `apps` leave out, keeping `previous` (the contract of reconciler.ipam.allocate).
+    The same as `allocate_full`, faster for a chain of loads where few apps change."""
+    return allocate_incremental(config, apps, previous)

@@ -5,8 +5,9 @@ each scrape reads the totals once. Series, every one labelled by app, layer and 
   netintent_app_packets_total{app,service,port,verdict,layer,target}   counter
   netintent_app_bytes_total{app,service,port,verdict,layer,target}     counter
   netintent_app_policy_drops_total{app,service,port,layer,source_app,target}  counter (packets)
-  netintent_app_rpc_total{app,service,code}, netintent_app_rpc_latency_seconds{app,service}
-      (histogram) when a sidecar source is attached (`rpc`: a callable giving its families)
+  netintent_app_rpc_total{app,service,code,target}, netintent_app_rpc_latency_seconds{app,service,target}
+      (histogram) when a sidecar source is attached (`rpc`: a callable giving its families, rpc.py's
+      RpcTotals.families; folded in before the round's totals so the cached text includes them)
   netintent_telemetry_target_up{layer,target}           1 read, 0 unreadable (its series are absent)
   netintent_app_telemetry_unknown_targets{app,layer}    targets of the app whose share is unknown
   netintent_telemetry_round_seconds, netintent_telemetry_counter_resets_total
@@ -42,7 +43,7 @@ class TelemetryExport:
         """The telemetry series as Prometheus exposition text (cached per collection round)."""
         with self._lock:
             if self._text[0] != self.totals.version:
-                self._text = (self.totals.version, render_text(self.totals))
+                self._text = (self.totals.version, render_text(self.totals) + self._rpc_text())
             return self._text[1]
 
     def collect(self) -> Iterable[Any]:
@@ -65,6 +66,14 @@ class TelemetryExport:
         yield from self._status()
         if self.rpc is not None:
             yield from self.rpc()
+
+    def _rpc_text(self) -> bytes:
+        if self.rpc is None:
+            return b""
+        from prometheus_client import CollectorRegistry, generate_latest
+        reg = CollectorRegistry()
+        reg.register(_Families(self.rpc))
+        return generate_latest(reg)
 
     def _status(self) -> Iterable[Any]:
         t = self.totals
@@ -130,3 +139,11 @@ class _Status:
 
     def collect(self) -> Iterable[Any]:
         return TelemetryExport(self.totals)._status()
+
+
+class _Families:
+    def __init__(self, families: Callable[[], Iterable[Any]]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Any]:
+        return self.families()

@@ -5,7 +5,9 @@ and no lock shared with syncs): every `interval(loaded)` seconds it reads the de
 revision `current()` returns (the last loaded one; nothing while there is none), through its own
 Collector (own ssh shells, own switch session pool), and folds the round into `totals`, whose
 exposition text (export.py, rendered once a round) is appended to `extra` (Metrics.extra). The
-attribution index is rebuilt when the revision changes. An interval <= 0 disables collection.
+attribution index is rebuilt when the revision changes. With `sidecar` (default; off when the
+daemon's layers exclude it) each round also reads the sidecar targets' gRPC call stats (rpc.py).
+An interval <= 0 disables collection.
 `start()`/`stop()`; a round in progress finishes on its own (bounded by the collector's timeout) and
 the thread then ends. Errors are logged and the round is skipped; nothing raises out.
 """
@@ -18,6 +20,7 @@ from typing import Any, Callable
 from reconciler.model import Layer
 from reconciler.telemetry.export import TelemetryExport
 from reconciler.telemetry.index import Index, build_index
+from reconciler.telemetry.rpc import RpcCollector, RpcIndex, RpcTotals, rpc_index, rpc_round
 from reconciler.telemetry.totals import Totals
 
 log = logging.getLogger("reconciler.telemetry")
@@ -31,15 +34,17 @@ def targets_to_read(targets: dict, ix: Index, layers: tuple[Layer, ...] = LAYERS
 
 class TelemetryService:
     def __init__(self, current: Callable[[], Any], interval: Callable[[Any], float], extra: list | None = None,
-                 timeout_s: float = 30.0, layers: tuple[Layer, ...] = LAYERS) -> None:
+                 timeout_s: float = 30.0, layers: tuple[Layer, ...] = LAYERS, sidecar: bool = True) -> None:
         self.current, self.interval, self.timeout_s, self.layers = current, interval, timeout_s, layers
         self.totals = Totals()
-        self.export = TelemetryExport(self.totals)
+        self.rpc = RpcTotals() if sidecar else None
+        self._rpc_collector = RpcCollector()
+        self.export = TelemetryExport(self.totals, self.rpc.families if self.rpc is not None else None)
         if extra is not None:
             extra.append(self.export.text)   # Metrics.extra: rendered once a round, not per scrape
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._index: tuple[str, Index] | None = None
+        self._index: tuple[str, Index, RpcIndex] | None = None
         self._collector: Any = None
         self.rounds = 0
 
@@ -70,13 +75,18 @@ class TelemetryService:
     def round(self, loaded: Any) -> None:
         from reconciler.telemetry.collect import Collector
         if self._index is None or self._index[0] != loaded.revision:
-            self._index = (loaded.revision, build_index(loaded.repo, loaded.desired))
+            desired = list(loaded.desired)
+            self._index = (loaded.revision, build_index(loaded.repo, desired), rpc_index(desired))
         ix = self._index[1]
         if self._collector is None or self._collector.settings.inventory_path != str(loaded.inventory_path):
             if self._collector is not None:
                 self._collector.close()
             self._collector = Collector(loaded.inventory_path, timeout_s=self.timeout_s)
-        self.totals.add(self._collector.round(targets_to_read(loaded.targets, ix, self.layers), ix))
+        sample = self._collector.round(targets_to_read(loaded.targets, ix, self.layers), ix)
+        if self.rpc is not None:   # sidecar: the workloads' call stats (rpc.py), folded in before the totals
+            sample = rpc_round(self._rpc_collector, loaded.targets.get(Layer.SIDECAR, ()), self._index[2],
+                               self.rpc, sample)
+        self.totals.add(sample)
         self.export.text()          # render now, in this thread: scrapes only copy it
         self.rounds += 1
 
@@ -94,4 +104,5 @@ def for_daemon(daemon: Any) -> TelemetryService:
         return float(loaded.repo.config.sync.telemetry_interval_s) if loaded is not None else 5.0
 
     layers = tuple(l for l in LAYERS if not cfg.layers or l.value in cfg.layers)
-    return TelemetryService(lambda: daemon.current, interval, daemon.metrics.extra, layers=layers)
+    sidecar = not cfg.layers or Layer.SIDECAR.value in cfg.layers
+    return TelemetryService(lambda: daemon.current, interval, daemon.metrics.extra, layers=layers, sidecar=sidecar)

@@ -10,8 +10,14 @@ prune)]}` as the transaction's write gate builds it. Checks use what the drivers
 - hypervisor: the driver's `flows.txt` (an `ovs-ofctl --bundle` file) is parsed by `ovs-ofctl
   parse-flows` (command words dropped, a delete's match given a placeholder action, port names
   replaced by numbers: parse-flows resolves names only against a live switch).
-- switch, sidecar: not checked here yet (their drivers verify per target and roll back a
-  target on failure; the transaction rolls back the others).
+- switch: the FRR part of what the switch platform renders (its `vtysh -c ...` commands) is
+  written as a config file and checked by FRR's own parser, `vtysh --dryrun -f FILE` (offline:
+  no daemon is contacted). A render error (an invalid value) is a refusal too. The OVS/ip part
+  of a switch change is not checked here.
+- sidecar: the xDS lint (reconciler/xds/lint.py) over the node's resources as the sidecar
+  driver's apply would serve them (desired, plus kept owned ones without prune, plus the
+  observed ones it does not own), with every owned spec encoded to its proto first; only
+  problems of owned resources refuse, as in the driver.
 A check that cannot run is never a refusal; a tool's refusal names the target and the tool's
 first error lines.
 """
@@ -114,8 +120,85 @@ def _hypervisor(driver: Any, plans: list[TargetPlan]) -> dict[TargetId, str]:
     return out
 
 
+def frr_lines(argvs: Sequence[Sequence[str]]) -> list[str]:
+    """The FRR config lines of rendered `vtysh -c "configure terminal" -c LINE ...` commands."""
+    lines: list[str] = []
+    for argv in argvs:
+        if not argv or Path(argv[0]).name != "vtysh":
+            continue
+        args = list(argv[1:])
+        lines += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-c" and args[i + 1] != "configure terminal"]
+    return lines
+
+
+def check_frr(lines: Sequence[str], timeout_s: float = 20) -> str:
+    """'' when FRR's parser (`vtysh --dryrun -f`) accepts the config lines, else vtysh's message."""
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", prefix="ni-prep-") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+        f.flush()
+        p = subprocess.run(["vtysh", "--dryrun", "-f", f.name], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=timeout_s)
+    if p.returncode == 0:
+        return ""
+    text = p.stderr + p.stdout   # errors are `line N: % ...`; a non-root run also warns about vtysh.conf
+    errors = [line for line in text.splitlines() if line.startswith("line ")]
+    return f"vtysh --dryrun: {_first_lines(chr(10).join(errors) if errors else text)}"
+
+
+def _switch(driver: Any, plans: list[TargetPlan]) -> dict[TargetId, str]:
+    from reconciler.drivers.switch.platforms import InvalidValue, platform_of
+    if not shutil.which("vtysh"):
+        SKIPPED.append("switch: vtysh (FRR) not installed")
+        return {}
+    out = {}
+    for tp in plans:
+        try:
+            cmds = platform_of(tp.target.vars).render(tp.changes, tp.observed, tp.desired, tp.target.vars)
+        except InvalidValue as e:
+            out[(Layer.SWITCH, tp.target.name)] = f"render: {e}"
+            continue
+        lines = frr_lines([c.argv for c in cmds])
+        why = check_frr(lines) if lines else ""
+        if why:
+            out[(Layer.SWITCH, tp.target.name)] = why
+    return out
+
+
+def check_xds(desired: Sequence[Any], observed: Sequence[Any], prune: bool) -> str:
+    """'' when the node's resources encode and pass the xDS lint, else the problems of owned ones."""
+    from reconciler.xds import resources as R
+    owned = {(r.key.kind, r.key.name): r.spec for r in desired}
+    if not prune:
+        for r in observed:
+            if r.owned:
+                owned.setdefault((r.key.kind, r.key.name), r.spec)
+    kinds = dict(owned)
+    for r in observed:
+        if not r.owned:
+            kinds.setdefault((r.key.kind, r.key.name), r.spec)
+    try:
+        for (kind, name), spec in owned.items():
+            if kind not in R.KIND_TYPE:
+                return f"xds: unknown sidecar kind {kind!r} ({name})"
+            R.to_proto(kind, name, spec)
+    except R.SpecError as e:
+        return f"xds: {e}"
+    problems = [p for p in R.lint((k, n, s) for (k, n), s in kinds.items())
+                if any(p.startswith(f"{k}/{n}:") for k, n in owned)]
+    return "xds lint: " + "; ".join(problems) if problems else ""
+
+
+def _sidecar(driver: Any, plans: list[TargetPlan]) -> dict[TargetId, str]:
+    out = {}
+    for tp in plans:
+        why = check_xds(tp.desired, tp.observed, tp.prune)
+        if why:
+            out[(Layer.SIDECAR, tp.target.name)] = why
+    return out
+
+
 CHECKS: Mapping[Layer, Callable[[Any, list[TargetPlan]], dict[TargetId, str]]] = {
-    Layer.HOST: _host, Layer.HYPERVISOR: _hypervisor}
+    Layer.HOST: _host, Layer.HYPERVISOR: _hypervisor, Layer.SWITCH: _switch, Layer.SIDECAR: _sidecar}
 
 
 def make_preparer(drivers: Mapping[Layer, Any]) -> Callable[[Mapping[Layer, Sequence[Any]]], dict[TargetId, str]]:
