@@ -64,7 +64,7 @@ def _print_invalid(exc: Exception) -> None:
 
 # ---- plan ---------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
-    from reconciler.ipam.cli import preview_lines
+    from reconciler.ipam.model import preview_lines
     from reconciler.plan import make_plan, render_text
     if args.from_rev or args.to_rev:
         from reconciler.ipam.binding import StoreBinding, default_store_url

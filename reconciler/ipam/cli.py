@@ -4,7 +4,7 @@ Contract: `ipam show` reads the store (never writes it) and lists every allocati
 owner (`app/service/instance` for addresses, the application for VNIs and VLANs), then the
 pool usage: per kind, and, with `--repo`, per application subnet and per reconciler.yaml pool
 (used of usable). `--json` prints one object {generation, allocations, usage}. Exit 0, or 2
-when the store cannot be read. `preview_lines(result)` are the lines `plan` prints for the
+when the store cannot be read. `reconciler.ipam.model.preview_lines(result)` are the lines `plan` prints for the
 allocations a load would make or release (the pull-request preview).
 """
 from __future__ import annotations
@@ -15,16 +15,7 @@ import json
 import sys
 from typing import Any
 
-from reconciler.ipam.model import Allocations, IpamResult, Kind
-
-
-def preview_lines(result: object) -> list[str]:
-    if not isinstance(result, IpamResult) or not result.changed:
-        return []
-    out = [f"IPAM: {len(result.new)} allocation(s) to make, {len(result.released)} to release"]
-    out += [f"  + {r.kind.value:<7} {r.value:<15} {r.label()}" for r in result.new]
-    out += [f"  - {r.kind.value:<7} {r.value:<15} {r.label()}" for r in result.released]
-    return out
+from reconciler.ipam.model import Allocations, Kind
 
 
 def add_cli(sub: Any) -> None:

@@ -108,3 +108,13 @@ class IpamResult:
     @property
     def changed(self) -> bool:
         return bool(self.new or self.released)
+
+
+def preview_lines(result: object) -> list[str]:
+    """The allocations a load would make and release, as `plan` prints them (none: no lines)."""
+    if not isinstance(result, IpamResult) or not result.changed:
+        return []
+    out = [f"IPAM: {len(result.new)} allocation(s) to make, {len(result.released)} to release"]
+    out += [f"  + {r.kind.value:<7} {r.value:<15} {r.label()}" for r in result.new]
+    out += [f"  - {r.kind.value:<7} {r.value:<15} {r.label()}" for r in result.released]
+    return out

@@ -11,11 +11,18 @@ Contract:
   reason is logged.
 - `txn_tick(daemon)` (a 1 s scheduler job): while leader and idle, roll back transactions whose
   confirm window lapsed or whose owner died (the same claim as the CLI's watcher: first wins).
+- Health-check confirm: when the daemon has confirm checks configured (`cfg.confirm_checks`, else
+  the `RECONCILER_CONFIRM_CHECKS` environment variable, a comma list; known: `verify` = the
+  daemon's reachability verification ran after the transaction went live and found no
+  violation, leak or unknown pair), `txn_tick` commits a `pending-confirm` transaction whose
+  checks all pass, before its deadline (the journal's compare-and-set, like `confirm`). With no
+  checks configured nothing changes: only `reconciler confirm` or the deadline decide.
 - Self-heal uses transactions but not commit-confirm (docs/transactions.md says why).
 """
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -26,6 +33,55 @@ from reconciler.txn.txn import Transactions, TxnResult, owner_alive
 
 log = logging.getLogger("reconciler.txn")
 UNKNOWN_RETRY_S = 15.0   # how often the leader retries targets left `unknown` by a rollback
+CONFIRM_CHECKS_ENV = "RECONCILER_CONFIRM_CHECKS"
+
+
+def confirm_checks(daemon: Any) -> tuple[str, ...]:
+    """The daemon's health checks that may confirm a pending transaction ('' entries dropped)."""
+    raw = getattr(daemon.cfg, "confirm_checks", None)
+    if raw is None:
+        raw = os.environ.get(CONFIRM_CHECKS_ENV, "")
+    names = raw.split(",") if isinstance(raw, str) else list(raw)
+    return tuple(n.strip() for n in names if n.strip())
+
+
+def _verify_clean(daemon: Any, row: Any) -> str:
+    """'' when reachability verification ran after the transaction went live and is clean."""
+    st = daemon.reach.status()
+    if not st.get("ok"):
+        return f"verify: {st.get('error') or 'off'}"
+    if float(st.get("ts") or 0) <= float(row.updated or 0):
+        return "verify: no verification since the change went live"
+    bad = {k: st.get(k, 0) for k in ("violations", "leaks", "unknowns") if st.get(k, 0)}
+    return f"verify: {bad}" if bad else ""
+
+
+HEALTH_CHECKS = {"verify": _verify_clean}
+
+
+def health_failure(daemon: Any, row: Any, checks: tuple[str, ...]) -> str:
+    """'' when every configured check passes for the pending transaction `row`, else the first reason."""
+    for name in checks:
+        check = HEALTH_CHECKS.get(name)
+        why = check(daemon, row) if check is not None else f"unknown confirm check {name!r}"
+        if why:
+            return why
+    return ""
+
+
+def confirm_healthy(daemon: Any, journal: Journal, rows: list[Any], now: float) -> list[str]:
+    """Commit pending transactions (window still open) whose configured health checks all pass."""
+    checks = confirm_checks(daemon)
+    done = []
+    for r in rows:
+        if not checks or r.state != TxnState.PENDING_CONFIRM.value or (r.deadline or 0) <= now:
+            continue
+        if not health_failure(daemon, r, checks) and journal.claim(
+                r.txn_id, [TxnState.PENDING_CONFIRM], TxnState.COMMITTED, owner=daemon.cfg.instance, not_after=now):
+            log.info("transaction %s: committed by the daemon's health checks (%s)", r.txn_id, ",".join(checks),
+                     extra={"ctx": {"txn": r.txn_id, "state": TxnState.COMMITTED.value, "checks": list(checks)}})
+            done.append(r.txn_id)
+    return done
 
 
 def _fence(daemon: Any) -> str:
@@ -94,10 +150,12 @@ def txn_tick(daemon: Any) -> None:
     try:
         journal = Journal(daemon.store)
         now = time.time()
-        due = [r for r in journal.unfinished()
-               if (r.state == TxnState.PENDING_CONFIRM.value and (r.deadline or 0) <= now)
-               or (r.state == TxnState.ROLLBACK_PENDING.value and now - r.updated >= UNKNOWN_RETRY_S)
-               or (r.state != TxnState.PENDING_CONFIRM.value and not owner_alive(r.owner))]
+        rows = journal.unfinished()
+        confirmed = set(confirm_healthy(daemon, journal, rows, now))
+        due = [r for r in rows if r.txn_id not in confirmed
+               and ((r.state == TxnState.PENDING_CONFIRM.value and (r.deadline or 0) <= now)
+                    or (r.state == TxnState.ROLLBACK_PENDING.value and now - r.updated >= UNKNOWN_RETRY_S)
+                    or (r.state != TxnState.PENDING_CONFIRM.value and not owner_alive(r.owner)))]
     except Exception as exc:  # the store is down: nothing can be decided without the journal
         log.debug("txn tick: %s", exc)
         return

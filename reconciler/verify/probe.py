@@ -10,7 +10,8 @@ model and the probe disagree, with both verdicts: a defect of the model, not of 
 The probe sees what a TCP connect sees, so it is compared with the `l4` verdict.
 Pairs with an RPC plane (a sidecar on the destination) are also confirmed with real gRPC calls
 from the source's workload to the service's `xds:///` target (grpc_probe.py, bounded in count and
-deadline), compared with the `rpc` verdict; `grpc=False` leaves them to TCP alone.
+deadline), and callers the intents do not allow but L4 delivers by a direct dial with their own
+certificate (grpc_direct.py); both compared with the `rpc` verdict. `grpc=False`: TCP alone.
 """
 from __future__ import annotations
 
@@ -54,8 +55,10 @@ def probe(lab, results: Iterable[DestResult], sample: int | None = None, seed: i
             defects.append(Defect(s.id, d.id, v.l4, "connected" if r.connected else "not connected",
                                   r.detail or ""))
     if grpc and any(v.rpc is not None for _, _, _, v in chosen):
+        from reconciler.verify.grpc_direct import probe_direct
         from reconciler.verify.grpc_probe import probe_rpc
         defects += [Defect(*d) for d in probe_rpc(lab, chosen)[1]]
+        defects += [Defect(*d) for d in probe_direct(lab, chosen)[1]]
     return len(chosen), defects
 
 
