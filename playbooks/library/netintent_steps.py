@@ -1,7 +1,7 @@
 #!/usr/bin/python
 """Ansible module: run a short list of commands on the target in one module call.
 
-Contract: `steps` is a list of {name, argv, stdin, skip_empty, run, soft}. Each step runs `argv`
+Contract: `steps` is a list of {name, argv, stdin | secret_stdin, skip_empty, run, soft}. Each step runs `argv`
 directly (no shell) with `stdin` on its standard input, in order. A step is skipped when `run`
 is false, or when its `stdin` is empty and `skip_empty` is true (nothing to write). A failing
 step (rc != 0) stops the list and fails the task with `failed_step`, `rc` and `stderr`, unless
@@ -18,7 +18,11 @@ from ansible.module_utils.basic import AnsibleModule
 STEP_SPEC = dict(
     name=dict(type="str", required=True),
     argv=dict(type="list", elements="str", required=True),
-    stdin=dict(type="str", default="", no_log=True),  # may carry private keys: never in results or logs
+    stdin=dict(type="str", default=""),
+    # for steps whose input carries private keys: never in results or logs. Kept apart from
+    # `stdin` because Ansible masks a no_log value wherever it appears in the output, which would
+    # also hide the offending line that nft or ip echo back in their error messages.
+    secret_stdin=dict(type="str", default="", no_log=True),
     skip_empty=dict(type="bool", default=False),
     run=dict(type="bool", default=True),
     soft=dict(type="bool", default=False),
@@ -32,7 +36,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     changed = False
     for step in module.params["steps"]:
-        name, argv, stdin = step["name"], step["argv"], step["stdin"]
+        name, argv, stdin = step["name"], step["argv"], step["secret_stdin"] or step["stdin"]
         if not step["run"] or (step["skip_empty"] and not stdin):
             results[name] = {"rc": 0, "stdout": "", "stderr": "", "skipped": True}
             continue

@@ -7,6 +7,8 @@ has it back and the history shows the self-heal run that did it:
   hypervisor  ovs-flow  priority=50,in_port=<uplink> actions=drop   (uplink isolation)
   switch      bgp       router bgp <asn>                            (underlay; a cross-leaf flow
                                                                      breaks while it is gone)
+  host        xds-bootstrap, trust-bundle                           (the node's xDS bootstrap and CA
+                                                                     bundle its workloads read)
 Marked `lab` (root, OVS, FRR, sshd); run under `flock /tmp/ni-suite.lock`.
 """
 from __future__ import annotations
@@ -62,7 +64,8 @@ def test_fabric_resources_removed_by_hand_are_self_healed(lab_factory, tmp_path)
                       features=("base", "ssh", "ovs", "frr"))
     inv = str(lab.inventory_path)
     repo = IntentsRepo(tmp_path, sync={"self_heal": True, "drift_interval_s": DRIFT_S})  # examples/intents
-    assert fabric_kinds(repo.work, inv) == {("hypervisor", "ovs-flow"), ("switch", "bgp")}, \
+    assert fabric_kinds(repo.work, inv) == {("hypervisor", "ovs-flow"), ("switch", "bgp"),
+                                            ("host", "xds-bootstrap"), ("host", "trust-bundle")}, \
         "every kind of fabric resource is covered below"
     port = free_port()
     store = str(tmp_path / "db.sqlite")
@@ -99,6 +102,17 @@ def test_fabric_resources_removed_by_hand_are_self_healed(lab_factory, tmp_path)
         bgp_back = time.time() - t_bgp
         wait_until(lambda: fabric_heals_since(store, t_bgp), 60, "fabric self-heal run recorded")
         wait_until(lambda: probe_tcp(lab, [CROSS_LEAF])[0].connected, 120, "cross-leaf flow back over BGP", 2.0)
+
+        # host: the node's xDS bootstrap and trust bundle (files the workloads read)
+        xds = lab.layout.node_dir("h1") / "xds"
+        boot, bundle = xds / "bootstrap.json", xds / "certs" / "ca.pem"
+        assert boot.exists() and bundle.exists()
+        boot.unlink()
+        bundle.write_text("not a certificate\n")
+        t_files = time.time()
+        wait_until(lambda: boot.exists() and "BEGIN CERTIFICATE" in bundle.read_text(), DRIFT_S + 180,
+                   "bootstrap and trust bundle self-healed", 1.0)
+        wait_until(lambda: fabric_heals_since(store, t_files), 60, "fabric self-heal run recorded")
         health = _health(port)
         assert health.get("ok") and health["drivers"]["ok"], health
         print(f"fabric self-heal on the reference lab: uplink drop flow back after {flow_back:.1f}s, "
