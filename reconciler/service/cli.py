@@ -75,6 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        drift_interval_s=args.drift_interval, observed=args.observed, driver_factory=args.driver_factory,
                        attempts=args.attempts, timeout_s=args.timeout, keyring=args.keyring,
                        layers=tuple(args.layer or ()), shards=shard_settings(args),
+                       confirm_checks=tuple(args.confirm_check) if args.confirm_check else None,
                        **({"instance": args.instance} if args.instance else {}))
     stop = {"now": False}
 
@@ -263,6 +264,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attempts", type=int, default=1, help="engine attempts per run (the daemon retries apps itself)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-target timeout in seconds")
     p.add_argument("--log-file", help="JSON log lines go here (default stderr)")
+    p.add_argument("--confirm-check", action="append", choices=["verify"],
+                   help="a health check that confirms a pending commit-confirm transaction when it passes "
+                        "(verify: reachability clean after the change went live); repeatable")
     add_shard_args(p)
     p.set_defaults(func=cmd_serve)
 

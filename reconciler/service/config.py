@@ -40,6 +40,8 @@ class DaemonConfig:
     retry_base_s: float = 2.0
     retry_max_s: float = 120.0
     shards: Any = None                    # service.shards.ShardSettings: share apps with other daemons (PostgreSQL)
+    confirm_checks: tuple[str, ...] | None = None  # health checks that confirm a commit-confirm transaction
+                                                   # (None: env RECONCILER_CONFIRM_CHECKS; known: "verify")
     instance: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
 

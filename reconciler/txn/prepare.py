@@ -7,7 +7,8 @@ prune)]}` as the transaction's write gate builds it. Checks use what the drivers
   namespace (`unshare --net`) holding the target's observed owned tables first, so the
   script's deletes and element updates meet the tables they expect. Needs root; without
   root (or without nft/unshare) the host check is skipped and says so in `SKIPPED`.
-- hypervisor: the driver's `flows.txt` (an `ovs-ofctl --bundle` file) is parsed by `ovs-ofctl
+- hypervisor: the driver's `ovs-vsctl` transaction (hostvars `vsctl`) is run against a scratch
+  OVSDB (prepare_ovs.py), and its `flows.txt` (an `ovs-ofctl --bundle` file) is parsed by `ovs-ofctl
   parse-flows` (command words dropped, a delete's match given a placeholder action, port names
   replaced by numbers: parse-flows resolves names only against a live switch).
 - switch: the FRR part of what the switch platform renders (its `vtysh -c ...` commands) is
@@ -111,10 +112,14 @@ def _hypervisor(driver: Any, plans: list[TargetPlan]) -> dict[TargetId, str]:
     if not shutil.which("ovs-ofctl"):
         SKIPPED.append("hypervisor: ovs-ofctl not installed")
         return {}
+    from reconciler.txn.prepare_ovs import check_vsctl, why_skipped
     out = {}
     for tp in plans:
-        flows = driver.render(tp).files.get("flows.txt", "")
-        why = check_flows(flows) if flows else ""
+        rendered = driver.render(tp)
+        flows, vsctl = rendered.files.get("flows.txt", ""), rendered.hostvars.get("vsctl") or []
+        why = (check_vsctl(vsctl) if vsctl else "") or (check_flows(flows) if flows else "")
+        if vsctl and why_skipped() and why_skipped() not in SKIPPED:
+            SKIPPED.append(why_skipped())
         if why:
             out[(Layer.HYPERVISOR, tp.target.name)] = why
     return out
@@ -156,6 +161,9 @@ def _switch(driver: Any, plans: list[TargetPlan]) -> dict[TargetId, str]:
             cmds = platform_of(tp.target.vars).render(tp.changes, tp.observed, tp.desired, tp.target.vars)
         except InvalidValue as e:
             out[(Layer.SWITCH, tp.target.name)] = f"render: {e}"
+            continue
+        except Exception as e:  # a renderer fault is the driver's to report; the check just cannot run
+            SKIPPED.append(f"switch/{tp.target.name}: render failed: {e.__class__.__name__}: {e}")
             continue
         lines = frr_lines([c.argv for c in cmds])
         why = check_frr(lines) if lines else ""
