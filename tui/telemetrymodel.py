@@ -9,8 +9,9 @@ scrape is known, never a made-up 0):
                    some share unknown)}; a rate is None when no target of it could be read
   `traffic(app)`   `AppTraffic`: per service rates and their history (sparklines), the refused
                    sources (source app, service, port, refusing layer and target, total, rate)
-                   with the resource the refusing rule or flow belongs to, RPC calls by code, and
-                   the targets whose share is unknown.
+                   with the resource the refusing rule or flow belongs to, RPC calls by code (summed
+                   over calling nodes), mean RPC latency per service, and the targets whose share
+                   is unknown.
 Only label values of the netintent_* series are used; nothing else of the scrape is kept.
 """
 from __future__ import annotations
@@ -50,8 +51,9 @@ class AppTraffic:
     app: str
     services: tuple[ServiceTraffic, ...]
     refused: tuple[RefusedSource, ...]
-    rpc: tuple[tuple[str, str, int], ...]      # (service, code, calls)
+    rpc: tuple[tuple[str, str, int], ...]      # (service, code, calls), summed over the calling nodes
     unknown: tuple[str, ...]                   # "layer (n targets)"
+    rpc_latency: tuple[tuple[str, float, int], ...] = ()   # (service, mean seconds, calls) since start
 
 
 def http_fetch(base_url: str) -> Callable[[], str]:
@@ -151,7 +153,8 @@ class TelemetryFeed:
                                            tuple(acc), tuple(drops)))
         return AppTraffic(app, tuple(svc_rows), self._refused(app, last), self._rpc(app, last),
                           tuple(f"{k[5]} ({int(v)} target(s))" for k, v in sorted(last.items())
-                                if k[0] == "netintent_app_telemetry_unknown_targets" and k[1] == app and v))
+                                if k[0] == "netintent_app_telemetry_unknown_targets" and k[1] == app and v),
+                          self._rpc_latency(app, last))
 
     def _refused(self, app: str, last: Snapshot) -> tuple[RefusedSource, ...]:
         prev = self.history[-2] if len(self.history) > 1 else None
@@ -169,5 +172,19 @@ class TelemetryFeed:
         return tuple(rows[:20])
 
     def _rpc(self, app: str, last: Snapshot) -> tuple[tuple[str, str, int], ...]:
-        return tuple(sorted((k[2], k[4], int(v)) for k, v in last.items()
-                            if k[0] == "netintent_app_rpc_total" and k[1] == app))
+        calls: dict[tuple[str, str], float] = collections.Counter()
+        for k, v in last.items():
+            if k[0] == "netintent_app_rpc_total" and k[1] == app:
+                calls[(k[2], k[4])] += v
+        return tuple(sorted((svc, code, int(n)) for (svc, code), n in calls.items()))
+
+    def _rpc_latency(self, app: str, last: Snapshot) -> tuple[tuple[str, float, int], ...]:
+        """Mean latency per service from the histogram's _sum and _count (the buckets are not kept)."""
+        total: dict[str, float] = collections.Counter()
+        count: dict[str, float] = collections.Counter()
+        for k, v in last.items():
+            if k[1] == app and k[0] == "netintent_app_rpc_latency_seconds_sum":
+                total[k[2]] += v
+            elif k[1] == app and k[0] == "netintent_app_rpc_latency_seconds_count":
+                count[k[2]] += v
+        return tuple((svc, total[svc] / n, int(n)) for svc, n in sorted(count.items()) if n)

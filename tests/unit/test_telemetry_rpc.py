@@ -126,3 +126,20 @@ def test_the_cached_exposition_text_carries_the_rpc_series(index):
     text = TelemetryExport(totals, rt.families).text().decode()
     assert 'netintent_app_rpc_total{app="shop",code="UNAVAILABLE",service="api",target="h1"} 1.0' in text
     assert 'netintent_app_rpc_latency_seconds_bucket{app="shop",le="+Inf",service="api",target="h1"} 4.0' in text
+
+
+def test_the_tui_shows_rpc_calls_per_service_and_mean_latency_from_the_exported_text(index):
+    from tui.telemetrymodel import TelemetryFeed
+    from tui.widgets.traffic_view import summary_text
+    rt, totals = RpcTotals(), Totals()
+    rt.add([RpcRead("h1", True, stats(1.0, 30, 10, lat=0.02))], index)
+    totals.add(Sample(0.0))
+    text = TelemetryExport(totals, rt.families).text().decode()
+    feed = TelemetryFeed(lambda: text, min_interval_s=0)
+    feed.poll(1.0)
+    t = feed.traffic("shop")
+    assert t is not None
+    assert set(t.rpc) == {("api", "OK", 30), ("api", "UNAVAILABLE", 10)}
+    (svc, mean_s, n), = t.rpc_latency
+    assert svc == "api" and n == 40 and mean_s == pytest.approx(0.02)
+    assert "mean latency" in summary_text(t).plain and "20.0 ms over 40 call(s)" in summary_text(t).plain

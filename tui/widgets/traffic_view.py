@@ -59,6 +59,8 @@ def summary_text(t: AppTraffic | None) -> Text:
         out.append("\nRPC calls by code\n", style="bold")
         for svc, code, n in t.rpc:
             out.append(f"  {svc:<18} {code:<18} {n}\n", style="red" if code != "OK" else "")
+        for svc, mean_s, n in t.rpc_latency:
+            out.append(f"  {svc:<18} {'mean latency':<18} {mean_s * 1000:.1f} ms over {n} call(s)\n")
     else:
         out.append("\nRPC: no sidecar call counts reported\n", style="dim")
     if t.unknown:
