@@ -149,8 +149,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     desired = Compiler().compile(repo)
     targets = _targets(repo)
     engine, _ = build_engine(args, targets)
-    from reconciler.txn.cli import transactional_apply, txn_exit, txn_line
-    txn = transactional_apply(args, repo, desired, targets, engine)   # every real apply is a transaction
+    from reconciler.txn.apply import transactional_apply, txn_exit, txn_line
+    # every real apply is a transaction
+    txn = transactional_apply(args, repo, desired, targets, engine, revision=_rev(args.repo))
     if txn is not None and txn.report is None:
         print(txn_line(txn), file=sys.stderr)
         return txn_exit(txn)

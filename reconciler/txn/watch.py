@@ -18,7 +18,8 @@ from reconciler.txn.models import TxnState
 
 
 def watch(url: str, txn_id: str, max_wait_s: float = 7 * 24 * 3600) -> int:
-    from reconciler.txn.cli import engine_from_context, open_journal, txn_line
+    from reconciler.txn.apply import open_journal, txn_line
+    from reconciler.txn.cli import engine_from_context
     from reconciler.txn.txn import Transactions
     journal = open_journal(url)
     give_up = time.time() + max_wait_s

@@ -159,7 +159,7 @@ def test_cli_apply_with_the_store_down_writes_nothing(tmp_path, capsys):
 
 def test_cli_apply_confirm_and_history(tmp_path, capsys, monkeypatch):
     from reconciler.cli import main
-    monkeypatch.setattr("reconciler.txn.cli.spawn_watcher", lambda url, txn_id: 0)   # no detached process here
+    monkeypatch.setattr("reconciler.txn.apply.spawn_watcher", lambda url, txn_id: 0)   # no detached process here
     snap, db = tmp_path / "snap.json", str(tmp_path / "db.sqlite")
     snap.write_text('{"resources": []}')
     assert main(["apply", "examples/intents", "--observed", str(snap), "--store", db, "--confirm-within", "60"]) == 0
