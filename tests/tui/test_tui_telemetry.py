@@ -84,4 +84,15 @@ def test_app_list_and_traffic_tab(demo):
             await wait_for(pilot, lambda: app.screen.query_one(TabbedContent).active == "tab-resources")
             await wait_for(pilot, lambda: app.screen.query_one(ResourceTree).highlighted_key
                            == "host/h3/nft-table/netintent_shop")
+            # a drop counted at a hypervisor opens the app's anti-spoofing drop flow there
+            flow = next(str(r.key) for r in compile_repo(load_repo(EXAMPLES))
+                        if r.app == "shop" and r.key.layer.value == "hypervisor" and r.key.kind == "ovs-flow"
+                        and r.spec["actions"] == "drop")
+            hv = "/".join(flow.split("/")[:2])
+            app.screen.query_one(TabbedContent).active = "tab-traffic"
+            app.screen.query_one(TrafficView).post_message(TrafficView.ShowResource(hv))
+            await wait_for(pilot, lambda: app.screen.query_one(TabbedContent).active == "tab-resources")
+            await wait_for(pilot, lambda: (app.screen.query_one(ResourceTree).highlighted_key or "").startswith(
+                f"{hv}/ovs-flow/priority=100,in_port="))
+            assert "," not in app.screen.query_one(ResourceTree).highlighted_key.split("in_port=", 1)[1]
     asyncio.run(go())

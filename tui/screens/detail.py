@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from typing import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -30,6 +31,13 @@ from tui.widgets import DiffView, DriftTable, ResourceTree, RunsTable
 from tui.widgets.reach_view import ReachabilityView
 from tui.widgets.traffic_view import TrafficView
 from tui.widgets.txn_table import TxnTable
+
+
+def refusing_flow(where: str) -> Callable[[str], bool]:
+    """For a drop counted at `hypervisor/<hv>`: the app's anti-spoofing drop flow there
+    (`priority=100,in_port=<port>`, nothing else in the match), the flow that refuses it."""
+    prefix = f"{where}/ovs-flow/priority=100,in_port="
+    return lambda key: where.startswith("hypervisor/") and key.startswith(prefix) and "," not in key[len(prefix):]
 
 
 class AppDetailScreen(Screen):
@@ -134,7 +142,7 @@ class AppDetailScreen(Screen):
     def on_traffic_view_show_resource(self, message: TrafficView.ShowResource) -> None:
         self.query_one(TabbedContent).active = "tab-resources"
         tree = self.query_one(ResourceTree)
-        if not tree.select_key(message.key):
+        if not tree.select_key(message.key) and not tree.select_key(refusing_flow(message.key)):
             self.notify(f"{message.key}: not in this application's resources", severity="information")
         tree.focus()
 

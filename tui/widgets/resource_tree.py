@@ -7,7 +7,7 @@ are labelled with their worst status and drift count; drifted branches start exp
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rich.text import Text
 from textual.widgets import Tree
@@ -105,10 +105,12 @@ class ResourceTree(Tree[str]):
     def _path(self, node: TreeNode | None) -> str | None:
         return None if node is None else self._paths.get(node.id)
 
-    def select_key(self, key: str) -> bool:
-        """Expand the branches above the resource `key` and move the cursor onto it."""
+    def select_key(self, key: str | Callable[[str], bool]) -> bool:
+        """Expand the branches above the resource `key` (or the first whose key the predicate
+        accepts) and move the cursor onto it."""
+        match = key if callable(key) else key.__eq__
         for node in self._walk(self.root):
-            if node.data == key:
+            if isinstance(node.data, str) and match(node.data):
                 parent = node.parent
                 while parent is not None:
                     parent.expand()
