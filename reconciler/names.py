@@ -74,3 +74,21 @@ def is_interface_name(name: object, max_len: int = 15) -> bool:
 
 
 SWITCH_PLATFORMS = {"linux_ovs_frr": "linux_ovs_frr.render"}
+
+
+def nft_ident(name: str) -> str:
+    """An intent name (`[a-z][a-z0-9-]*`) as an nft identifier: nft(8) documents letters, digits,
+    `_`, `.`, `/` and `\\` (Debian's nft 1.0.6 happens to lex `-` too; a documented grammar is the
+    contract), so `-` becomes `_`. Intent names have no `_`, so this alone is one-to-one."""
+    return name.replace("-", "_")
+
+
+def svc_set_name(service: str) -> str:
+    """The host layer's nft set of a local service's instance addresses (compile/host.py)."""
+    return f"svc_{nft_ident(service)}"
+
+
+def nft_set_name(service: str, port: str) -> str:
+    """The host layer's nft set of allowed callers of `service` on `port` (compile/host.py). Not
+    one-to-one (`pay-api`+`http` and `pay`+`api-http`): validate (intents/app_checks.py) refuses such pairs."""
+    return f"allow_{nft_ident(service)}_{nft_ident(port)}"

@@ -21,8 +21,8 @@ from reconciler.compile import workload_files
 from reconciler.compile.context import CompileContext, ServiceRef, iter_instances
 from reconciler.diff import Normalizer
 from reconciler.intents.models import Application, Instance, Service
-from reconciler.intents.semantics import nft_ident, nft_set_name, svc_set_name
 from reconciler.model import OWNER, Layer, Resource, ResourceKey
+from reconciler.names import nft_ident, nft_set_name, svc_set_name
 
 # What `nft -j list ruleset` reports beyond the intent: every object's `handle`, and the values of
 # counters (`packets`, `bytes`: the driver's parser already leaves them out of a table; a snapshot
