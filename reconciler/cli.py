@@ -16,10 +16,11 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
+from reconciler.assembly import build_engine, layer_targets
 from reconciler.compile import CompileConflicts, Compiler
+from reconciler.loading import UserError, head_revision, inventory_path, load, print_invalid
 from reconciler.model import Layer
 
 log = logging.getLogger("reconciler")
@@ -32,37 +33,12 @@ CLI_MODULES = ("reconciler.intents.cli", "reconciler.lab.cli", "reconciler.servi
                "reconciler.compliance.cli", "reconciler.ipam.cli", "reconciler.telemetry.cli")
 
 
-class UserError(Exception):
-    """An error the user can fix; printed as one line, exit 2."""
-
-
 def _colour(args: argparse.Namespace) -> bool:
     if getattr(args, "no_color", False) or os.environ.get("NO_COLOR"):
         return False
     return sys.stdout.isatty()
 
 
-def load(repo_dir: str, inventory: str | None = None, *, store: str | None = None, record: bool = False):
-    """Load and validate an intents repo or raise RepoInvalid (printed by the caller). IPAM
-    allocations come from the store (`store`, else RECONCILER_STORE, else the default) and are
-    recorded there when `record` (apply), through reconciler.ipam.binding like the daemon."""
-    from reconciler.intents.validate import load_repo
-    from reconciler.ipam.binding import StoreBinding, default_store_url, load_with_ipam
-    if not Path(repo_dir).is_dir():
-        raise UserError(f"{repo_dir}: not a directory")
-    binding = StoreBinding(default_store_url(store), record=record)
-    return load_with_ipam(lambda previous: load_repo(repo_dir, inventory_override=inventory, previous=previous),
-                          binding, _rev(repo_dir))
-
-
-def _print_invalid(exc: Exception) -> None:
-    for e in getattr(exc, "errors", [exc]):
-        print(str(e), file=sys.stderr)
-    n = len(getattr(exc, "errors", [exc]))
-    print(f"{n} error(s); nothing was planned or applied.", file=sys.stderr)
-
-
-# ---- plan ---------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler.ipam.model import preview_lines
     from reconciler.plan import make_plan, render_text
@@ -98,36 +74,15 @@ def _snapshot_state(path: str):
 
 
 # ---- diff / apply -------------------------------------------------------------------------
-def build_engine(args: Any, targets: Mapping[Layer, Any], publish=None):
-    """Drivers from the registry (snapshot drivers for --observed) and an engine over them.
-    `args` has `timeout`, `attempts` and optionally `inventory_path`, `layers`, `observed`."""
-    from reconciler.drivers.registry import drivers_for
-    from reconciler.engine import Engine
-    from reconciler.events import EventBus
-    bus = EventBus()
-    if publish:
-        bus.subscribe(publish)
-    drivers = drivers_for(targets, {"inventory_path": getattr(args, "inventory_path", None), "publish": bus.publish,
-                                    "timeout_s": args.timeout},
-                          layers=getattr(args, "layers", None), observed=getattr(args, "observed", None),
-                          factory=getattr(args, "driver_factory", None))
-    return Engine(drivers, bus, attempts=args.attempts), bus
-
-
-def _targets(repo, layers=None):
-    from reconciler.drivers.registry import targets_of
-    t = targets_of(repo.inventory)
-    return {l: v for l, v in t.items() if layers is None or l in layers}
-
-
 def cmd_diff(args: argparse.Namespace) -> int:
     repo = load(args.repo, args.inventory, store=args.store)
-    args.inventory_path = _inventory_path(args, repo)
+    args.inventory_path = inventory_path(args, repo)
     desired = Compiler().compile(repo)
-    targets = _targets(repo)
+    targets = layer_targets(repo)
     engine, _ = build_engine(args, targets)
     report = engine.run(desired, targets, prune=args.prune, dry_run=True,
-                        apps=args.app or None, ignore=repo.config.ignore, revision=_rev(args.repo), trigger="diff")
+                        apps=args.app or None, ignore=repo.config.ignore, revision=head_revision(args.repo),
+                        trigger="diff")
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
@@ -145,19 +100,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
         # An empty or missing apps/ is valid, but pruning against it deletes everything owned.
         raise UserError(f"{args.repo}: no applications; --prune would delete everything the reconciler owns "
                         "(add --allow-empty if that is what you want)")
-    args.inventory_path = _inventory_path(args, repo)
+    args.inventory_path = inventory_path(args, repo)
     desired = Compiler().compile(repo)
-    targets = _targets(repo)
+    targets = layer_targets(repo)
     engine, _ = build_engine(args, targets)
     from reconciler.txn.apply import transactional_apply, txn_exit, txn_line
     # every real apply is a transaction
-    txn = transactional_apply(args, repo, desired, targets, engine, revision=_rev(args.repo))
+    txn = transactional_apply(args, repo, desired, targets, engine, revision=head_revision(args.repo))
     if txn is not None and txn.report is None:
         print(txn_line(txn), file=sys.stderr)
         return txn_exit(txn)
     report = txn.report if txn is not None and txn.report is not None else engine.run(
         desired, targets, prune=args.prune, dry_run=args.dry_run, apps=args.app or None, ignore=repo.config.ignore,
-        revision=_rev(args.repo), trigger="cli")
+        revision=head_revision(args.repo), trigger="cli")
     if args.json:
         print(json.dumps({**report.to_json(), **({"transaction": txn.to_json()} if txn else {})},
                          indent=2, sort_keys=True))
@@ -240,20 +195,6 @@ def _print_target_problems(report) -> None:
             print(f"{t.layer.value} {t.target}: {t.outcome.value}: {t.error}", file=sys.stderr)
 
 
-def _inventory_path(args: argparse.Namespace, repo) -> str:
-    if args.inventory:
-        return str(Path(args.inventory).resolve())
-    return str((Path(args.repo) / repo.config.inventory).resolve())
-
-
-def _rev(repo_dir: str) -> str:
-    try:
-        import git
-        return git.Repo(repo_dir, search_parent_directories=False).head.commit.hexsha
-    except Exception:
-        return ""
-
-
 # ---- parser -------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inventory", help="inventory file (default: the one named in reconciler.yaml)")
@@ -323,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RepoInvalid as exc:
-        _print_invalid(exc)
+        print_invalid(exc)
         return EXIT_ERROR if args.command in ("plan", "diff", "apply") else 1
     except CompileConflicts as exc:
         print("\n".join(exc.lines()), file=sys.stderr)  # at most LIMIT conflicts, then "and N more"

@@ -133,7 +133,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _build_loop(lab, args: argparse.Namespace) -> _Loop:
     """Load and compile the intents repo against the lab's inventory; the engine for the chosen layers."""
-    from reconciler.cli import build_engine
+    from reconciler.assembly import build_engine
     from reconciler.compile import Compiler
     from reconciler.drivers.registry import targets_of
     from reconciler.intents.validate import load_repo

@@ -44,8 +44,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _fail(f"{'--app: ' if isinstance(exc, UnknownApp) else '--' if isinstance(exc, BadParameter) else ''}"
                      f"{exc}")
     except RepoInvalid as exc:      # bad intents are an error here (2), as for plan, diff and verify
-        from reconciler.cli import _print_invalid
-        _print_invalid(exc)
+        from reconciler.loading import print_invalid
+        print_invalid(exc)
         return EXIT_ERROR
     except CompileConflicts as exc:
         print("\n".join(exc.lines()), file=sys.stderr)

@@ -57,8 +57,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     allocs = persist.read(persist.engine_for(url), args.app) if persist.exists(url) else Allocations()
     repo = None
     if args.repo:
-        from reconciler.cli import load
-        repo = load(args.repo, store=url)
+        from reconciler.intents.validate import load_repo
+        from reconciler.ipam.binding import StoreBinding, load_with_ipam
+        # the repo as `apply` loads it, with the stored allocations, recording nothing
+        repo = load_with_ipam(lambda previous: load_repo(args.repo, previous=previous), StoreBinding(url), "")
     usage = _usage(allocs, repo)
     rows = list(allocs.rows())
     if args.json:

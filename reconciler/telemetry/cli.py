@@ -23,9 +23,9 @@ EXIT_OK, EXIT_UNKNOWN = 0, 2
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
-    from reconciler.cli import _inventory_path, load
     from reconciler.compile import Compiler
     from reconciler.drivers.registry import targets_of
+    from reconciler.loading import inventory_path, load
     from reconciler.model import Layer
     from reconciler.telemetry.collect import Collector
     from reconciler.telemetry.index import build_index
@@ -34,7 +34,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     repo = load(args.repo, args.inventory)
     desired = list(Compiler().compile(repo))
     ix = build_index(repo, desired)
-    collector = Collector(_inventory_path(args, repo), timeout_s=args.timeout)
+    collector = Collector(inventory_path(args, repo), timeout_s=args.timeout)
     targets = targets_of(repo.inventory)
     sidecar = (rpc_index(desired), list(targets.get(Layer.SIDECAR, ())))
     return repo, ix, collector, targets_to_read(targets, ix), sidecar

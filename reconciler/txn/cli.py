@@ -46,12 +46,13 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 def engine_from_context(ctx: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     """(engine, targets, repo) rebuilt from a journalled context."""
-    from reconciler.cli import _targets, build_engine, load
+    from reconciler.assembly import build_engine, layer_targets
+    from reconciler.loading import load
     repo = load(ctx["repo"], ctx.get("inventory"))
     ns = argparse.Namespace(timeout=ctx.get("timeout") or 60.0, attempts=ctx.get("attempts") or 3,
                             inventory_path=ctx.get("inventory"), layers=ctx.get("layers") or None,
                             observed=ctx.get("observed"), driver_factory=ctx.get("factory"))
-    targets = _targets(repo)
+    targets = layer_targets(repo)
     engine, _ = build_engine(ns, targets)
     return engine, targets, repo
 

@@ -34,7 +34,7 @@ def _layers(text: str | None) -> list[str] | None:
     names = [n.strip() for n in text.split(",") if n.strip()]
     missing = {Layer.SWITCH.value, Layer.HYPERVISOR.value, Layer.HOST.value} - set(names)
     if missing:
-        from reconciler.cli import UserError
+        from reconciler.loading import UserError
         raise UserError(f"--layers: verify needs the {', '.join(sorted(missing))} layer(s); only the sidecar "
                         "layer may be left out")
     return names
@@ -45,13 +45,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         return _differential(args) if args.from_rev or args.to_rev else _verify(args)
     except RepoInvalid as exc:      # bad intents are an error here (2), as for plan and diff
-        from reconciler.cli import _print_invalid
-        _print_invalid(exc)
+        from reconciler.loading import print_invalid
+        print_invalid(exc)
         return EXIT_ERROR
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from reconciler.cli import _inventory_path, load
+    from reconciler.loading import inventory_path, load
     from reconciler.verify.compare import compare
     from reconciler.verify.observe import model_of, observe
     from reconciler.verify.verdict import Verifier
@@ -59,12 +59,12 @@ def _verify(args: argparse.Namespace) -> int:
     repo = load(args.repo, args.inventory)
     layers = _layers(args.layers)
     t0 = time.monotonic()
-    resources, unobserved = observe(repo, _inventory_path(args, repo), layers, args.observed, args.timeout)
+    resources, unobserved = observe(repo, inventory_path(args, repo), layers, args.observed, args.timeout)
     t1 = time.monotonic()
     m, scope = model_of(repo, resources, unobserved, layers)
     unknown_apps = sorted(set(args.app or ()) - set(repo.apps))
     if unknown_apps:
-        from reconciler.cli import UserError
+        from reconciler.loading import UserError
         raise UserError(f"--app: no application {', '.join(unknown_apps)}")
     cmp = compare(Verifier(m, scope, expand=args.probe).run(args.app or ()))
     t2 = time.monotonic()
@@ -81,7 +81,7 @@ def _probe(args: argparse.Namespace, cmp):
     from reconciler.verify.probe import probe
     lab = Lab.from_file(args.lab)
     if not lab.is_up():
-        from reconciler.cli import UserError
+        from reconciler.loading import UserError
         raise UserError(f"--probe: lab {lab.name} is not up (reconciler lab up {args.lab})")
     return probe(lab, cmp.results, args.sample)
 
