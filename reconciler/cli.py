@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="commit-confirm: roll back every layer unless `reconciler confirm TXID` in time")
             p.add_argument("--layer", dest="layers", action="append",
                            choices=["switch", "hypervisor", "host", "sidecar"], help="only this layer (repeatable)")
-            p.add_argument("--driver-factory", metavar="MODULE:FUNC", help="build drivers with this factory (tests)")
+            # fault-injection tests build drivers with their own factory; not an operator option, so not in --help
+            p.add_argument("--driver-factory", metavar="MODULE:FUNC", help=argparse.SUPPRESS)
         p.set_defaults(func=func)
 
     for modname in CLI_MODULES:
