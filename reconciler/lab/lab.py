@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import fcntl
 import ipaddress
 import json
 import os
@@ -36,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
+from reconciler.filelock import exclusive
 from reconciler.lab import adsrelay, inventory, teardown, workloads
 from reconciler.lab import node as nodeops
 from reconciler.lab.layout import FRR_SHARED_FILES, Layout
@@ -174,13 +174,8 @@ class Lab:
     @contextlib.contextmanager
     def _serial(self):
         """One up/down of this lab at a time on this machine (two shells, two test runs)."""
-        Path("/run/lock").mkdir(exist_ok=True)
-        with open(f"/run/lock/netintent-lab-{self.name}.updown.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with exclusive(f"/run/lock/netintent-lab-{self.name}.updown.lock"):
+            yield
 
     def up(self) -> bool:
         """Bring the lab up; False when it was already up (no-op)."""

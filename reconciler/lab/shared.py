@@ -10,13 +10,13 @@ down here. `skip_reason(features)` says why a lab cannot run on this machine (No
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
+from reconciler.filelock import exclusive
 from reconciler.lab.lab import Lab
 from reconciler.lab.system import OVS_SCHEMA, alive, missing_tools
 
@@ -53,13 +53,8 @@ def skip_reason(features=("base", "ssh", "ovs", "frr")) -> str | None:
 
 @contextlib.contextmanager
 def _locked(name: str) -> Iterator[None]:
-    Path("/run/lock").mkdir(exist_ok=True)
-    with open(f"/run/lock/netintent-lab-{name}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive(f"/run/lock/netintent-lab-{name}.lock"):
+        yield
 
 
 def _users(lab: Lab) -> list[int] | None:

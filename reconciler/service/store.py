@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import json
 import logging
 import threading
@@ -33,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, delete, select
 
 from reconciler.events import Event, EventKind
+from reconciler.filelock import exclusive
 from reconciler.redact import REDACTOR
 from reconciler.service import shard_models  # noqa: F401  shard tables live on the same metadata
 from reconciler.service import store_verify as _reach_models  # noqa: F401  (reachability tables, same metadata)
@@ -146,12 +146,8 @@ class Store:
         if not db or db == ":memory:":
             yield
             return
-        with open(f"{db}.schema-lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with exclusive(f"{db}.schema-lock"):
+            yield
 
     def _where(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
