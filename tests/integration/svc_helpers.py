@@ -1,6 +1,8 @@
 """Helpers for the service tests: real git repos, a slow snapshot driver, waiting.
 
-`IntentsRepo(tmp)` makes a bare repo (`origin.git`) seeded with examples/intents (or what
+`daemon_config(tmp, repo, snapshot, **over)` is a daemon over that repo and snapshot drivers,
+with its store and directories in `tmp` and its timers an hour apart (only the test triggers
+syncs); `start_daemon(cfg)` starts one. `IntentsRepo(tmp)` makes a bare repo (`origin.git`) seeded with examples/intents (or what
 `fill` writes) and a work clone to commit and push from. `stop(process)` ends a process. `slow_factory` builds snapshot drivers whose apply sleeps for
 the seconds written in `<snapshot>.delay` (0 if absent) and touches `<snapshot>.applying`
 first, so tests can kill or burst the daemon in the middle of an apply.
@@ -21,6 +23,8 @@ import yaml
 
 from reconciler.drivers import snapshot as snap
 from reconciler.drivers.snapshot import SnapshotDriver
+from reconciler.service.config import DaemonConfig
+from reconciler.service.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "intents"
@@ -94,6 +98,23 @@ class SlowSnapshot(SnapshotDriver):
 
 def slow_factory(layer, path, **_kw):  # noqa: ANN001
     return SlowSnapshot(layer, path)
+
+
+def daemon_config(tmp: Path, repo: IntentsRepo, snapshot: Path, **over: Any) -> DaemonConfig:
+    cfg = DaemonConfig(repo=str(repo.bare), store_url=str(tmp / "db.sqlite"), cache_dir=str(tmp / "cache"),
+                       state_dir=str(tmp / "state"), listen="127.0.0.1:0", interval_s=3600, drift_interval_s=3600,
+                       observed=str(snapshot))
+    for k, v in over.items():
+        if not hasattr(cfg, k):
+            raise AttributeError(f"DaemonConfig has no field {k}")
+        setattr(cfg, k, v)
+    return cfg
+
+
+def start_daemon(cfg: DaemonConfig) -> Daemon:
+    d = Daemon(cfg)
+    d.start()
+    return d
 
 
 def empty_snapshot(path: Path) -> Path:

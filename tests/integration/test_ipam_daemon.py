@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from svc_helpers import IntentsRepo, empty_snapshot, wait_until
+from svc_helpers import IntentsRepo, daemon_config, empty_snapshot, start_daemon, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from ipam_util import app_doc, ipam_files, write_tree  # noqa: E402
@@ -16,7 +16,6 @@ from reconciler.cli import main  # noqa: E402
 from reconciler.drivers.snapshot import read_snapshot  # noqa: E402
 from reconciler.intents.cli import main as validate_main  # noqa: E402
 from reconciler.ipam import persist  # noqa: E402
-from reconciler.service.daemon import Daemon, DaemonConfig  # noqa: E402
 
 
 def _shop(names: list[str]) -> dict:
@@ -27,11 +26,7 @@ def _shop(names: list[str]) -> dict:
 def daemon(tmp_path):
     repo = IntentsRepo(tmp_path, fill=lambda work: write_tree(ipam_files(_shop(["w0", "w1"])), work))
     snap = empty_snapshot(tmp_path / "snap.json")
-    cfg = DaemonConfig(repo=str(repo.bare), store_url=str(tmp_path / "db.sqlite"), cache_dir=str(tmp_path / "cache"),
-                       state_dir=str(tmp_path / "state"), listen="127.0.0.1:0", interval_s=3600,
-                       drift_interval_s=3600, observed=str(snap))
-    d = Daemon(cfg)
-    d.start()
+    d = start_daemon(daemon_config(tmp_path, repo, snap))
     try:
         yield d, repo, snap, tmp_path / "db.sqlite"
     finally:

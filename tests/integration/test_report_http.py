@@ -12,10 +12,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-from svc_helpers import IntentsRepo, empty_snapshot, snapshot_edit, wait_until
+from svc_helpers import IntentsRepo, daemon_config, empty_snapshot, snapshot_edit, start_daemon, wait_until
 
 from reconciler.service import store_verify
-from reconciler.service.daemon import Daemon, DaemonConfig
+from reconciler.service.daemon import Daemon
 from reconciler.service.http import HttpServer, sign, signed_get
 
 SECRET = b"test-report-secret-0123456789"
@@ -26,11 +26,7 @@ def daemon(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report-http")
     repo = IntentsRepo(tmp)
     snapshot = empty_snapshot(tmp / "snap.json")
-    cfg = DaemonConfig(repo=str(repo.bare), store_url=str(tmp / "db.sqlite"), cache_dir=str(tmp / "cache"),
-                       state_dir=str(tmp / "state"), listen="127.0.0.1:0", webhook_secret=SECRET,
-                       interval_s=3600, drift_interval_s=3600, observed=str(snapshot))
-    d = Daemon(cfg)
-    d.start()
+    d = start_daemon(daemon_config(tmp, repo, snapshot, webhook_secret=SECRET))
     try:
         try:
             wait_until(lambda: d.current is not None and d.current.revision == repo.first and not d._sync_running,

@@ -12,10 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from svc_helpers import IntentsRepo, empty_snapshot, snapshot_edit, wait_until
+from svc_helpers import IntentsRepo, daemon_config, empty_snapshot, snapshot_edit, start_daemon, wait_until
 
 from reconciler.drivers.snapshot import read_snapshot
-from reconciler.service.daemon import Daemon, DaemonConfig
+from reconciler.service.daemon import Daemon
 from reconciler.service.http import sign
 from reconciler.status import Phase, Sync
 
@@ -29,15 +29,10 @@ def env(tmp_path):
     daemons: list[Daemon] = []
 
     def start(**over) -> Daemon:
-        cfg = DaemonConfig(repo=str(repo.bare), store_url=str(tmp_path / "db.sqlite"), cache_dir=str(tmp_path / "cache"),
-                           state_dir=str(tmp_path / "state"), listen="127.0.0.1:0", webhook_secret=SECRET,
-                           interval_s=3600, drift_interval_s=3600, observed=str(snapshot),
-                           driver_factory="svc_helpers:slow_factory", retry_base_s=0.3, retry_max_s=2.0)
-        for k, v in over.items():
-            setattr(cfg, k, v)
-        d = Daemon(cfg)
+        d = start_daemon(daemon_config(tmp_path, repo, snapshot, **{
+            "webhook_secret": SECRET, "driver_factory": "svc_helpers:slow_factory", "retry_base_s": 0.3,
+            "retry_max_s": 2.0, **over}))
         daemons.append(d)
-        d.start()
         return d
 
     class Env:

@@ -10,12 +10,20 @@ import json
 from pathlib import Path
 
 import pytest
-from svc_helpers import IntentsRepo, SlowSnapshot, empty_snapshot, snapshot_edit, wait_until
+from svc_helpers import (
+    IntentsRepo,
+    SlowSnapshot,
+    daemon_config,
+    empty_snapshot,
+    snapshot_edit,
+    start_daemon,
+    wait_until,
+)
 
 from reconciler.drivers.registry import DriverLoadError
 from reconciler.drivers.snapshot import read_snapshot
 from reconciler.model import Layer
-from reconciler.service.daemon import Daemon, DaemonConfig
+from reconciler.service.daemon import Daemon
 
 SECRET = b"fabric-test-secret-0123456789"
 FABRIC_KEYS = ("switch/leaf1/bgp/65001", "hypervisor/hv1/ovs-flow/priority=50,in_port=eth1")
@@ -43,16 +51,10 @@ def env(tmp_path):
         if e.repo is None:
             (tmp_path / "repo").mkdir()
             e.repo = IntentsRepo(tmp_path / "repo", sync=sync)
-        cfg = DaemonConfig(repo=str(e.repo.bare), store_url=str(tmp_path / "db.sqlite"),
-                           cache_dir=str(tmp_path / "cache"), state_dir=str(tmp_path / "state"),
-                           listen="127.0.0.1:0", webhook_secret=SECRET, interval_s=3600, drift_interval_s=3600,
-                           observed=str(e.snapshot), driver_factory="svc_helpers:slow_factory",
-                           retry_base_s=0.3, retry_max_s=2.0)
-        for k, v in over.items():
-            setattr(cfg, k, v)
-        d = Daemon(cfg)
+        d = start_daemon(daemon_config(tmp_path, e.repo, e.snapshot, **{
+            "webhook_secret": SECRET, "driver_factory": "svc_helpers:slow_factory", "retry_base_s": 0.3,
+            "retry_max_s": 2.0, **over}))
         daemons.append(d)
-        d.start()
         return d
     e.start = start
     try:

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from svc_helpers import IntentsRepo, empty_snapshot, git, wait_until
+from svc_helpers import IntentsRepo, daemon_config, empty_snapshot, git, start_daemon, wait_until
 
 from reconciler.cli import main
 from reconciler.service.daemon import Daemon, DaemonConfig
@@ -22,11 +22,7 @@ def repo(tmp_path):
 
 @pytest.fixture
 def daemon(tmp_path, repo):
-    cfg = DaemonConfig(repo=str(repo.bare), store_url=str(tmp_path / "db.sqlite"), cache_dir=str(tmp_path / "cache"),
-                       state_dir=str(tmp_path / "state"), listen="127.0.0.1:0", webhook_secret=SECRET,
-                       interval_s=3600, drift_interval_s=3600, observed=str(empty_snapshot(tmp_path / "snap.json")))
-    d = Daemon(cfg)
-    d.start()
+    d = start_daemon(daemon_config(tmp_path, repo, empty_snapshot(tmp_path / "snap.json"), webhook_secret=SECRET))
     try:
         wait_until(lambda: d.current is not None and d.current.revision == repo.first, what="initial sync")
         yield d

@@ -9,10 +9,10 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from svc_helpers import IntentsRepo, empty_snapshot, snapshot_edit, wait_until
+from svc_helpers import IntentsRepo, daemon_config, empty_snapshot, snapshot_edit, start_daemon, wait_until
 
 from reconciler.service import store_verify
-from reconciler.service.daemon import Daemon, DaemonConfig
+from reconciler.service.daemon import Daemon
 
 H3_SHOP = "host/h3/nft-table/netintent_shop"
 ACCEPT_API = {"match": {"daddr_set": "svc_api", "protocol": "tcp", "dport": 8080}, "verdict": "accept"}
@@ -22,11 +22,7 @@ ACCEPT_API = {"match": {"daddr_set": "svc_api", "protocol": "tcp", "dport": 8080
 def daemon(tmp_path):
     repo = IntentsRepo(tmp_path)
     snapshot = empty_snapshot(tmp_path / "snap.json")
-    cfg = DaemonConfig(repo=str(repo.bare), store_url=str(tmp_path / "db.sqlite"), cache_dir=str(tmp_path / "cache"),
-                       state_dir=str(tmp_path / "state"), listen="127.0.0.1:0", interval_s=3600,
-                       drift_interval_s=3600, observed=str(snapshot), driver_factory="svc_helpers:slow_factory")
-    d = Daemon(cfg)
-    d.start()
+    d = start_daemon(daemon_config(tmp_path, repo, snapshot, driver_factory="svc_helpers:slow_factory"))
     d.snapshot = snapshot
     try:
         wait_until(lambda: d.current is not None and d.current.revision == repo.first and not d._sync_running
