@@ -6,7 +6,8 @@ Contract:
   refused; a newer one, or tables without a version row, raise `SchemaMismatch` (a
   database is never silently misread).
 - Writes come from engine events: `store.observer(event)` is subscribed to the engine's
-  `EventBus`. The store never calls a driver. If the database is unreachable the events
+  `EventBus`; the rows each event makes are written by store_events.py. The store never
+  calls a driver. If the database is unreachable the events
   are kept in order in a bounded memory queue and written by a later `flush()` (the daemon
   calls it periodically); `available` says whether the last write worked.
 - Read API (stable, used by the TUI and the CLI): `apps() -> list[AppStatus]`,
@@ -36,6 +37,7 @@ from reconciler.filelock import exclusive
 from reconciler.redact import REDACTOR
 from reconciler.service import shard_models  # noqa: F401  shard tables live on the same metadata
 from reconciler.service import store_verify as _reach_models  # noqa: F401  (reachability tables, same metadata)
+from reconciler.service.store_events import remember, write_event
 from reconciler.service.store_models import (
     SCHEMA_VERSION,
     AppStateRow,
@@ -48,7 +50,7 @@ from reconciler.service.store_models import (
     ServiceStateRow,
     TargetRevisionRow,
 )
-from reconciler.status import Health, Outcome, Phase, Sync
+from reconciler.status import Health, Phase, Sync
 from reconciler.txn import models as _txn_models  # noqa: F401  (journal tables on the same metadata)
 
 log = logging.getLogger("reconciler.service.store")
@@ -73,10 +75,6 @@ def sqlite_url(path: str | Path) -> str:
 
 def _url(url_or_path: str) -> str:
     return url_or_path if "://" in url_or_path else sqlite_url(url_or_path)
-
-
-def _dumps(v: Any) -> str:
-    return json.dumps(REDACTOR.value(v), sort_keys=True, default=str)
 
 
 class Store:
@@ -161,7 +159,7 @@ class Store:
         if ev.kind in (EventKind.OBSERVED, EventKind.APPLY_STARTED, EventKind.APPLIED, EventKind.DRIVER_LOG):
             return
         with self._lock:
-            self._remember(ev)
+            remember(self._ctx, ev)
             self._pending.append(ev)
             if len(self._pending) > MAX_PENDING:
                 self._pending.popleft()
@@ -184,7 +182,7 @@ class Store:
             ev = self._pending[0]
             try:
                 with Session(self.engine, expire_on_commit=False) as s:
-                    self._write(s, ev)
+                    write_event(s, ev, self._ctx, self.owner)
                     s.commit()
             except (OperationalError, DBAPIError) as exc:
                 self._unavailable(exc)
@@ -204,108 +202,6 @@ class Store:
             log.warning("store: database unreachable, keeping %d event(s) in memory: %s", len(self._pending), msg)
         self.available, self.last_error = False, msg
         self._retry_at = time.monotonic() + RETRY_S
-
-    def _remember(self, ev: Event) -> None:
-        """Per-run facts needed later (kept in memory so a DB outage loses nothing)."""
-        if ev.kind is EventKind.RUN_STARTED:
-            self._ctx[ev.run_id] = {"dry_run": bool(ev.data.get("dry_run")), "trigger": ev.message,
-                                    "failed": collections.defaultdict(int), "ts": ev.ts}
-        elif ev.kind is EventKind.RESOURCE_RESULT and ev.outcome is not None and not ev.outcome.ok:
-            ctx = self._ctx.setdefault(ev.run_id, {"dry_run": False, "trigger": "",
-                                                   "failed": collections.defaultdict(int)})
-            ctx["failed"][ev.app] += 1
-
-    def _write(self, s: Session, ev: Event) -> None:
-        ctx = self._ctx.get(ev.run_id, {"dry_run": False, "trigger": "", "failed": {}})
-        if ev.kind is EventKind.RUN_STARTED:
-            row = s.get(RunRow, ev.run_id) or RunRow(run_id=ev.run_id)
-            row.revision = str(ev.data.get("revision") or "")
-            row.trigger = ev.message[:32]
-            row.phase = Phase.RUNNING.value
-            row.dry_run = bool(ev.data.get("dry_run"))
-            row.started = ev.ts
-            row.rollback = ev.message == "rollback"
-            row.owner = self.owner
-            row.apps = json.dumps(ev.data.get("apps") or [])
-            s.add(row)
-        elif ev.kind is EventKind.DRIFT:
-            s.add(DriftEventRow(run_id=ev.run_id, app=ev.app, key=ev.key, action=str(ev.data.get("action", ev.message)),
-                                executed=bool(ev.data.get("executed")), diff=_dumps(ev.data.get("diff", [])), ts=ev.ts))
-        elif ev.kind is EventKind.RESOURCE_RESULT:
-            s.add(ResourceResultRow(run_id=ev.run_id, app=ev.app, key=ev.key,
-                                    layer=ev.layer.value if ev.layer else "", target=ev.target,
-                                    outcome=ev.outcome.value if ev.outcome else "", action=ev.message))
-        elif ev.kind is EventKind.STATE:
-            self._write_state(s, ev)
-        elif ev.kind is EventKind.RUN_FINISHED:
-            self._write_finished(s, ev, ctx)
-
-    def _write_state(self, s: Session, ev: Event) -> None:
-        rows = ev.data.get("resources", [])
-        apps = {r.get("app", "") for r in rows}
-        keys = {r["key"] for r in rows}
-        if apps:
-            existing = s.exec(select(ResourceStateRow).where(ResourceStateRow.app.in_(apps))).all()  # type: ignore[attr-defined]
-            for old in existing:
-                if old.key not in keys:
-                    s.delete(old)
-        for r in rows:
-            row = s.get(ResourceStateRow, r["key"]) or ResourceStateRow(key=r["key"])
-            row.app, row.status, row.updated = r.get("app", ""), r.get("status", "synced"), ev.ts
-            row.desired = None if r.get("desired") is None else _dumps(r["desired"])
-            row.observed = None if r.get("observed") is None else _dumps(r["observed"])
-            s.add(row)
-
-    def _write_finished(self, s: Session, ev: Event, ctx: dict[str, Any]) -> None:
-        d = ev.data
-        dry = bool(ctx.get("dry_run"))
-        run = s.get(RunRow, ev.run_id) or RunRow(run_id=ev.run_id, started=ev.ts - float(d.get("duration_s", 0)))
-        run.phase = str(d.get("phase", ev.message))
-        run.finished = ev.ts
-        run.duration = float(d.get("duration_s", 0.0))
-        run.apps = json.dumps(sorted(d.get("apps") or []))
-        run.writes = int(d.get("writes", 0))
-        run.converged = bool(d.get("converged"))
-        errors = [f"{t['layer']}/{t['target']}: {t['error']}" for t in d.get("targets", []) if t.get("error")]
-        if errors and not run.error:
-            run.error = REDACTOR.text("; ".join(errors))[:4000]
-        s.add(run)
-        if ctx.get("trigger") == "txn-rollback":
-            return   # back to a transaction's pre-state, not to a revision: app sync and revisions stay as they were
-        revision = str(d.get("revision") or "")
-        failed = ctx.get("failed", {})
-        for app in d.get("apps") or []:
-            if not app:  # shared resources no application claims
-                continue
-            bad = [t for t in d.get("targets", []) if app in t.get("apps", []) and t.get("outcome") not in _OK]
-            unreachable = any(t.get("outcome") == Outcome.UNREACHABLE.value for t in bad)
-            st = s.get(AppStateRow, app) or AppStateRow(app=app)
-            drift = int((d.get("drift") or {}).get(app, 0))
-            st.last_run = ev.run_id
-            st.message = REDACTOR.text("; ".join(f"{t['layer']}/{t['target']}: {t.get('error') or t.get('outcome')}"
-                                                 for t in bad))[:2000]
-            st.health = (Health.DEGRADED if bad else Health.HEALTHY).value
-            if dry:
-                st.last_scan = ev.ts
-                st.drift_count = drift
-                st.sync = (Sync.UNKNOWN if unreachable and not drift else
-                           Sync.OUT_OF_SYNC if drift else Sync.SYNCED).value
-            else:
-                nfail = int(failed.get(app, 0))
-                if not bad and not nfail:
-                    st.sync, st.drift_count, st.last_sync, st.revision = Sync.SYNCED.value, 0, ev.ts, revision
-                    st.last_scan = ev.ts
-                else:
-                    st.sync = (Sync.UNKNOWN if unreachable else Sync.OUT_OF_SYNC).value
-                    st.drift_count = nfail or drift
-            s.add(st)
-        if not dry:
-            for t in d.get("targets", []):
-                if t.get("outcome") in _OK:
-                    name = f"{t['layer']}/{t['target']}"
-                    tr = s.get(TargetRevisionRow, name) or TargetRevisionRow(target=name)
-                    tr.revision, tr.run_id, tr.applied = revision, ev.run_id, ev.ts
-                    s.add(tr)
 
     # ---- explicit writes (daemon) ------------------------------------------------------
     def record_run(self, run_id: str, *, revision: str, trigger: str, phase: Phase, error: str = "",
@@ -441,7 +337,6 @@ class Store:
             return len(quiet)
 
 
-_OK = {o.value for o in Outcome if o.ok}
 
 
 def _like(s: str) -> str:
