@@ -5,14 +5,17 @@ names the ADS server (`netintent_ads`, host:port as seen from the host). All fil
 WORKLOAD_DIR on the host (reconciler.xds.bootstrap):
   fabric (app ''), per such host:
     xds-bootstrap  `bootstrap.json`  {path, node_id, ads, server_listener_resource_name_template,
-                                      channel_creds}: the driver renders the document from it plus
-                                      one file_watcher certificate provider per workload-cert of
-                                      the host
+                                      channel_creds, providers: "one per certificate"}: the
+                                      document lists one file_watcher certificate provider per
+                                      certificate on the host (the driver's installer derives the
+                                      list from the files, whoever writes)
     trust-bundle   `ca.pem`          {path, issuer: "reconciler-ca"}: the CA certificate
   per application, per host running an instance of one of its services:
     workload-cert  `<service>.<app>` {cert, key, identity, issuer: "reconciler-ca",
-                                      key_pair: "matches", key_mode: "0600", expiry: "ok",
-                                      provider: "file_watcher"}
+                                      key_pair: "matches", key_mode: "0600", expiry: "ok"}
+Whether the bootstrap lists a certificate is a property of the bootstrap (the fabric's), not
+of the certificate (its app's): apps and the fabric may be reconciled by different daemons
+(shards), and an app's run must converge without writing the fabric's file.
 A spec describes properties, never key material: the driver observes them (identity and
 expiry from the certificate, the key only as its public half, modes from stat) and issues a
 new key and certificate from the reconciler's CA when any differs: a key replaced by hand
@@ -32,6 +35,7 @@ ISSUER = "reconciler-ca"
 BOOTSTRAP, BUNDLE, CERT = "xds-bootstrap", "trust-bundle", "workload-cert"
 KINDS = (BOOTSTRAP, BUNDLE, CERT)
 BOOTSTRAP_NAME, BUNDLE_NAME = "bootstrap.json", "ca.pem"
+PROVIDERS_OK = "one per certificate"
 
 
 def ads_of(ctx: CompileContext, host: str) -> str | None:
@@ -64,7 +68,7 @@ def compile_fabric(ctx: CompileContext) -> list[Resource]:
         out.append(Resource(_key(h.name, BOOTSTRAP, BOOTSTRAP_NAME), {
             "path": f"{WORKLOAD_DIR}/{BOOTSTRAP_NAME}", "node_id": node, "ads": ads,
             "server_listener_resource_name_template": SERVER_LISTENER_TEMPLATE,
-            "channel_creds": "insecure"}, ""))
+            "channel_creds": "insecure", "providers": PROVIDERS_OK}, ""))
         out.append(Resource(_key(h.name, BUNDLE, BUNDLE_NAME), {"path": bundle_path(), "issuer": ISSUER}, ""))
     return out
 
@@ -72,7 +76,7 @@ def compile_fabric(ctx: CompileContext) -> list[Resource]:
 def cert_spec(identity: str, provider: str) -> dict:
     cert, key = cert_paths(provider)
     return {"cert": cert, "key": key, "identity": identity, "issuer": ISSUER, "key_pair": "matches",
-            "key_mode": "0600", "expiry": "ok", "provider": "file_watcher"}
+            "key_mode": "0600", "expiry": "ok"}
 
 
 def compile_app(app: Application, ctx: CompileContext) -> list[Resource]:

@@ -14,9 +14,12 @@ Contract:
   member's runs are its own business). `retry_refused(daemon, loaded, apps)`: a sync refused
   before any write (members write different apps on shared targets, so a target can be busy
   with another member's transaction) is retried with the daemon's backoff, like a failure.
+  `wait_targets_free(daemon, loaded, apps)`: before a member's run, wait (bounded) while an
+  unfinished transaction holds a target of its apps, so the run is not refused at its first write.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,7 +31,10 @@ from reconciler.service.shards import ShardSettings
 from reconciler.service.store_models import RunRow
 from reconciler.status import Outcome, Phase
 
-__all__ = ["FencedDriver", "fence_drivers", "start_shards", "mark_dead_runs", "shard_health", "retry_refused"]
+__all__ = ["FencedDriver", "fence_drivers", "start_shards", "mark_dead_runs", "shard_health", "retry_refused",
+           "wait_targets_free"]
+
+log = logging.getLogger("reconciler.service.shards")
 
 
 def _apps(plans: Sequence[TargetPlan]) -> set[str]:
@@ -159,6 +165,49 @@ def shard_health(m: Membership) -> dict[str, Any]:
     return {"member": m.member, "epoch": m.epoch, "lease": m.alive(), "error": m.last_error,
             "generation": view.generation if view else 0, "members": list(view.members) if view else [],
             "slots": sum(1 for o in view.slot_owners if o == m.member) if view else 0}
+
+
+def held_targets(store: Any, desired: Any, apps: Sequence[str]) -> list[str]:
+    """Targets ("layer/name") of `apps` that another process's unfinished transaction holds (the
+    journal's locks)."""
+    from reconciler.txn.heartbeat import this_owner
+    from reconciler.txn.models import TxnLockRow, TxnRow
+    by_app = desired.by_app
+    names = sorted({f"{k.layer.value}/{k.target}" for a in apps for k in by_app.get(a, ())})
+    if not names:
+        return []
+    with Session(store.engine) as s:
+        rows = s.exec(select(TxnLockRow.target, TxnRow.owner)
+                      .join(TxnRow, TxnRow.txn_id == TxnLockRow.txn_id)  # type: ignore[arg-type]
+                      .where(TxnLockRow.target.in_(names))).all()  # type: ignore[attr-defined]
+    me = this_owner()
+    return sorted(t for t, owner in rows if owner != me)
+
+
+def wait_targets_free(daemon: Any, loaded: Any, apps: Sequence[str], timeout_s: float = 60.0,
+                      poll_s: float = 0.5) -> float:
+    """Before a member's run: wait (bounded) until no unfinished transaction holds a target of its
+    apps. Transactions lock whole targets, and members write different apps on shared targets: a
+    run that starts while another member's transaction holds one observes and plans, then is
+    refused at its first write ("target busy") and retried with backoff. Waiting here instead
+    saves that observe. Returns the seconds waited; the run goes ahead when the wait runs out (it
+    is then refused and retried as before) or the journal cannot be read."""
+    t0 = time.monotonic()
+    logged = False
+    while not daemon._stop.is_set():
+        try:
+            held = held_targets(daemon.store, loaded.desired, apps)
+        except Exception:   # the journal is unreadable: the transaction itself will say so
+            break
+        waited = time.monotonic() - t0
+        if not held or waited >= timeout_s:
+            break
+        if not logged:
+            log.info("waiting for targets held by another transaction: %s", ", ".join(held[:5]),
+                     extra={"ctx": {"held": held[:20], "apps": list(apps)}})
+            logged = True
+        daemon._stop.wait(poll_s)
+    return time.monotonic() - t0
 
 
 def retry_refused(daemon: Any, loaded: Any, apps: Sequence[str] | None) -> None:

@@ -2,7 +2,9 @@
 
 Contract (PostgreSQL only; tables in `shard_models`; all times from the database clock):
 - `Membership(url, member, settings)` is a leader-lock look-alike for the daemon:
-  `try_acquire()` starts the heartbeat thread and says whether we hold a lease, `alive()`
+  `try_acquire()` starts the heartbeat thread and says whether we hold a lease (and the member
+  set has held still for one heartbeat, so members started together do not each begin with
+  every app), `alive()`
   says whether the lease is still ours by our own clock (counted from the moment the last
   renewal was SENT, so we stop believing in it before the database does), `release()`
   leaves the ring. `mine(apps)` are the apps whose slot we own in the current view;
@@ -11,7 +13,10 @@ Contract (PostgreSQL only; tables in `shard_models`; all times from the database
   lapsed; a lapsed lease is never renewed: the member joins again with a new epoch. A member
   whose lease lapsed is reaped by any live member. Join, leave and reap change the member
   set under `SELECT ... FOR UPDATE` of the ring row and bump `generation` in the same
-  transaction.
+  transaction. A member joins only when the workload CA it issues from (sha256 of its ca.pem,
+  kept in its lease `info`) is the one every other member that has a CA uses (`ShardMismatch`
+  otherwise, reported as the heartbeat's error): certificates one member issues are checked
+  against the trust bundle another member installs.
 - `Fence.batch(apps, layer, targets)` brackets ONE device write batch in one database
   transaction: it takes the ring row `FOR SHARE` (so no join/leave/reap can commit while the
   batch runs), then checks that our lease row still has the epoch this run observed under
@@ -79,6 +84,7 @@ class Membership:
         self.changed = threading.Condition()   # notified after every heartbeat
         self.pause = threading.Event()         # test hook: set = heartbeats stop (a paused member)
         self._renewed_at = 0.0                 # monotonic time the last good renewal was sent
+        self._view_since = 0.0                 # monotonic time the member set last changed (as we saw it)
         self._conn: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -92,7 +98,10 @@ class Membership:
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="shard-heartbeat", daemon=True)
             self._thread.start()
-        return self.alive()
+        # Members started together join one after another: the first would own every app for a
+        # moment and start a sync its fence then refuses. Begin once the member set held still
+        # for one heartbeat.
+        return self.alive() and time.monotonic() - self._view_since >= self.settings.heartbeat_s
 
     def alive(self) -> bool:
         return self.epoch > 0 and time.monotonic() < self._renewed_at + self.settings.lease_s
@@ -199,7 +208,17 @@ class Membership:
             return result
 
     def _join(self) -> None:
+        ca = ca_fingerprint()
+        info = json.dumps({**json.loads(self.info), "ca": ca})
+
         def join(conn: Any) -> int:
+            if ca:   # certificates one member issues must verify for the others: one CA per deployment
+                for other, raw in conn.execute("SELECT member, info FROM shard_members WHERE member <> %s",
+                                               (self.member,)).fetchall():
+                    theirs = _info(raw).get("ca", "")
+                    if theirs and theirs != ca:
+                        raise ShardMismatch(f"member {other} issues workload certificates from CA {theirs[:16]}, "
+                                            f"this daemon from {ca[:16]} (RECONCILER_CA_DIR): all members need one CA")
             epoch = conn.execute("UPDATE shard_ring SET next_epoch = next_epoch + 1 WHERE id = 1 "
                                  "RETURNING next_epoch - 1").fetchone()[0]
             conn.execute(
@@ -207,7 +226,7 @@ class Membership:
                 f"VALUES (%s, %s, {NOW}, {NOW}, {NOW} + %s, %s, %s) ON CONFLICT (member) DO UPDATE SET "
                 f"epoch = EXCLUDED.epoch, joined = EXCLUDED.joined, heartbeat = EXCLUDED.heartbeat, "
                 f"expires = EXCLUDED.expires, lease_s = EXCLUDED.lease_s, info = EXCLUDED.info",
-                (self.member, epoch, self.settings.lease_s, self.settings.lease_s, self.info))
+                (self.member, epoch, self.settings.lease_s, self.settings.lease_s, info))
             return int(epoch)
         self.epoch = self._change_members(join)
         log.info("joined the shard ring", extra={"ctx": {"member": self.member, "epoch": self.epoch}})
@@ -232,6 +251,7 @@ class Membership:
         old = self.view
         self.view = View(int(rows[0][0]), members, self.owners(members))
         if old is None or old.generation != self.view.generation:
+            self._view_since = time.monotonic()
             before = {i for i, m in enumerate(old.slot_owners) if m == self.member} if old else set()
             after = {i for i, m in enumerate(self.view.slot_owners) if m == self.member}
             if old is not None and after - before:  # the first view is the startup sync's business
@@ -345,6 +365,25 @@ class Fence:
                  layer, json.dumps(apps), targets, outcome, reason[:2000]))
         except Exception:
             self._conn = None
+
+
+def ca_fingerprint() -> str:
+    """sha256 of the workload CA's certificate (public) this daemon issues from; "" when it has none yet."""
+    import hashlib
+
+    from reconciler.xds.ca import default_ca_dir
+    try:
+        return hashlib.sha256((default_ca_dir() / "ca.pem").read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _info(raw: str) -> dict[str, Any]:
+    try:
+        got = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return got if isinstance(got, dict) else {}
 
 
 def _first(exc: BaseException) -> str:

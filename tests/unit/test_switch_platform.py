@@ -108,7 +108,7 @@ def test_render_from_scratch_orders_kinds_and_merges_frr(desired):
     cmds = _texts(P.render(plan.changes, [], list(leaf(desired)), VARS))
     first = [c.split()[0] for c in cmds]
     assert first[0] == "vtysh" and "router bgp 65001" in cmds[0]
-    assert cmds[1].startswith("ovs-vsctl") and "set port eth1 trunks=101,102" in cmds[1]
+    assert cmds[1].startswith("ovs-vsctl") and "add port eth1 trunks 101 102" in cmds[1]
     assert "external_ids:netintent_vlan_101=shop" in cmds[1]
     assert any(c.startswith("ip link add vxlan5001 type vxlan id 5001 local 10.255.0.1 dstport 4789") for c in cmds)
     assert "bridge fdb append 00:00:00:00:00:00 dev vxlan5001 dst 10.255.0.2" in cmds
@@ -118,15 +118,27 @@ def test_render_from_scratch_orders_kinds_and_merges_frr(desired):
     assert sum(c.startswith("vtysh") for c in cmds) == 2
 
 
-def test_trunk_negation_rewrites_union_and_parks_the_last_vlan():
+def test_trunk_negation_removes_only_its_vlan_and_parks():
     obs = [Resource(key("vlan-trunk", "eth1:101"), {"bridge": "br0", "port": "eth1", "vlan": 101}, "shop"),
            Resource(key("vlan-trunk", "eth1:102"), {"bridge": "br0", "port": "eth1", "vlan": 102}, "billing")]
     plan = make_plan(State.of(obs[:1]), State.of(obs), prune=True)
     [cmd] = _texts(P.render(plan.changes, obs, obs[:1], VARS))
-    assert "set port eth1 trunks=101" in cmd and "remove port eth1 external_ids netintent_vlan_102" in cmd
+    assert "remove port eth1 trunks 102" in cmd and "remove port eth1 external_ids netintent_vlan_102" in cmd
+    assert "101" not in cmd                   # the other VLANs of the port are not named, so never dropped
+    assert str(PARK_VLAN) not in cmd          # 101 is left: no parking (a rollback restores the set exactly)
     plan = make_plan(State.of([]), State.of(obs), prune=True)
     [cmd] = _texts(P.render(plan.changes, obs, [], VARS))
-    assert f"trunks={PARK_VLAN}" in cmd      # never an empty trunks (= all VLANs)
+    assert f"add port eth1 trunks {PARK_VLAN}" in cmd      # never an empty trunks (= all VLANs)
+
+
+def test_a_run_that_sees_only_its_apps_vlans_adds_its_own_and_names_no_other():
+    """A shard member (or a self-heal) scoped to billing observes only billing's VLANs on a port
+    that also carries shop's: adding billing's must not drop shop's."""
+    mine = Resource(key("vlan-trunk", "eth1:102"), {"bridge": "br0", "port": "eth1", "vlan": 102}, "billing")
+    plan = make_plan(State.of([mine]), State.of([]), prune=True)
+    [cmd] = _texts(P.render(plan.changes, [], [mine], VARS))
+    assert "add port eth1 trunks 102" in cmd and "external_ids:netintent_vlan_102=billing" in cmd
+    assert "trunks=" not in cmd and "remove" not in cmd
 
 
 def test_vxlan_flood_update_touches_only_the_flood_list():

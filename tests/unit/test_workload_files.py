@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from reconciler.compile import compile_repo
-from reconciler.compile.workload_files import BOOTSTRAP, BUNDLE, CERT, cert_spec
+from reconciler.compile.workload_files import BOOTSTRAP, BUNDLE, CERT, PROVIDERS_OK, cert_spec
 from reconciler.drivers.ansible import files
 from reconciler.intents.validate import load_repo
 from reconciler.model import Layer, Resource, ResourceKey
@@ -74,8 +74,10 @@ def test_a_healthy_host_reads_back_as_compiled(ca):
 def test_drift_in_the_files_shows_as_properties_never_as_key_material(ca):
     cert, key = ca.issue(API_ID)
     _, other_key = ca.issue(API_ID)
-    spec = _by_kind(files.parse("h3", _observed(ca, cert, other_key, key_mode="644", providers=())))[(CERT, "api.shop")]
-    assert spec["key_pair"] == "mismatch" and spec["key_mode"] == "0644" and spec["provider"] == "missing"
+    got = _by_kind(files.parse("h3", _observed(ca, cert, other_key, key_mode="644", providers=())))
+    spec = got[(CERT, "api.shop")]
+    assert spec["key_pair"] == "mismatch" and spec["key_mode"] == "0644"
+    assert got[(BOOTSTRAP, "bootstrap.json")]["providers"] == "missing api.shop"   # the bootstrap's property
     foreign = CA.create("corp.example")
     fcert, fkey = foreign.issue(API_ID)
     spec = _by_kind(files.parse("h3", _observed(ca, fcert, fkey)))[(CERT, "api.shop")]
@@ -90,7 +92,7 @@ def _desired(node: str = "h3") -> list[Resource]:
     return [Resource(ResourceKey(Layer.HOST, node, BOOTSTRAP, "bootstrap.json"), {
                 "path": f"{WORKLOAD_DIR}/bootstrap.json", "node_id": node, "ads": "10.0.0.1:18001",
                 "server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%s",
-                "channel_creds": "insecure"}, ""),
+                "channel_creds": "insecure", "providers": PROVIDERS_OK}, ""),
             Resource(ResourceKey(Layer.HOST, node, BUNDLE, "ca.pem"),
                      {"path": f"{WORKLOAD_DIR}/certs/ca.pem", "issuer": "reconciler-ca"}, ""),
             Resource(ResourceKey(Layer.HOST, node, CERT, "api.shop"), cert_spec(API_ID, "api.shop"), "shop")]

@@ -8,7 +8,8 @@ Contract (shapes in reconciler/compile/workload_files.py; wired into drivers/ans
 - `parse(target, text)` turns that into xds-bootstrap / trust-bundle / workload-cert resources
   (all owned: WORKLOAD_DIR is the reconciler's) whose specs hold properties: identity, issuer
   (the reconciler's CA or not), key pair match, key mode, expiry (`renew: expires ...` within
-  RENEW_BEFORE of the end), and whether the bootstrap lists the certificate's provider.
+  RENEW_BEFORE of the end), and for the bootstrap whether it lists one provider per certificate
+  pair on the host (`providers`).
 - `render(plan, scoped_desired, scoped_observed)` -> Files: the JSON bundle the apply's
   `files` step installs (INSTALLER, run by the host's python3 from stdin: atomic writes, keys
   created 0600, only paths under WORKLOAD_DIR), the count of writes and details naming files
@@ -22,14 +23,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from reconciler.compile.workload_files import BOOTSTRAP, BUNDLE, BUNDLE_NAME, CERT, ISSUER, KINDS, bundle_path
+from reconciler.compile.workload_files import (
+    BOOTSTRAP,
+    BOOTSTRAP_NAME,
+    BUNDLE,
+    BUNDLE_NAME,
+    CERT,
+    ISSUER,
+    KINDS,
+    PROVIDERS_OK,
+    bundle_path,
+)
 from reconciler.model import Layer, Resource, ResourceKey
 from reconciler.xds.paths import WORKLOAD_DIR
 
 RENEW_BEFORE = dt.timedelta(days=10)   # certificates are issued for 30 days
+_APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")   # schemas/application.schema.json name
 MARK = "@@NF@@"
 OBSERVE = (f"for f in {WORKLOAD_DIR}/bootstrap.json {WORKLOAD_DIR}/certs/*.pem {WORKLOAD_DIR}/certs/*.key; do "
            f"[ -f \"$f\" ] || continue; echo \"{MARK} $f $(stat -c %a \"$f\")\"; "
@@ -57,6 +70,23 @@ for f in b["write"]:
 for p in b["remove"]:
     if ok(p) and os.path.isfile(p):
         os.unlink(p)
+pv = b.get("providers")
+if pv and ok(pv["bootstrap"]) and os.path.isfile(pv["bootstrap"]):
+    d = pv["certs"].rstrip("/") + "/"
+    names = sorted(n[:-4] for n in os.listdir(d) if n.endswith(".pem") and d + n != pv["ca"]
+                   and os.path.isfile(d + n[:-4] + ".key")) if os.path.isdir(d) else []
+    want = {n: {"plugin_name": "file_watcher", "config": {
+        "certificate_file": d + n + ".pem", "private_key_file": d + n + ".key",
+        "ca_certificate_file": pv["ca"], "refresh_interval": pv["refresh"]}} for n in names}
+    with open(pv["bootstrap"]) as f:
+        doc = json.load(f)
+    if doc.get("certificate_providers") != want:
+        doc["certificate_providers"] = want
+        tmp = pv["bootstrap"] + ".ni-tmp"
+        with open(tmp, "w") as out:
+            out.write(json.dumps(doc, indent=2) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, pv["bootstrap"])
 '''
 
 
@@ -104,14 +134,14 @@ def _pub_pem(key_or_cert: Any) -> bytes:
     return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _cert_props(name: str, blocks: dict, providers: dict, ca: Any, now: dt.datetime) -> dict:
+def _cert_props(name: str, blocks: dict, ca: Any, now: dt.datetime) -> dict:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
     from reconciler.compile.workload_files import cert_paths
     cert_p, key_p = cert_paths(name)
     spec = {"cert": cert_p, "key": key_p, "identity": "", "issuer": "missing", "key_pair": "missing",
-            "key_mode": "missing", "expiry": "missing", "provider": "missing"}
+            "key_mode": "missing", "expiry": "missing"}
     cert = None
     if cert_p in blocks:
         try:
@@ -136,17 +166,32 @@ def _cert_props(name: str, blocks: dict, providers: dict, ca: Any, now: dt.datet
                 else "mismatch"
         except ValueError:
             spec["key_pair"] = "unreadable"
-    prov = providers.get(name) or {}
-    cfg = prov.get("config") or {}
-    if prov.get("plugin_name") == "file_watcher" and (cfg.get("certificate_file"), cfg.get("private_key_file"),
-                                                      cfg.get("ca_certificate_file")) == (cert_p, key_p, bundle_path()):
-        spec["provider"] = "file_watcher"
     return spec
+
+
+def _providers_prop(providers: dict, pairs: set[str]) -> str:
+    """PROVIDERS_OK when the bootstrap lists exactly the certificate pairs on the host (what the
+    installer writes), else what differs."""
+    from reconciler.compile.workload_files import cert_paths
+    ok = set()
+    for name, prov in providers.items():
+        if not isinstance(prov, dict):
+            continue
+        cfg = prov.get("config") or {}
+        if name in pairs and isinstance(cfg, dict) and prov.get("plugin_name") == "file_watcher" and (
+                cfg.get("certificate_file"), cfg.get("private_key_file"),
+                cfg.get("ca_certificate_file")) == (*cert_paths(name), bundle_path()):
+            ok.add(name)
+    missing, extra = sorted(pairs - ok), sorted(set(providers) - ok)
+    if not missing and not extra:
+        return PROVIDERS_OK
+    return "; ".join(part for part in (f"missing {', '.join(missing[:5])}" if missing else "",
+                                       f"wrong or extra {', '.join(extra[:5])}" if extra else "") if part)
 
 
 def _bootstrap_spec(path: str, text: str) -> tuple[dict, dict]:
     spec = {"path": path, "node_id": "", "ads": "", "server_listener_resource_name_template": "",
-            "channel_creds": ""}
+            "channel_creds": "", "providers": ""}
     try:
         doc = json.loads(text)
         srv = (doc.get("xds_servers") or [{}])[0]
@@ -168,6 +213,7 @@ def parse(target: str, text: str) -> list[Resource]:
     boot = f"{WORKLOAD_DIR}/bootstrap.json"
     if boot in blocks:
         spec, providers = _bootstrap_spec(boot, blocks[boot][1])
+        spec["providers"] = _providers_prop(providers, _pairs(blocks))
         out.append(Resource(ResourceKey(Layer.HOST, target, BOOTSTRAP, "bootstrap.json"), spec, ""))
     ca = _ca()
     if bundle_path() in blocks:
@@ -185,8 +231,24 @@ def parse(target: str, text: str) -> list[Resource]:
     now = dt.datetime.now(dt.timezone.utc)
     for name in sorted(certs - {BUNDLE_NAME.rsplit(".", 1)[0]}):
         out.append(Resource(ResourceKey(Layer.HOST, target, CERT, name),
-                            _cert_props(name, blocks, providers, ca, now), ""))
+                            _cert_props(name, blocks, ca, now), app_of_cert(name)))
     return out
+
+
+def _pairs(blocks: dict) -> set[str]:
+    """Certificates on the host with both files (`<name>.pem` and `<name>.key`; not the bundle)."""
+    d = f"{WORKLOAD_DIR}/certs/"
+    return {p[len(d):-4] for p in blocks if p.startswith(d) and p.endswith(".pem") and p != bundle_path()
+            and "/" not in p[len(d):] and p[:-4] + ".key" in blocks}
+
+
+def app_of_cert(name: str) -> str:
+    """The app a certificate file belongs to: `<service>.<app>` (provider_name; neither name has a
+    dot). Observed resources must carry the app that wants them: a run scoped to some apps
+    (self-heal, retry, a shard's apps) only sees observed resources of those apps, and a cert
+    read back as the fabric's was invisible to its app's run, so it was issued again on every run."""
+    app = name.rsplit(".", 1)[1] if "." in name else ""
+    return app if _APP_NAME.fullmatch(app) else ""
 
 
 @dataclass
@@ -207,11 +269,13 @@ def render(all_desired: Iterable[Resource], desired: Iterable[Resource], observe
     certs_all = {r.key.name: r for r in all_desired if r.key.kind == CERT}
     boot = next((r for r in all_desired if r.key.kind == BOOTSTRAP), None)
     ca = None
+    boot_differs = False
     for key in sorted(d, key=lambda k: (KINDS.index(k.kind), k.name)):
         have = o.get(key)
         if have is not None and have.spec == d[key].spec:
             continue
         details.append(f"{'update' if have is not None else 'create'} {key.kind} {key.name}")
+        boot_differs = boot_differs or key.kind == BOOTSTRAP   # alone (a node id edited by hand) it is a write too
         if key.kind == CERT:
             ca = ca or _issuing_ca(d[key].spec["identity"])
             cert, pem_key = ca.issue(d[key].spec["identity"])
@@ -225,18 +289,36 @@ def render(all_desired: Iterable[Resource], desired: Iterable[Resource], observe
             continue
         details.append(f"delete {key.kind} {key.name} (prune)")
         remove += [have.spec["cert"], have.spec["key"]] if key.kind == CERT else [have.spec["path"]]
-    if (write or remove) and boot is not None:
+    if (write or remove or boot_differs) and boot is not None:
         write.append({"path": boot.spec["path"], "mode": "0644", "content": _bootstrap_doc(boot.spec, certs_all)})
     if not write and not remove:
         return Files(details=details)
-    bundle = json.dumps({"root": WORKLOAD_DIR, "write": write, "remove": remove})
+    # The bootstrap lists one provider per certificate ON THE HOST, whoever wrote it: the installer
+    # derives the list from the files. A run scoped to some apps (a shard's, a self-heal's) only
+    # knows its own certificates, and a list rendered from them dropped every other app's provider.
+    providers = {"bootstrap": f"{WORKLOAD_DIR}/{BOOTSTRAP_NAME}", "certs": f"{WORKLOAD_DIR}/certs",
+                 "ca": bundle_path(), "refresh": "5s"}
+    bundle = json.dumps({"root": WORKLOAD_DIR, "write": write, "remove": remove, "providers": providers})
     return Files(bundle, len(write) + len(remove), details)
 
 
 def _issuing_ca(identity: str):
+    """The one CA of the deployment. Every daemon of it (shard members, leader and standby) must
+    issue from the same CA dir, or each one's certificates read back as "other" to the rest and
+    are issued again forever. Created under a file lock: two daemons creating it at once could
+    otherwise leave one's key next to the other's certificate."""
+    import fcntl
+
     from reconciler.xds.ca import CA, default_ca_dir
     trust_domain = identity.removeprefix("spiffe://").split("/", 1)[0] or "netintent"
-    return CA.load_or_create(default_ca_dir(), trust_domain)
+    d = default_ca_dir()
+    ca = CA.load(d)
+    if ca is not None:
+        return ca
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(d / ".create.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return CA.load_or_create(d, trust_domain)
 
 
 def _bootstrap_doc(spec: Any, certs: dict[str, Resource]) -> str:

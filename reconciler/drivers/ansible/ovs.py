@@ -11,7 +11,9 @@ Contract:
                (names.canonical_match), counters/durations are never read
                (`--no-stats`); the app comes from the bridge's `netintent_cookie_<hex>` mark.
 - `render_ovs(desired, observed, prune, bridge)` -> OvsPlan: one `ovs-vsctl` argv (a single
-  transaction: tags, trunks = union of desired VLANs and VLANs owned by nobody, ownership marks)
+  transaction: tags, trunk VLANs added and removed one by one (`add`/`remove Port P trunks V`, never
+  the whole set rewritten: a run scoped to some apps sees only their VLANs, and other apps' or
+  hand-made VLANs on the same port must stay), ownership marks)
   and one flow file for `ovs-ofctl --bundle add-flows` with only the difference (`add` for
   new/changed flows, `delete_strict` with the exact cookie for owned flows no longer desired,
   only when `prune`). Unowned ports, VLANs and flows are never touched.
@@ -237,12 +239,15 @@ def _render_trunks(plan: OvsPlan, d: dict[ResourceKey, Resource], o: dict[Resour
 
 def _render_trunk_port(plan: OvsPlan, br: str, p: str, want: dict[int, Resource], have: dict[int, Resource],
                        new: set[int], changed: list[int], dropped: list[int]) -> None:
-    """One trunk port rewritten as a whole: its VLAN set, then the ownership marks added and removed."""
+    """One trunk port: the changed VLANs added and the dropped ones removed, each by itself (the
+    observed VLANs this run sees may be only its apps': engine runs scoped to some apps, as shard
+    members' and self-heal's are, filter observed state by app; rewriting the whole set from that
+    dropped every other app's VLAN on the port), then the ownership marks added and removed."""
     plan.vsctl += ["--", "--may-exist", "add-port", br, p]
-    if new:
-        plan.vsctl += ["--", "set", "Port", p, "trunks=[" + ",".join(str(_vlan(v)) for v in sorted(new)) + "]"]
-    else:
-        plan.vsctl += ["--", "clear", "Port", p, "trunks"]
+    for v in sorted(changed):
+        plan.vsctl += ["--", "add", "Port", p, "trunks", str(_vlan(v))]
+    for v in sorted(dropped):
+        plan.vsctl += ["--", "remove", "Port", p, "trunks", str(_vlan(v))]
     for v in sorted(changed):
         plan.vsctl += ["--", "set", "Port", p, f"external_ids:{TRUNK_KEY}{_vlan(v)}={_app(want[v].app)}"]
         plan.details.append(f"{'update' if v in have else 'create'} trunk-vlan {p}:{v}")

@@ -17,11 +17,12 @@ They parse into compile/switch.py's kinds:
              of the gateway whose subnet holds the prefix
   bgp        `<asn>`         {asn, router_id, networks, neighbors} from the running config
 Renderer: ordered argv commands, `kind_order` = bgp, vlan-trunk, vxlan, gateway, host-route
-(deletes in reverse). Negation rules: a trunk VLAN is removed by rewriting the port's `trunks` to the
-remaining union (the parking VLAN 4095 when none is left, because an empty `trunks` means
-*all* VLANs in OVS); a vxlan by deleting its OVS port and device; a gateway by deleting its
-flows (cookie) and port; a host route by `no ip route P NH tag T`; BGP parts by `no ...`
-lines; the BGP instance by `no router bgp`.
+(deletes in reverse). Trunk VLANs are added and removed one by one (`add`/`remove port P trunks V`;
+the port's set is never rewritten from what a run observed, which in a run scoped to some apps
+is only their VLANs); a removal that leaves no observed VLAN adds the parking VLAN 4095, so
+`trunks` is never empty (an empty `trunks` means *all* VLANs in OVS). Negation rules: a vxlan by deleting its OVS port
+and device; a gateway by deleting its flows (cookie) and port; a host route by
+`no ip route P NH tag T`; BGP parts by `no ...` lines; the BGP instance by `no router bgp`.
 Anycast gateway MAC flap guard: every leaf has the same gateway MAC, so frames with that
 source MAC are admitted into the bridge only from the local gateway port (priority 301
 NORMAL, priority 300 drop, cookie 0x4e49_0001_0000_<vlan>): replies of a remote leaf's
@@ -65,8 +66,12 @@ def _vsctl(*parts: Sequence[str]) -> tuple[str, ...]:
 
 
 def _trunk_commands(changes: Sequence[Any], observed: Sequence[Resource]) -> list[Command]:
-    """Negation rule of vlan-trunk: rewrite the port's trunks to the remaining union."""
-    # OVS port names are unique per switch: the union is per port, whatever bridge is asked.
+    """vlan-trunk changes as one ovs-vsctl per port: VLANs removed, VLANs added, ownership marks
+    set and removed. Only the changed VLANs are named: the others on the port (other apps',
+    hand-made) are never touched. The parking VLAN is added when no VLAN `observed` on the port is
+    left (a run scoped to some apps may see fewer than there are: parking one more is harmless;
+    a rollback observes the whole switch, so it restores the captured set exactly)."""
+    # OVS port names are unique per switch: one command per port, whatever bridge is asked.
     current: dict[str, set[int]] = {}
     for r in observed:
         if r.key.kind == "vlan-trunk":
@@ -79,24 +84,33 @@ def _trunk_commands(changes: Sequence[Any], observed: Sequence[Resource]) -> lis
         touched.setdefault(P.ifname(res.spec["port"], "port"), []).append(c)
     cmds = []
     for port, cs in sorted(touched.items()):
-        vlans = set(current.get(port, set()))
+        adds: set[int] = set()
+        dels: set[int] = set()
         sets: list[str] = []
         removes: list[str] = []
         for c in cs:
             if c.action is Action.DELETE:
                 v = P.vlan(c.observed.spec["vlan"])
-                vlans.discard(v)
+                dels.add(v)
                 removes.append(f"{VLAN_MARK}{v}")
             else:
                 if c.observed is not None and c.observed.spec["vlan"] != c.desired.spec["vlan"]:
-                    vlans.discard(c.observed.spec["vlan"])
+                    dels.add(P.vlan(c.observed.spec["vlan"]))
                 v = P.vlan(c.desired.spec["vlan"])
-                vlans.add(v)
+                adds.add(v)
                 app = P.app_name(c.app)
                 if app:
                     sets.append(f"external_ids:{VLAN_MARK}{v}={app}")
-        trunks = ",".join(str(v) for v in sorted(vlans)) or str(PARK_VLAN)
-        parts: list[Sequence[str]] = [["set", "port", port, f"trunks={trunks}", *sets]]
+        dels -= adds
+        parts: list[Sequence[str]] = []
+        if dels:
+            parts.append(["remove", "port", port, "trunks", *(str(v) for v in sorted(dels))])
+            if not (current.get(port, set()) - dels) | adds:
+                parts.append(["add", "port", port, "trunks", str(PARK_VLAN)])
+        if adds:
+            parts.append(["add", "port", port, "trunks", *(str(v) for v in sorted(adds))])
+        if sets:
+            parts.append(["set", "port", port, *sets])
         for mark in removes:
             parts.append(["remove", "port", port, "external_ids", mark])
         key = str(cs[0].key) if len(cs) == 1 else ",".join(str(c.key) for c in cs)
