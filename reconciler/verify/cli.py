@@ -11,7 +11,9 @@ Exit 0: neither violation nor leak nor unknown verdict; 1: a violation or a leak
 --probe, a model defect); 2: an error, or verdicts that stay unknown (a target not observed,
 a rule not understood). `--from/--to` compiles both revisions and compares the reachability of
 their desired states (no device touched): exit 0 without change, 1 with changes, 2 on error.
-`--probe` confirms the verdicts with TCP from inside the lab's namespaces (the lab must be up).
+`--probe` confirms the verdicts with TCP from inside the lab's namespaces and, for services with
+sidecars, with real gRPC calls from the lab's workloads (the lab must be up); the JSON output
+gives the seconds each stage took (observe, verify, probe).
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ def _verify(args: argparse.Namespace) -> int:
     cmp = compare(Verifier(m, scope, expand=args.probe).run(args.app or ()))
     t2 = time.monotonic()
     probed = _probe(args, cmp) if args.probe else None
-    _print(args, cmp, probed, (t1 - t0, t2 - t1), unobserved)
+    _print(args, cmp, probed, (t1 - t0, t2 - t1, time.monotonic() - t2), unobserved)
     code = cmp.exit_code()
     if probed is not None and probed[1] and code == EXIT_OK:
         code = EXIT_FOUND
@@ -92,6 +94,8 @@ def _print(args: argparse.Namespace, cmp, probed, times, unobserved) -> None:
         out = to_json(cmp, hops=args.witness)
         out["unobserved"] = [{"layer": lt[0], "target": lt[1], "reason": why} for lt, why in sorted(unobserved.items())]
         out["seconds"] = {"observe": round(times[0], 3), "verify": round(times[1], 3)}
+        if probed is not None:
+            out["seconds"]["probe"] = round(times[2], 3)
         if probed is not None:
             out["probe"] = probe_json(probed[1], probed[0])
         print(json.dumps(out, indent=2, sort_keys=True))
@@ -127,7 +131,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="per-target observe timeout in seconds")
     p.add_argument("--from", dest="from_rev", metavar="REV", help="differential: start of a commit range")
     p.add_argument("--to", dest="to_rev", metavar="REV", help="differential: end of the range (default HEAD)")
-    p.add_argument("--probe", action="store_true", help="confirm verdicts with TCP from inside the lab")
+    p.add_argument("--probe", action="store_true", help="confirm verdicts with TCP and gRPC calls from inside the lab")
     p.add_argument("--sample", type=int, metavar="N", help="with --probe: probe N pairs (allowed ones first)")
     p.add_argument("--lab", default=str(REFERENCE_LAB), help="with --probe: the lab topology (default: reference)")
     p.add_argument("--no-color", action="store_true", help=argparse.SUPPRESS)

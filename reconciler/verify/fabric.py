@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from reconciler.verify import nft_deps
 from reconciler.verify.addr import Prefix
 from reconciler.verify.model import DENY, FILTER, FORWARD, PERMIT, UNKNOWN, Hop, Model, longest_match
 from reconciler.verify.nft import Pkt, host_filter
@@ -139,6 +140,7 @@ def host_leg(tr: Trace, host: str, dst: str, pkt: Pkt) -> Attach | None:
 def _output(tr: Trace, host: str, pkt: Pkt, oif: str) -> None:
     """The host's own output and postrouting chains (only hops when it has base chains there)."""
     view = tr.m.hosts[host]
+    nft_deps.note(view, pkt)      # whether output chains exist is a read of its nftables too
     if view.hooks.get("output") or view.hooks.get("postrouting"):
         d, rule, detail, _ = host_filter(view, ("output", "postrouting"), pkt._replace(oif=oif))
         tr.hop(HOST, host, "nftables", rule or "(no rule)", d, detail, FILTER)

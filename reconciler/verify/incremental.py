@@ -4,7 +4,9 @@ recompute only the destinations whose observed resources changed (pure, no devic
 Contract: `Incremental(repo, resources, unobserved, layers)` verifies everything once (what
 `reconciler verify` computes) and records, for every destination, the exact set of model
 entries its evaluation read (a *dependency*: `(layer, target)` for a device's view or its
-`unobserved` reason, `("ip", address)` for where an address is located). `update(resources,
+`unobserved` reason, `("ip", address)` for where an address is located, `("nft", host, daddr)`
+for a host's nftables as packets to `daddr` see them (nft_deps): a change of a host's nftables
+alone recomputes only the destinations that read a table it touches). `update(resources,
 unobserved)` compares the new observation with the last one target by target, rebuilds the
 views of the targets that changed (Model.rebuild), and re-evaluates only the destinations that
 read one of them; `update_targets(changed, unobserved)` does the same when the caller already
@@ -24,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 from reconciler.intents.models import IntentRepo
 from reconciler.model import Layer, Resource
-from reconciler.verify import fine_views
+from reconciler.verify import fine_views, nft_deps
 from reconciler.verify.addr import no_gc
 from reconciler.verify.compare import AppCounts, Comparison, Finding, compare
 from reconciler.verify.model import Model
@@ -32,15 +34,18 @@ from reconciler.verify.observe import model_of
 from reconciler.verify.pairs import Dest
 from reconciler.verify.verdict import DestResult, Verifier
 
-Dep = tuple[Any, Any]
+Dep = tuple[Any, ...]
 TargetKey = tuple[Layer, str]
 
 
 def _track(m: Model, rec: fine_views.Recorder) -> None:
-    """Hosts and sidecar nodes are dependencies as a whole; hypervisors and leaves by the part
+    """Hosts (but their nftables, per destination address) and sidecar nodes are dependencies as a
+    whole; hypervisors and leaves by the part
     a path reads (fine_views): one flow or trunk VLAN touches few destinations, a whole
     hypervisor or leaf many."""
     m.hosts = fine_views.Tracked(Layer.HOST.value, rec, m.hosts)
+    for h in dict.values(m.hosts):
+        h.rec = rec             # nftables reads are noted per destination address (nft_deps)
     m.nodes = fine_views.Tracked(Layer.SIDECAR.value, rec, m.nodes)
     m.unobserved = fine_views.Tracked("", rec, m.unobserved)
     m.located = fine_views.Tracked("ip", rec, m.located)
@@ -86,6 +91,7 @@ class Incremental:
         self.observed = by_target(resources)
         self.entries: dict[Dest, _Entry] = {}
         self.index: dict[Dep, set[Dest]] = {}
+        self.nft_keys: dict[str, set[tuple]] = {}      # host -> the nftables keys noted on it (nft_deps)
         self.dests_of: dict[str, list[Dest]] = {}
         with no_gc():
             for d in self.scope.dests(()):
@@ -110,6 +116,8 @@ class Incremental:
                 self.index.get(dep, set()).discard(d)
         for dep in deps - (old.deps if old is not None else frozenset()):
             self.index.setdefault(dep, set()).add(d)
+            if dep[0] == nft_deps.NFT:
+                self.nft_keys.setdefault(dep[1], set()).add(dep[2])
         self.entries[d] = entry
         return old is None or old.counts != counts or _sig(old.findings) != _sig(part.findings)
 
@@ -161,6 +169,14 @@ class Incremental:
             ips = m.rebuild(layer, target, rs)
             fine_views.track_leaf(m.leaves[target], self._rec)
             return fine_views.leaf_changes(old_lf, m.leaves[target]) | {("ip", ip) for ip in ips}
+        if layer is Layer.HOST and target in m.hosts:
+            old_h = dict.__getitem__(m.hosts, target)
+            ips = m.rebuild(layer, target, rs)
+            new_h = dict.__getitem__(m.hosts, target)
+            new_h.rec = self._rec
+            fine = nft_deps.changes(old_h, new_h, self.nft_keys.get(target, ()))
+            whole = {(layer.value, target)} if fine is None else fine
+            return whole | {("ip", ip) for ip in ips}
         return {(layer.value, target)} | {("ip", ip) for ip in m.rebuild(layer, target, rs)}
 
     # ---- reading ---------------------------------------------------------------------

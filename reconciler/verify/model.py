@@ -67,6 +67,8 @@ class HostView:
     tables: dict[tuple[str, str], Any] = field(default_factory=dict)        # (family, table) -> chains
     sets: dict[tuple[str, str, str], Any] = field(default_factory=dict)     # (family, table, set) -> elements
     memo: dict[Any, Any] = field(default_factory=dict)                       # derived facts (nft._bypassed)
+    secondary: dict[str, bool] = field(default_factory=dict)                 # ip -> secondary, when observed
+    rec: Any = None                   # incremental verification's recorder (nft_deps.note), else None
 
 
 @dataclass
@@ -210,6 +212,8 @@ def _add_host(h: HostView, kind: str, r: Resource) -> None:
     s = r.spec
     if kind == "address":
         h.addrs[s["address"]] = (s["interface"], int(s["prefixlen"]))
+        if "secondary" in s:        # `ip addr`'s flag (decides the kernel's source for local calls)
+            h.secondary[s["address"]] = bool(s["secondary"])
         h.connected.append((_net(f"{s['address']}/{s['prefixlen']}"), s["interface"]))
     elif kind == "route":
         h.routes.append((_net(s["destination"]), s["gateway"], s.get("interface", ""), str(r.key)))

@@ -236,9 +236,12 @@ def _applies(c: Chain, hook: str) -> bool:
 
 def host_filter(host: HostView, hooks: Sequence[str], pkt: Pkt) -> tuple[str, str, str, tuple[str, ...]]:
     """(decision, deciding rule, detail, the rules that accepted) at `hooks` for `pkt`."""
+    rec = host.rec      # incremental verification: note the read (nft_deps.note, inline: it imports this module)
+    if rec is not None and rec.deps is not None:
+        rec.deps.add(("nft", host.name, (pkt.daddr, pkt.proto, pkt.dport)))
     accepts: list[str] = []
     unknown: tuple[str, str] | None = None
-    for hook, c in _relevant(host, tuple(hooks), pkt.daddr):
+    for hook, c in _relevant(host, tuple(hooks), pkt):
         if isinstance(c, str):      # a chain whose policy drops and whose rules cannot match
             return DENY, c, f"hook {hook}", tuple(accepts)
         outs = chain_outcomes(host, c, pkt)
@@ -257,10 +260,11 @@ def host_filter(host: HostView, hooks: Sequence[str], pkt: Pkt) -> tuple[str, st
     return PERMIT, accepts[-1], "", tuple(accepts)
 
 
-def _relevant(host: HostView, hooks: tuple[str, ...], daddr: str) -> list[tuple[str, Any]]:
-    """The base chains at `hooks` that may decide a packet to `daddr`, in order; a bypassed chain
-    whose policy drops ends the list as its policy text. Memoised per host."""
-    key = ("relevant", hooks, daddr)
+def _relevant(host: HostView, hooks: tuple[str, ...], pkt: Pkt) -> list[tuple[str, Any]]:
+    """The base chains at `hooks` that may decide `pkt` (by its destination address, protocol and
+    port), in order; a bypassed chain whose policy drops ends the list as its policy text.
+    Memoised per host."""
+    key = ("relevant", hooks, pkt.daddr, pkt.proto, pkt.dport)
     got = host.memo.get(key)
     if got is None:
         got = []
@@ -268,7 +272,7 @@ def _relevant(host: HostView, hooks: tuple[str, ...], daddr: str) -> list[tuple[
             for c in host.hooks.get(hook, ()):
                 if not _applies(c, hook):
                     continue
-                if not _bypassed(host, c, daddr):
+                if not bypassed(host, c, pkt.daddr, pkt.proto, pkt.dport):
                     got.append((hook, c))
                 elif c.spec.get("policy") == "drop":
                     got.append((hook, f"{c.family} {c.table} {c.name}: policy drop"))
@@ -276,19 +280,28 @@ def _relevant(host: HostView, hooks: tuple[str, ...], daddr: str) -> list[tuple[
     return got
 
 
-def _bypassed(host: HostView, c: Chain, daddr: str) -> bool:
-    """No rule of base chain `c` can match a packet to `daddr` (each tests a destination set that
-    does not hold it, and none jumps): the chain's policy decides. Memoised per host."""
-    key = (c.family, c.table, c.name, daddr)
+def bypassed(host: HostView, c: Chain, daddr: str, proto: str, dport: int | None) -> bool:
+    """No rule of base chain `c` can match a packet to `daddr` `proto` `dport` (each tests a
+    destination set that does not hold it, another protocol or another port: a condition that is
+    false whatever the rest of the packet), so the chain's policy decides. Memoised per host."""
+    key = (c.family, c.table, c.name, daddr, proto, dport)
     hit = host.memo.get(key)
     if hit is None:
-        hit = True
-        for rule in c.spec.get("rules", ()):
-            m = rule.get("match") or {}
-            parsed = parsed_set(host, c.family, c.table, m.get("daddr_set", ""))
-            if "unparsed" in m or parsed is None or rule.get("verdict") not in ("accept", "drop") \
-                    or member_in(daddr, parsed) is not False:
-                hit = False
-                break
+        hit = all(cannot_match(host, c.family, c.table, rule, daddr, proto, dport) for rule in c.spec.get("rules", ()))
         host.memo[key] = hit
     return hit
+
+
+def cannot_match(host: HostView, family: str, table: str, rule: Any, daddr: str, proto: str,
+                 dport: int | None) -> bool:
+    """One of the rule's conditions is false for any packet to `daddr` `proto` `dport` (as _rule
+    evaluates them: the conditions of a rule all hold or it does not match)."""
+    m = rule.get("match") or {}
+    if "protocol" in m and m["protocol"] != proto:
+        return True
+    if "dport" in m and not (proto == m.get("protocol", "tcp") and dport == m["dport"]):
+        return True
+    if "daddr_set" in m:
+        parsed = parsed_set(host, family, table, m["daddr_set"])
+        return parsed is not None and member_in(daddr, parsed) is False
+    return False

@@ -101,6 +101,9 @@ def saddr_terms(host: HostView, daddr: str | None = None) -> tuple[set[str], lis
     """(addresses, networks, everything) that rules of `host` test the source address against
     (with `daddr`: only rules whose destination set may hold `daddr`; the others never match);
     `everything` when a rule negates such a test (then no source is like another)."""
+    rec = host.rec      # nft_deps.note, inline: nft_deps imports this module
+    if rec is not None and rec.deps is not None:
+        rec.deps.add(("nft", host.name, ("saddr", daddr)))
     exact: set[str] = set()
     nets: list[Any] = []
     every = False

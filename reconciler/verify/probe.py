@@ -8,6 +8,10 @@ destination node bound to the destination address, a client inside the source no
 the source address) and returns the number of pairs probed and one `Defect` per pair where the
 model and the probe disagree, with both verdicts: a defect of the model, not of the network.
 The probe sees what a TCP connect sees, so it is compared with the `l4` verdict.
+Pairs with an RPC plane (a sidecar on the destination) are also confirmed with real gRPC calls
+from the source's workload to the service's `xds:///` target (grpc_probe.py, bounded in count and
+deadline), and callers the intents do not allow but L4 delivers by a direct dial with their own
+certificate (grpc_direct.py); both compared with the `rpc` verdict. `grpc=False`: TCP alone.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ def pick(results: Iterable[DestResult], sample: int | None = None, seed: int = 0
 
 
 def probe(lab, results: Iterable[DestResult], sample: int | None = None, seed: int = 0,
-          timeout: float = 1.0) -> tuple[int, list[Defect]]:
+          timeout: float = 1.0, grpc: bool = True) -> tuple[int, list[Defect]]:
     chosen = pick(results, sample, seed)
     flows = [Flow(s.host or "", s.address, d.host, d.address, d.port, f"{s.id} -> {d.id}") for s, d, _, _ in chosen]
     got = _run(lab, flows, timeout)
@@ -50,6 +54,11 @@ def probe(lab, results: Iterable[DestResult], sample: int | None = None, seed: i
         if r.connected != model_says:
             defects.append(Defect(s.id, d.id, v.l4, "connected" if r.connected else "not connected",
                                   r.detail or ""))
+    if grpc and any(v.rpc is not None for _, _, _, v in chosen):
+        from reconciler.verify.grpc_direct import probe_direct
+        from reconciler.verify.grpc_probe import probe_rpc
+        defects += [Defect(*d) for d in probe_rpc(lab, chosen)[1]]
+        defects += [Defect(*d) for d in probe_direct(lab, chosen)[1]]
     return len(chosen), defects
 
 

@@ -3,7 +3,8 @@
 Contract: `client_hop(m, node, authority, dst, port, selected)` follows the caller node's
 listener (named by the target authority `<service>.<app>:<port>`) -> route (its domains must
 hold the authority) -> weighted clusters -> endpoints, and says whether calls reach `dst:port`
-(a locality without weight is a silent failure grpcio ACKs). A destination the intents' traffic
+(a locality without weight is a silent failure grpcio ACKs; so is a route timeout under
+~1.5 s: grpcio ends every call at once, see EARLY_TIMEOUT_*). A destination the intents' traffic
 split leaves out (`selected` False) is not a failure. It returns the hop and the TLS config of
 the cluster that carries the calls. `server_hops(m, node, dst, port, client_tls, presented, src,
 dst_identity)` reads the server listener `grpc/server?xds.resource.listening_address=dst:port`:
@@ -24,6 +25,12 @@ from reconciler.verify.model import DENY, ENFORCE, FILTER, PERMIT, UNKNOWN, Hop,
 
 SIDE = "sidecar"
 AUTO = "auto"   # client_tls of a caller without xDS config for the destination
+# grpcio (Python) applies a route's timeout (max_stream_duration, which it turns into a service-config
+# method timeout) early by a clock offset (open upstream: grpc/grpc#34547, #40633). Measured on the
+# reference lab with grpcio 1.85.3 (docs/verify.md): under a route timeout of <= 1,500 ms every call ends
+# at once with DEADLINE_EXCEEDED and never reaches the server, whatever the call's own deadline
+# (1, 3, 10 s) or retries; >= 1,900 ms works. In between the model does not know.
+EARLY_TIMEOUT_FAILS_MS, EARLY_TIMEOUT_WORKS_MS = 1500, 1900
 
 
 def _kinds(m: Model, node: str) -> dict[str, dict[str, Any]]:
@@ -59,11 +66,29 @@ def client_hop(m: Model, node: str, authority: str, dst: str, port: int, selecte
                 if not loc.get("weight"):
                     return hop(DENY, f"endpoints {cl.get('eds')}", "locality without weight: grpcio never "
                                "picks it (silent failure)", cl.get("tls"))
+                early = _early_timeout(route)
+                if early is not None:
+                    return hop(early[0], f"route {lst.get('route')} timeout_ms {route.get('timeout_ms')}",
+                               early[1], cl.get("tls"))
                 return hop(PERMIT, f"route {lst.get('route')} -> cluster {wc['name']} (weight {wc['weight']})",
                            f"endpoint {dst}:{port}", cl.get("tls"))
     if not selected:
         return hop(PERMIT, f"route {lst.get('route')}", f"{dst} is left out by the intents' traffic split", first_tls)
     return hop(DENY, f"route {lst.get('route')}", f"no weighted cluster of the caller sends to {dst}:{port}", first_tls)
+
+
+def _early_timeout(route: Any) -> tuple[str, str] | None:
+    """(decision, why) when the route's timeout is one grpcio ends calls at once under; else None."""
+    ms = route.get("timeout_ms")
+    if not ms or ms >= EARLY_TIMEOUT_WORKS_MS:
+        return None
+    if ms <= EARLY_TIMEOUT_FAILS_MS:
+        return UNKNOWN, ("grpcio applies a route timeout early by ~1.5-1.9 s (grpc/grpc#34547): on the reference "
+                         "lab every call under it ended at once with DEADLINE_EXCEEDED, before reaching the server "
+                         "(docs/verify.md); the offset is grpcio's, not the network's, so the model does not decide")
+    return UNKNOWN, (f"grpcio applies a route timeout early by ~1.5-1.9 s (grpc/grpc#34547): under "
+                     f"{EARLY_TIMEOUT_WORKS_MS} ms calls may end at once (not measured between "
+                     f"{EARLY_TIMEOUT_FAILS_MS} and {EARLY_TIMEOUT_WORKS_MS} ms)")
 
 
 def server_hops(m: Model, node: str, dst: str, port: int, client_tls: Any, presented: str | None, src: str,

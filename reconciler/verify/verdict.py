@@ -14,6 +14,13 @@ step is never computed, and the destination's filters and RBAC are on every path
 when none denies but one could not be decided (the reasons say why), else `delivered`.
 A caller that is not allowed is assumed to dial the server directly (no xDS client), with the
 certificate of its own service when its host runs a sidecar.
+A call to an address of the caller's own host does not leave from the caller's address: the
+gRPC client does not bind, and the kernel takes the local route's preferred source (the primary
+address of the destination's subnet). Its own connection is traced again from that address
+(hops of leg `call`: a `source-address` hop, the destination's filters, the sidecar); `l4` stays
+the connect from the caller's bound address, `rpc` is the call. When the subnet holds several
+addresses and their outcomes differ, the call is `unknown` (the observation does not say which
+address is primary).
 `Verifier.dest(dst, sources)` evaluates one destination: every candidate source explicitly (the
 allowed ones, the ones any nftables rule or RBAC policy there names, OUTSIDE) and every other
 source at once through a representative address that no rule names (arriving on the
@@ -23,7 +30,7 @@ a representative is not dropped there, or one filter admits it, every source is 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, NamedTuple
 
 from reconciler.names import server_listener_name
@@ -37,6 +44,7 @@ from reconciler.verify.sidecar import AUTO, client_hop, server_hops
 
 DELIVERED, DROPPED, UNDECIDED = "delivered", "dropped", "unknown"
 SIDECAR = "sidecar"
+CALL = "call"      # leg of a same-host call's own connection (its source is the kernel's pick)
 OTHER_IDENTITY = "(an identity no policy names)"
 _REPRESENTATIVES = tuple(f"198.51.100.{i}" for i in range(1, 255))     # TEST-NET-2
 
@@ -124,11 +132,55 @@ def evaluate(m: Model, src: Source, dst: Dest, allowed: bool) -> Verdict:
     if dst.proto == "tcp":     # the client's ACK and data arrive `ct state established`
         hops.append(_established(m, host, pkt, iif))
     rpc = SIDECAR in m.layers and dst.proto == "tcp" and dst.host in m.wiring.node
-    if rpc:
-        hops += _rpc_hops(m, src, dst, allowed)
-    if dst.proto == "tcp":
-        hops += _return(m, src, dst, host, fwd)
-    return _verdict(hops, rpc)
+    ret = _return(m, src, dst, host, fwd) if dst.proto == "tcp" else []
+    srcs = call_sources(m, src, dst) if rpc and end is not None and end.kind == "lo" else None
+    if srcs is None:
+        return _verdict(hops + (_rpc_hops(m, src, dst, allowed) if rpc else []) + ret, rpc)
+    call = _call_hops(m, src, dst, allowed, host, iif, srcs)
+    return Verdict(outcome_of(h for h in hops + ret if h.layer in L4_LAYERS),
+                   outcome_of(fwd.hops + call + ret), tuple(hops + call + ret))
+
+
+def call_sources(m: Model, src: Source, dst: Dest) -> list[str] | None:
+    """The source addresses the kernel may give a call from `src` to an address of its own host.
+    A gRPC client does not bind: for a local destination the kernel takes the preferred source of
+    the local route, which is the primary address of the destination's subnet on its interface
+    (the destination itself when it is the only one). None: not a same-host call."""
+    return local_call_sources(m, dst) if src.host == dst.host else None
+
+
+def local_call_sources(m: Model, dst: Dest) -> list[str] | None:
+    view = m.hosts.get(dst.host)
+    if view is None or dst.address not in view.addrs:
+        return None
+    iface, plen = view.addrs[dst.address]
+    net = prefix(f"{dst.address}/{plen}")
+    same = [a for a, (i, p) in view.addrs.items() if i == iface and p == plen and net.holds(a)]
+    primary = [a for a in same if view.secondary.get(a) is False]
+    return primary if len(primary) == 1 else same
+
+
+def _call_hops(m: Model, src: Source, dst: Dest, allowed: bool, host: str, iif: str, srcs: list[str]) -> list[Hop]:
+    """The call's own connection (leg `call`) from the source address(es) the kernel may pick: one
+    `source-address` hop, then the destination's filters and the sidecar for that address. When
+    the candidates' outcomes differ (the primary address is not observed), the call is unknown."""
+    per = {a: _call_from(m, src, dst, allowed, host, iif, a) for a in srcs}
+    outcomes = {a: outcome_of(hs) for a, hs in per.items()}
+    rule = f"local route {dst.address} src {srcs[0]}" if len(srcs) == 1 else \
+        f"local route {dst.address} src one of {', '.join(srcs)}"
+    why = (f"a call to an address of {host} leaves from the local route's preferred source, not from "
+           f"{src.address} (the gRPC client does not bind)")
+    if len(set(outcomes.values())) > 1:
+        seen = ", ".join(f"from {a}: {o}" for a, o in outcomes.items())
+        return [Hop(HOST, host, "source-address", rule, UNKNOWN, f"{why}; it is the primary address of the "
+                    f"subnet, which the host observation does not say ({seen})", FILTER, CALL)]
+    return [Hop(HOST, host, "source-address", rule, PERMIT, why, FILTER, CALL)] + per[srcs[0]]
+
+
+def _call_from(m: Model, src: Source, dst: Dest, allowed: bool, host: str, iif: str, saddr: str) -> list[Hop]:
+    pkt = Pkt(saddr, dst.address, dst.proto, dst.port, "new")
+    hops = [_dst_filter(m, host, pkt, iif, CALL), _established(m, host, pkt, iif)._replace(leg=CALL)]
+    return hops + [h._replace(leg=CALL) for h in _rpc_hops(m, replace(src, address=saddr), dst, allowed)]
 
 
 def _return(m: Model, src: Source, dst: Dest, host: str, fwd: Trace) -> list[Hop]:
@@ -219,9 +271,13 @@ class Verifier:
 
     def _others(self, dst: Dest, cands: dict[str, Source], rep: str) -> Verdict | None:
         """The verdict every source not in `cands` shares, or None when it is not a plain drop.
-        Sources on the destination's host arrive on `lo`: a second representative covers them."""
+        Sources on the destination's host arrive on `lo`: a second representative covers their
+        connects, and their calls leave from the kernel's pick (local_call_sources): covered too."""
         local = any(s.id not in cands and s.address != dst.address for s in self.scope.by_host.get(dst.host, ()))
         verdicts = [evaluate_others(self.m, dst, rep)] + ([evaluate_others(self.m, dst, rep, "lo")] if local else [])
+        if local and SIDECAR in self.m.layers and dst.proto == "tcp" and dst.host in self.m.wiring.node:
+            # their calls leave from the kernel's pick, the same for every caller on the host
+            verdicts += [evaluate_others(self.m, dst, a, "lo") for a in local_call_sources(self.m, dst) or ()]
         for v in verdicts:
             if v.outcome != DROPPED or any(h.kind == ENFORCE and h.decision == PERMIT for h in v.hops):
                 return None

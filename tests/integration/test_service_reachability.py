@@ -52,7 +52,10 @@ def _shop_table(d: Daemon) -> dict:
 def test_converge_verifies_everything_and_exports_zero(daemon):
     d = daemon
     st = d.reach.status()
-    assert st["ok"] and st["violations"] == st["leaks"] == st["unknowns"] == 0
+    assert st["ok"] and st["violations"] == st["leaks"] == 0
+    # the example intents' own two pairs the model cannot call delivered (docs/verify.md): dash ->
+    # collector on one host, ledger's 500 ms route timeout under grpcio
+    assert st["unknowns"] == 2
     assert st["recomputed"] == len(d.reach.inc.entries) > 0          # the first verification is a full one
     sums = store_verify.summaries(d.store)
     assert set(sums) == {"shop", "billing", "analytics"} and all(s.pairs > 0 for s in sums.values())
