@@ -5,8 +5,9 @@ Contract: `transactional_apply(args, repo, desired, targets, engine, revision)` 
 through `Transactions` on the store named by `--store`/RECONCILER_STORE (default
 `.reconciler/state.db`) and returns its `TxnResult`, or None when the apply is not a transaction
 (dry run; offline `--observed` without a store). A store that cannot be opened gives an ABORTED
-result and no device is written. `txn_line`/`txn_exit` are the CLI's line and exit code for a
-result. Nothing here imports the CLI module, which imports this one.
+result and no device is written. The verify step includes reachability verification
+(`--on-unknown keep|rollback`, env RECONCILER_TXN_ON_UNKNOWN). `txn_line`/`txn_exit` are the
+CLI's line and exit code for a result. Nothing here imports the CLI module, which imports this one.
 """
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from reconciler.txn.journal import Journal, JournalUnavailable
 from reconciler.txn.models import TxnState
+from reconciler.txn.reach import ENV_ON_UNKNOWN, OnUnknown, ReachCheck
 from reconciler.txn.txn import Transactions, TxnResult
 
 DEFAULT_STORE = ".reconciler/state.db"
@@ -60,7 +62,8 @@ def transactional_apply(args: Any, repo: Any, desired: Any, targets: Mapping, en
     url = url or DEFAULT_STORE
     try:
         journal = open_journal(url)
-        tx = Transactions(engine, journal, context=_context(args, url), prepare=_preparer(args, engine))
+        tx = Transactions(engine, journal, context=_context(args, url), prepare=_preparer(args, engine),
+                          reach=_reach(args, repo, engine))
         for res in tx.recover(targets, repo.config.ignore):
             print(f"recovered {res.txn_id}: {res.state.value}{': ' + res.error if res.error else ''}",
                   file=sys.stderr)
@@ -71,6 +74,13 @@ def transactional_apply(args: Any, repo: Any, desired: Any, targets: Mapping, en
     if res.state is TxnState.PENDING_CONFIRM:
         spawn_watcher(url, res.txn_id)
     return res
+
+
+def _reach(args: Any, repo: Any, engine: Any) -> Callable[[], ReachCheck]:
+    """Reachability verification in the verify step, over the layers this apply drives."""
+    on_unknown = OnUnknown.of(getattr(args, "on_unknown", None) or os.environ.get(ENV_ON_UNKNOWN))
+    layers = list(engine.drivers)
+    return lambda: ReachCheck(repo, layers, on_unknown)
 
 
 def _preparer(args: Any, engine: Any):

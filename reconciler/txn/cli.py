@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from reconciler.txn.apply import DEFAULT_STORE, open_journal, store_url, txn_exit, txn_line
 from reconciler.txn.models import TxnState
+from reconciler.txn.reach import OnUnknown
 from reconciler.txn.txn import Refused, Transactions
 
 
@@ -88,6 +89,11 @@ def cmd_revert(args: argparse.Namespace) -> int:
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
+    apply = sub.choices.get("apply")
+    if apply is not None:   # the transaction's options of `reconciler apply` (its parser is reconciler/cli.py's)
+        apply.add_argument("--on-unknown", choices=[o.value for o in OnUnknown], default=None,
+                           help="a pair the change leaves unknown (decided before): keep (default: reported in "
+                                "the transaction) or rollback (env RECONCILER_TXN_ON_UNKNOWN)")
     p = sub.add_parser("confirm", help="confirm a transaction applied with --confirm-within")
     p.add_argument("txn_id", metavar="TXID")
     p.add_argument("--store", help=f"database URL or SQLite file (env RECONCILER_STORE; default {DEFAULT_STORE})")

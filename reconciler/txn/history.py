@@ -39,9 +39,18 @@ def transactions(store: Any, limit: int = 50, txn_id: str | None = None, app: st
                     "started": row.started, "finished": row.finished, "deadline": row.deadline,
                     "reverts": row.reverts, "error": row.error, "apps": apps,
                     "timings": json.loads(row.timings or "{}"),
+                    "findings": [{"change": f.change, "kind": f.kind, "source": f.source, "dest": f.dest,
+                                  "line": f.line} for f in _findings(journal, row.txn_id)],
                     "targets": [{"layer": t.layer, "target": t.target, "status": t.status, "changes": t.changes,
                                  "writes": t.writes, "message": t.message} for t in targets]})
     return out
+
+
+def _findings(journal: Journal, txn_id: str) -> list[Any]:
+    try:
+        return journal.findings(txn_id)
+    except Exception:   # an older store without the findings table
+        return []
 
 
 def print_transactions(store: Any, limit: int = 50, txn_id: str | None = None) -> None:
@@ -59,5 +68,7 @@ def print_transactions(store: Any, limit: int = 50, txn_id: str | None = None) -
             msg = f"  {tg['message'][:100]}" if tg["message"] else ""
             print(f"{'':<20}   {tg['layer']:<10} {tg['target']:<14} {tg['status']:<12} "
                   f"{tg['changes']:>3} change(s) {tg['writes']:>3} write(s){msg}")
+        for f in t["findings"]:
+            print(f"{'':<20}   reachability {f['change']}: {f['line'][:200]}")
         if t["error"]:
             print(f"{'':<20}   {t['error'].splitlines()[0][:200]}")

@@ -15,6 +15,8 @@ Contract:
   next step, so a rollback and a confirm never both happen.
 - Locks are released when a transaction reaches a final state (`finish`).
 - Spec JSON goes through `REDACTOR` like everything else in the store.
+- `beat(owner)` refreshes an owner's heartbeat (`txn_owners`), `beats(owners)` reads them;
+  `record_findings` journals the reachability findings of a transaction's verify step.
 """
 from __future__ import annotations
 
@@ -28,7 +30,16 @@ from sqlmodel import Session, delete, select
 
 from reconciler.model import Layer, Resource, State
 from reconciler.redact import REDACTOR
-from reconciler.txn.models import TargetStatus, TxnLockRow, TxnResourceRow, TxnRow, TxnState, TxnTargetRow
+from reconciler.txn.models import (
+    TargetStatus,
+    TxnFindingRow,
+    TxnLockRow,
+    TxnOwnerRow,
+    TxnResourceRow,
+    TxnRow,
+    TxnState,
+    TxnTargetRow,
+)
 
 TargetId = tuple[Layer, str]
 
@@ -172,7 +183,52 @@ class Journal:
         except (OperationalError, DBAPIError):
             pass  # timings are informative; never fail a transaction for them
 
+    def beat(self, owner: str, now: float | None = None) -> None:
+        """Refresh `owner`'s heartbeat (an UPDATE, or an INSERT the first time; a racing insert
+        of the same owner is the same process, so an IntegrityError just retries the UPDATE)."""
+        now = time.time() if now is None else now
+        stmt = update(TxnOwnerRow).where(TxnOwnerRow.owner == owner).values(beat=now)  # type: ignore[arg-type]
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(stmt).rowcount == 1:
+                    return
+            try:
+                with self._session() as s:
+                    s.add(TxnOwnerRow(owner=owner, beat=now))
+                    s.commit()
+            except IntegrityError:
+                with self.engine.begin() as conn:
+                    conn.execute(stmt)
+        except (OperationalError, DBAPIError) as exc:
+            raise self._fail("heartbeat", exc) from None
+
+    def record_findings(self, txn_id: str, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """rows: (change, kind, source, dest, line)."""
+        if not rows:
+            return
+        try:
+            with self._session() as s:
+                for change, kind, source, dest, line in rows:
+                    s.add(TxnFindingRow(txn_id=txn_id, change=change, kind=kind, source=source[:200],
+                                        dest=dest[:200], line=REDACTOR.text(line)[:2000]))
+                s.commit()
+        except (OperationalError, DBAPIError) as exc:
+            raise self._fail("findings", exc) from None
+
     # ---- reads -------------------------------------------------------------------------
+    def beats(self, owners: Iterable[str]) -> dict[str, float]:
+        names = sorted(set(owners))
+        if not names:
+            return {}
+        with self._session() as s:
+            rows = s.exec(select(TxnOwnerRow).where(TxnOwnerRow.owner.in_(names))).all()  # type: ignore[attr-defined]
+            return {r.owner: r.beat for r in rows}
+
+    def findings(self, txn_id: str) -> list[TxnFindingRow]:
+        with self._session() as s:
+            return list(s.exec(select(TxnFindingRow).where(TxnFindingRow.txn_id == txn_id)
+                               .order_by(TxnFindingRow.id)).all())  # type: ignore[arg-type]
+
     def txn(self, txn_id: str) -> TxnRow | None:
         with self._session() as s:
             return s.get(TxnRow, txn_id)

@@ -7,6 +7,8 @@ Contract:
   `TxnResourceRow` one resource of a target's journalled pre-state (spec JSON, redacted);
   `TxnLockRow` holds a target for one unfinished transaction: its primary key is the
   target, so the database itself refuses a second transaction on that target.
+- `TxnOwnerRow` is the heartbeat of a process driving transactions; `TxnFindingRow` one
+  reachability finding of a transaction's verify step (what the change added or left unknown).
 - `TxnState` and `TargetStatus` are the only words these rows use.
 """
 from __future__ import annotations
@@ -96,3 +98,24 @@ class TxnLockRow(SQLModel, table=True):
     target: str = Field(primary_key=True, max_length=160)   # "layer/target"
     txn_id: str = Field(index=True, max_length=64)
     since: float = 0.0
+
+
+class TxnOwnerRow(SQLModel, table=True):
+    """The heartbeat of a process that drives transactions: refreshed while it applies or rolls
+    back, so a dead owner on any host is found by its expiry (txn.owner_alive)."""
+    __tablename__ = "txn_owners"
+    owner: str = Field(primary_key=True, max_length=160)
+    beat: float = 0.0
+
+
+class TxnFindingRow(SQLModel, table=True):
+    """A reachability finding of a transaction's verify step: a violation or leak the change
+    added (`added`), or a pair decided before that the change left `unknown` (`unknown`)."""
+    __tablename__ = "txn_findings"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    txn_id: str = Field(index=True, max_length=64)
+    change: str = Field(max_length=16)
+    kind: str = Field(max_length=16)
+    source: str = Field(default="", max_length=200)
+    dest: str = Field(default="", max_length=200)
+    line: str = ""                          # the pair and the hop that decides it (reach.finding_line)

@@ -18,6 +18,9 @@ Contract:
   checks all pass, before its deadline (the journal's compare-and-set, like `confirm`). With no
   checks configured nothing changes: only `reconciler confirm` or the deadline decide.
 - Self-heal uses transactions but not commit-confirm (docs/transactions.md says why).
+- Every sync's verify step includes reachability verification (txn/reach.py) with the repo being
+  applied; pairs the change leaves `unknown` roll back only with `txn_on_unknown: rollback` on the
+  config or RECONCILER_TXN_ON_UNKNOWN=rollback (default keep).
 """
 from __future__ import annotations
 
@@ -27,9 +30,11 @@ import time
 from typing import Any
 
 from reconciler.report import RunReport
+from reconciler.txn.heartbeat import row_owner_alive
 from reconciler.txn.journal import Journal, JournalUnavailable
 from reconciler.txn.models import TxnState
-from reconciler.txn.txn import Transactions, TxnResult, owner_alive
+from reconciler.txn.reach import ENV_ON_UNKNOWN, OnUnknown, ReachCheck
+from reconciler.txn.txn import Transactions, TxnResult
 
 log = logging.getLogger("reconciler.txn")
 UNKNOWN_RETRY_S = 15.0   # how often the leader retries targets left `unknown` by a rollback
@@ -95,7 +100,10 @@ def transactions_for(daemon: Any, engine: Any, loaded: Any) -> Transactions:
            "attempts": daemon.cfg.attempts, "observed": daemon.cfg.observed, "factory": daemon.cfg.driver_factory,
            "store": daemon.cfg.store_url, "daemon": daemon.cfg.instance}
     prepare = None if daemon.cfg.observed else make_preparer(engine.drivers)
-    return Transactions(engine, Journal(daemon.store), context=ctx, prepare=prepare, fence=lambda: _fence(daemon))
+    on_unknown = OnUnknown.of(getattr(daemon.cfg, "txn_on_unknown", None) or os.environ.get(ENV_ON_UNKNOWN))
+    layers = list(engine.drivers)
+    return Transactions(engine, Journal(daemon.store), context=ctx, prepare=prepare, fence=lambda: _fence(daemon),
+                        reach=lambda: ReachCheck(loaded.repo, layers, on_unknown))
 
 
 def _log_result(res: TxnResult) -> None:
@@ -151,11 +159,12 @@ def txn_tick(daemon: Any) -> None:
         journal = Journal(daemon.store)
         now = time.time()
         rows = journal.unfinished()
+        beats = journal.beats(r.owner for r in rows)
         confirmed = set(confirm_healthy(daemon, journal, rows, now))
         due = [r for r in rows if r.txn_id not in confirmed
                and ((r.state == TxnState.PENDING_CONFIRM.value and (r.deadline or 0) <= now)
                     or (r.state == TxnState.ROLLBACK_PENDING.value and now - r.updated >= UNKNOWN_RETRY_S)
-                    or (r.state != TxnState.PENDING_CONFIRM.value and not owner_alive(r.owner)))]
+                    or (r.state != TxnState.PENDING_CONFIRM.value and not row_owner_alive(r, beats, now)))]
     except Exception as exc:  # the store is down: nothing can be decided without the journal
         log.debug("txn tick: %s", exc)
         return

@@ -5,24 +5,24 @@ Contract (`Transactions(engine, journal, ...)`):
   each attempt the gate journals the observed pre-state of every target the plan touches (and
   holds those targets), checks the leader fence, and runs the tools' checks (`prepare`) once.
   A refusal there aborts with nothing written (`ABORTED`, naming target and message). After
-  the engine, verification is its final observe (observed == desired) plus `checks`; any
-  failure, or an exception once something was written, rolls back. Success ends `COMMITTED`,
-  or `PENDING_CONFIRM` with a deadline when `confirm_within` is given.
+  the engine, verification is its final observe (observed == desired) plus `checks` plus,
+  with `reach`, reachability verification (txn/reach.py: the touched targets observed again;
+  the transaction fails when the change ADDED a violation or a leak). Any failure, or an
+  exception once something was written, rolls back. Success ends `COMMITTED`, or
+  `PENDING_CONFIRM` with a deadline when `confirm_within` is given.
 - `rollback(txn_id)` applies the journalled pre-state (owned resources) as desired, with prune,
-  to the journalled targets through the same engine and drivers (deletes of what the
-  transaction created go in reverse layer order, restores in layer order: the engine's order),
-  then verifies resource by resource: `ROLLED_BACK`, `ROLLBACK_FAILED` naming the differing
-  resources, or `ROLLBACK_PENDING` when targets were unreachable (journalled `unknown`; the
-  next `recover` repairs them to the pre-state before anything else is applied).
-- `recover()` finishes what a dead process left: transactions mid-apply roll back, a lapsed
-  confirm window rolls back, `ROLLBACK_PENDING` ones retry their unknown targets.
+  to the journalled targets through the same engine and drivers in REVERSE layer order
+  (txn/rollback.py), then verifies resource by resource: `ROLLED_BACK`, `ROLLBACK_FAILED` naming the
+  differing resources, or `ROLLBACK_PENDING` when targets were unreachable (journalled `unknown`;
+  the next `recover` repairs them to the pre-state before anything else is applied).
+- `recover()` finishes what a dead process left (dead: txn/heartbeat.py, a local pid or an
+  expired heartbeat): transactions mid-apply roll back, a lapsed confirm window rolls back,
+  `ROLLBACK_PENDING` ones retry their unknown targets. Apply and rollback keep the heartbeat.
 - The journal is written before any device; `JournalUnavailable` aborts with nothing written.
 """
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,8 +34,11 @@ from reconciler.model import FrozenDict, IgnoreRule, Layer, Resource, State
 from reconciler.plan import Plan
 from reconciler.report import RunReport
 from reconciler.status import Outcome
+from reconciler.txn.heartbeat import HEARTBEAT_TTL_S, Heartbeat, owner_alive, row_owner_alive, this_owner
 from reconciler.txn.journal import Journal, JournalUnavailable, TargetBusy, TargetId, target_name
 from reconciler.txn.models import TargetStatus, TxnState
+from reconciler.txn.reach import ReachCheck, ReachOutcome, finding_line
+from reconciler.txn.rollback import rollback_runs
 
 # A check gets the run report of a clean apply and returns an error message or "".
 Check = Callable[[RunReport], str]
@@ -44,6 +47,7 @@ Preparer = Callable[[Mapping[Layer, Sequence[Any]]], Mapping[TargetId, str]]
 # The leader fence: "" while this process may write, else why not.
 Fence = Callable[[], str]
 
+__all__ = ["Refused", "Transactions", "TxnResult", "new_txn_id", "owner_alive", "this_owner", "timings_of"]
 _IN_FLIGHT = (TxnState.PREPARED, TxnState.APPLYING, TxnState.APPLIED, TxnState.VERIFIED, TxnState.ROLLING_BACK)
 
 
@@ -56,31 +60,12 @@ def new_txn_id() -> tuple[str, str]:
     return f"tx-{run_id}", run_id
 
 
-def this_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process that owns a transaction still runs (same host only; another
-    host's owner is presumed alive)."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass
 class TxnResult:
     txn_id: str
     state: TxnState
     report: RunReport | None = None
-    rollback: RunReport | None = None
+    rollback: list[RunReport] = field(default_factory=list)   # one run per layer, in reverse layer order
     differs: dict[str, list[str]] = field(default_factory=dict)   # "layer/target" -> resource keys
     unknown: list[str] = field(default_factory=list)
     error: str = ""
@@ -107,12 +92,14 @@ class _Gate:
     prepared: bool = False
     # the journalled pre-state, also kept here: a journal lost mid-transaction must not stop the rollback
     pre: dict[TargetId, tuple[Resource, ...]] = field(default_factory=dict)
+    reach: ReachCheck | None = None    # reachability before the first write, compared after the apply
 
 
 class Transactions:
     def __init__(self, engine: Engine, journal: Journal, *, context: Mapping[str, Any] | None = None,
                  prepare: Preparer | None = None, checks: Sequence[Check] = (), fence: Fence | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, reach: Callable[[], ReachCheck] | None = None,
+                 heartbeat_s: float | None = None, ttl_s: float = HEARTBEAT_TTL_S) -> None:
         self.engine = engine
         self.journal = journal
         self.context = dict(context or {})
@@ -120,16 +107,28 @@ class Transactions:
         self.checks = list(checks)
         self.fence = fence
         self.owner = owner or this_owner()
+        self.reach = reach     # a new ReachCheck per transaction (None: no reachability verification)
+        self.heartbeat = Heartbeat(journal, self.owner, *(() if heartbeat_s is None else (heartbeat_s,)))
+        self.ttl_s = ttl_s
 
     # ---- apply -------------------------------------------------------------------------
     def apply(self, desired: State, targets: Mapping[Layer, Sequence[Target]], *, prune: bool = False,
               apps: Sequence[str] | None = None, ignore: Sequence[IgnoreRule] = (), revision: str = "",
               trigger: str = "manual", confirm_within: float | None = None, reverts: str = "") -> TxnResult:
+        with self.heartbeat:   # alive for whoever looks at this transaction from another process or host
+            return self._apply(desired, targets, prune=prune, apps=apps, ignore=ignore, revision=revision,
+                               trigger=trigger, confirm_within=confirm_within, reverts=reverts)
+
+    def _apply(self, desired: State, targets: Mapping[Layer, Sequence[Target]], *, prune: bool,
+               apps: Sequence[str] | None, ignore: Sequence[IgnoreRule], revision: str, trigger: str,
+               confirm_within: float | None, reverts: str) -> TxnResult:
         txn_id, run_id = new_txn_id()
         self.journal.begin(txn_id, run_id=run_id, revision=revision, trigger=trigger, owner=self.owner,
                            context=self.context, apps=apps or (), reverts=reverts)
         wanted = _only_apps(desired, apps)
-        gate = _Gate(txn_id, wanted, {(l, t.name): t for l, ts in targets.items() for t in ts}, prune)
+        gate = _Gate(txn_id, wanted, {(l, t.name): t for l, ts in targets.items() for t in ts}, prune,
+                     # a revert restores an older state the repo's intents may not describe: no reachability
+                     reach=self.reach() if self.reach is not None and not reverts else None)
         t0 = time.monotonic()
         self.engine.write_gate = lambda rid, plan, observed: self._gate(gate, plan, observed)
         try:
@@ -148,7 +147,7 @@ class Transactions:
             return self._finish(txn_id, TxnState.NOOP if report.converged else TxnState.ABORTED,
                                 "" if report.converged else _report_error(report), report)
         self._mark_written(txn_id, report)
-        problem = _report_error(report) if not report.converged else self._verify(report)
+        problem = _report_error(report) if not report.converged else self._verify(report) or self._reach(gate)
         if not problem and self.fence is not None:
             problem = self.fence()   # the leader lock, checked at commit
         if problem:
@@ -166,6 +165,8 @@ class Transactions:
             t = (c.key.layer, c.key.target)
             touched[t] = touched.get(t, 0) + 1
         pre = {t: tuple(observed.for_target(*t).resources.values()) for t in touched}
+        if gate.reach is not None and not gate.reach.ready:
+            self._reach_before(gate, observed)
         if self.fence is not None:
             why = self.fence()
             if why:
@@ -190,6 +191,35 @@ class Transactions:
             if why:
                 return f"verification failed: {why}"
         return ""
+
+    def _reach_before(self, gate: _Gate, observed: State) -> None:
+        assert gate.reach is not None
+        try:
+            secs = gate.reach.before(observed, gate.targets)
+        except Exception as exc:   # a verifier bug must not block writes; reported, then no reachability check
+            gate.reach, why = None, repr(exc)
+            _journal_try(lambda: self.journal.record_findings(gate.txn_id, [("error", "error", "", "", why)]))
+            return
+        self.journal.add_timing(gate.txn_id, "reach", secs)
+
+    def _reach(self, gate: _Gate) -> str:
+        """Reachability verification: observe the touched targets again and compare each pair's
+        finding with its finding before the first write; '' unless the change added one."""
+        if gate.reach is None or not gate.reach.ready:
+            return ""
+        t0 = time.monotonic()
+        by_layer: dict[Layer, list[Target]] = {}
+        for tid in gate.pre:
+            by_layer.setdefault(tid[0], []).append(gate.targets.get(tid) or Target(tid[1], tid[0]))
+        observed, obs = self.engine.observe(by_layer)
+        changed = {tid: tuple(observed.for_target(*tid).resources.values()) for tid in gate.pre}
+        unreachable = {tid: o.error or o.outcome.value for tid, o in obs.items() if not o.ok}
+        out: ReachOutcome = gate.reach.after(changed, unreachable)
+        self.journal.record_findings(gate.txn_id, [(change, f.kind, f.source.id, f.dest.id, finding_line(f))
+                                                   for change, f in out.rows()])
+        self.journal.add_timing(gate.txn_id, "reach", time.monotonic() - t0)
+        why = out.problem()
+        return f"verification failed: {why}" if why else ""
 
     def _refused(self, gate: _Gate, why: str, targets: Mapping[Layer, Sequence[Target]],
                  ignore: Sequence[IgnoreRule]) -> TxnResult:
@@ -244,24 +274,28 @@ class Transactions:
         gate, self.engine.write_gate = self.engine.write_gate, None
         publish_state, self.engine.publish_state = self.engine.publish_state, False
         try:
-            rb = self.engine.run(owned, rb_targets, prune=True, ignore=ignore, trigger="txn-rollback",
-                                 revision=f"rollback {txn_id}", run_id=f"rb{uuid.uuid4().hex[:10]}")
+            with self.heartbeat:
+                runs, clean = rollback_runs(self.engine, owned, rb_targets, ignore, f"rollback {txn_id}",
+                                            lambda step, secs: self.journal.add_timing(txn_id, step, secs))
         finally:
             self.engine.write_gate, self.engine.publish_state = gate, publish_state
         secs = time.monotonic() - t0
         self.journal.add_timing(txn_id, "rollback", secs)
-        return self._rollback_outcome(txn_id, tids, known, rb, secs)
+        return self._rollback_outcome(txn_id, tids, known, runs, clean, secs)
 
     def _rollback_outcome(self, txn_id: str, tids: Sequence[TargetId], known: Mapping[TargetId, Target],
-                          rb: RunReport, secs: float) -> TxnResult:
+                          runs: Sequence[RunReport], clean: set[TargetId], secs: float) -> TxnResult:
         differs: dict[str, list[str]] = {}
-        for c in rb.residual.changes:
+        for c in (c for rb in runs for c in rb.residual.changes):
             differs.setdefault(target_name((c.key.layer, c.key.target)), []).append(str(c.key))
+        reports = {k: rep for rb in runs for k, rep in rb.targets.items()}
         status: dict[TargetId, tuple[TargetStatus, str]] = {}
         unknown: list[str] = []
         for tid in tids:
-            rep = rb.targets.get(tid)
-            if tid not in known or rep is None or rep.outcome is Outcome.UNREACHABLE:
+            rep = reports.get(tid)
+            if tid in clean and tid not in reports:
+                status[tid] = (TargetStatus.ROLLED_BACK, "")
+            elif tid not in known or rep is None or rep.outcome is Outcome.UNREACHABLE:
                 status[tid] = (TargetStatus.UNKNOWN, rep.error if rep else "not in the inventory")
                 unknown.append(target_name(tid))
             elif target_name(tid) in differs or not rep.ok:
@@ -278,7 +312,7 @@ class Transactions:
         else:
             state, err = TxnState.ROLLED_BACK, ""
         lost += _journal_try(lambda: self.journal.set_state(txn_id, state, error=err or None))
-        return TxnResult(txn_id, state, rollback=rb, differs=differs, unknown=unknown,
+        return TxnResult(txn_id, state, rollback=list(runs), differs=differs, unknown=unknown,
                          error="; ".join([e for e in (err, *lost) if e]), timings={"rollback": secs})
 
     # ---- confirm, recover, revert ----------------------------------------------------------
@@ -290,12 +324,12 @@ class Transactions:
                 only: str | None = None) -> list[TxnResult]:
         """Finish what dead processes and lapsed confirm windows left, oldest first."""
         done = []
-        for row in self.journal.unfinished():
-            if only and row.txn_id != only:
-                continue
+        rows = [r for r in self.journal.unfinished() if not only or r.txn_id == only]
+        beats = self.journal.beats(r.owner for r in rows)
+        for row in rows:
             state = TxnState(row.state)
             now = time.time()
-            if state in _IN_FLIGHT and row.owner != self.owner and not owner_alive(row.owner):
+            if state in _IN_FLIGHT and row.owner != self.owner and not row_owner_alive(row, beats, now, self.ttl_s):
                 won = self.journal.claim(row.txn_id, [state], TxnState.ROLLING_BACK, owner=self.owner)
             elif state is TxnState.PENDING_CONFIRM:
                 won = self.journal.claim(row.txn_id, [state], TxnState.ROLLING_BACK, owner=self.owner, not_before=now)

@@ -190,3 +190,35 @@ def test_kill_9_between_switch_and_host_layers_then_restart(world, tmp_path):
     assert json.loads(journal.txn(txn_id).timings).get("recover", 0) > 0
     assert_pre_state(engine, journal, txn_id, targets)
     print(f"restart recovery: {took:.2f}s (process), {json.loads(journal.txn(txn_id).timings)}")
+
+
+FOREIGN_DROP = """table ip handmade {
+    chain input { type filter hook input priority -10; policy accept; ip saddr 10.50.1.0/24 drop; }
+}
+"""
+
+
+def test_plain_apply_rolls_back_a_clean_change_that_blocks_an_allowed_path(world, tmp_path):
+    """The change applies cleanly (observed == desired), but a foreign nftables table appears on h1
+    with it (the diff does not model foreign tables): shop/web on h1 no longer gets api's replies.
+    Plain `reconciler apply`'s reachability verification sees the violation the change added, rolls
+    back, and the journal names the pair and the hop."""
+    lab, engine, tx, new, targets = world
+    db = tmp_path / "cli.sqlite"
+    argv, _ = lab.node_argv("h1", ["nft", "-f", "-"])
+    env = {"TXN_FAULT": "foreign-after-hosts", "TXN_FAULT_ARGV": json.dumps(argv), "TXN_FAULT_INPUT": FOREIGN_DROP,
+           "PYTHONPATH": f"{ROOT / 'tests' / 'lab'}:{ROOT}"}
+    try:
+        p = _cli(*_apply_argv(tmp_path, lab, db), "--driver-factory", "txn_faults:factory", env=env)
+        assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
+        journal = Journal(Store(str(db)))
+        txn_id = _only_txn(journal)
+        row = journal.txn(txn_id)
+        assert row.state == TxnState.ROLLED_BACK.value, row.error
+        want = "violation shop/web@10.50.1.11 -> shop/api@10.50.1.21:8080 at host h1: nftables ip handmade input"
+        assert "verification failed: reachability: the change added" in row.error and want in row.error, row.error
+        added = {(f.kind, f.source, f.dest) for f in journal.findings(txn_id) if f.change == "added"}
+        assert ("violation", "shop/web@10.50.1.11", "shop/api@10.50.1.21:8080") in added, added
+        assert_pre_state(engine, journal, txn_id, targets)
+    finally:
+        lab.exec("h1", ["nft", "delete", "table", "ip", "handmade"], check=False)
