@@ -54,7 +54,8 @@ API = "xds:///api.shop:8080"
 
 
 def _stats(name: str, xs: list[float]) -> str:
-    return f"  {name:<22} p50 {statistics.median(xs):.2f}s  p95 {pct(xs, 95):.2f}s  max {max(xs):.2f}s  (n={len(xs)})"
+    return (f"  {name:<22} p50 {statistics.median(xs):.2f}s  p90 {pct(xs, 90):.2f}s  p95 {pct(xs, 95):.2f}s  "
+            f"max {max(xs):.2f}s  (n={len(xs)})")
 
 
 def _daemon(tmp: Path, bare: Path, inventory: str, port: int, secret: Path) -> subprocess.Popen:
@@ -153,6 +154,7 @@ def run(lab: Lab, iterations: int, tmp: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--keep-log", type=Path, default=None, help="copy the daemon's JSON log here (for profiling)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ni-4l-bench-"))
     lab = Lab.from_file(ROOT / "labs" / "app-fabric.clab.yml", "ni-4l-b", tmp / "inventory", "172.31.93.0/24")
@@ -165,6 +167,8 @@ def main() -> int:
         return 0
     finally:
         lab.down()
+        if args.keep_log and (tmp / "serve.log").exists():
+            shutil.copy(tmp / "serve.log", args.keep_log)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -52,6 +52,10 @@ class _Progress:
     unknown: dict = field(default_factory=dict)   # desired resources on targets that could not be observed
     plan: Plan = field(default_factory=Plan)   # the latest plan: what still differs
     attempt: int = 0
+    # targets whose observation failed: one observed again "came back". A target whose APPLY said
+    # unreachable (e.g. a workload with no ADS stream, its CSDS fine) is tried again in the next
+    # attempt, but the verify round does not turn its last answer into "still differs"
+    down: set = field(default_factory=set)
 
 
 class Engine:
@@ -172,7 +176,7 @@ class Engine:
             else:
                 observed, obs = self.observe(targets, run_id)
                 raw, observed = observed, _filter_apps(observed, app_filter)
-            reachable = self._note_observations(obs, reports)
+            reachable = self._note_observations(obs, reports, progress.down, final=attempt > self.attempts)
             plan = progress.plan = _restrict(make_plan(desired, observed, prune, ignore), reachable)
             if progress.initial is None:
                 self._note_initial_drift(progress, plan, desired, observed, reports, reachable, run_id)
@@ -212,16 +216,19 @@ class Engine:
 
     @staticmethod
     def _note_observations(obs: Mapping[tuple[Layer, str], Observation],
-                           reports: dict[tuple[Layer, str], TargetReport]) -> set[tuple[Layer, str]]:
+                           reports: dict[tuple[Layer, str], TargetReport], down: set,
+                           final: bool = False) -> set[tuple[Layer, str]]:
         reachable = set()
         for k, o in obs.items():
             rep = reports[k]
             if o.ok:
                 reachable.add(k)
-                if rep.outcome is Outcome.UNREACHABLE:  # came back within this run
+                if rep.outcome is Outcome.UNREACHABLE and (k in down or not final):  # came back within this run
                     rep.outcome, rep.error = Outcome.NOOP, ""
+                down.discard(k)
             else:
                 rep.outcome, rep.error = o.outcome, o.error
+                down.add(k)
         return reachable
 
     def _apply(self, plan: Plan, desired: State, observed: State, targets: Mapping[Layer, Sequence[Target]],

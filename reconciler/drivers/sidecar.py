@@ -223,6 +223,8 @@ class SidecarDriver:
             changed = {t: v for t, v in versions.items() if old_versions.get(t) != v}
             if changed:
                 expected[node] = changed
+            elif not self.cache.connected(node):   # set before, never fetched: the node has no ADS stream
+                results[node] = self._no_stream(node, 0, time.monotonic() - t0, ads.get(node, ""))
             else:
                 results[node] = ApplyResult(node, Outcome.NOOP)
         if expected:
@@ -293,10 +295,7 @@ class SidecarDriver:
                 duration: float, ads: str = "") -> ApplyResult:
         writes = len(types)
         if all(s.state is AckState.NO_STREAM for s in types.values()) and not self.cache.connected(node):
-            tried = f" (its bootstrap names the ADS server at {ads}: is it reachable from the host?)" if ads else ""
-            return ApplyResult(node, Outcome.UNREACHABLE, writes=writes, duration_s=duration,
-                               error=f"no ADS stream from node {node}{tried}; its snapshot is set and "
-                                     "will be served when it connects")
+            return self._no_stream(node, writes, duration, ads)
         nacks = {t: s for t, s in types.items() if s.state is AckState.NACKED}
         pending = {t: s for t, s in types.items() if s.state is AckState.PENDING}
         if not nacks and not pending:
@@ -308,9 +307,16 @@ class SidecarDriver:
             failed |= self._nacked_keys(node, t, s.error, old.get(t, {}), new.get(t, {}))
         for t, s in pending.items():
             errors.append(f"{node}: no ACK for {_SHORT.get(t, t)} version {s.version} "
-                          f"within {self.ack_timeout}s")
+                          f"within {self.ack_timeout}s" + (f" (ADS server at {ads})" if ads else ""))
         return ApplyResult(node, Outcome.FAILED, writes=writes, duration_s=duration,
                            error="; ".join(errors), failed_keys=tuple(sorted(failed)))
+
+    @staticmethod
+    def _no_stream(node: str, writes: int, duration: float, ads: str) -> ApplyResult:
+        tried = f" (its bootstrap names the ADS server at {ads}: is it reachable from the host?)" if ads else ""
+        return ApplyResult(node, Outcome.UNREACHABLE, writes=writes, duration_s=duration,
+                           error=f"no ADS stream from node {node}{tried}; its snapshot is set and "
+                                 "will be served when it connects")
 
     @staticmethod
     def _nacked_keys(node: str, type_url: str, message: str, old: Mapping, new: Mapping) -> set[str]:

@@ -8,6 +8,9 @@ Contract:
   `flush` (2 s: write events queued while the database was unreachable).
 - Sync requests (poll, webhook, manual, startup) are coalesced: while a sync runs, any
   number of requests collapse into ONE more sync, which fetches and takes the newest head.
+- A commit's automatic sync observes and applies only the targets its change touches, from a
+  base revision known to be in place (service/touched.py says when it stays full: startup, manual
+  sync, rollback, another inventory or config, or no committed base). Drift scans stay full.
 - A revision is loaded from git objects and validated; an invalid (or, with a keyring,
   unsigned) revision is refused with the validation errors (recorded as a FAILED run and in
   `service_state.refused`), and the last good revision stays the one applied and healed.
@@ -42,7 +45,6 @@ from typing import Any, Mapping
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reconciler.compile import Compiler
 from reconciler.drivers.registry import DriverLoadError, drivers_for, targets_of
 from reconciler.engine import Engine
 from reconciler.events import EventBus
@@ -50,6 +52,7 @@ from reconciler.ipam.binding import StoreBinding
 from reconciler.redact import REDACTOR
 from reconciler.report import RunReport
 from reconciler.revision import REFUSALS, load_revision, refusal_lines
+from reconciler.service.commit_compile import CommitCompiler
 from reconciler.service.config import DaemonConfig, Loaded, now_utc
 from reconciler.service.config import safe as _safe
 from reconciler.service.gitsource import GitSource, SourceError
@@ -57,9 +60,17 @@ from reconciler.service.jsonlog import log_event
 from reconciler.service.leader import leader_lock
 from reconciler.service.metrics import Metrics
 from reconciler.service.reachability import Reachability
-from reconciler.service.shard_fence import fence_drivers, mark_dead_runs, retry_refused, shard_health, start_shards
+from reconciler.service.shard_fence import (
+    fence_drivers,
+    mark_dead_runs,
+    retry_refused,
+    shard_health,
+    start_shards,
+    wait_targets_free,
+)
 from reconciler.service.shard_lease import Fence, Membership
 from reconciler.service.store import Store
+from reconciler.service.touched import journal_settled, narrow, went_live
 from reconciler.service.windows import window_verdict
 from reconciler.status import Phase
 from reconciler.telemetry.service import for_daemon as telemetry_for_daemon
@@ -93,7 +104,7 @@ class Daemon:
         self.reach = Reachability(self.store, self.metrics)   # verify after each run (service/reachability.py)
         self.telemetry = telemetry_for_daemon(self)   # own thread and schedule: never blocks a sync
         self.bus.subscribe(log_event)
-        self.compiler = Compiler()
+        self.compiler = CommitCompiler(str(self.source.repo_dir))   # a commit's changed apps: compile=change
         self._ipam = StoreBinding(self.store.engine, record=True)  # IPAM allocations: kept in and recorded to the store
         self.current: Loaded | None = None
         self.is_leader = False
@@ -110,6 +121,7 @@ class Daemon:
         self._force = True
         self._retry: dict[str, tuple[int, float]] = {}
         self._retry_loaded: Loaded | None = None   # shards: a refused first sync is retried at this revision
+        self._in_place: Loaded | None = None   # the last revision a full sync put in place for good (touched.py)
         self._intervals: tuple[float, float] | None = None
         self._stop = threading.Event()
         self._next_prune = 0.0
@@ -272,7 +284,9 @@ class Daemon:
                 self.window_reason = why
                 return None
         self.window_reason = ""
-        report = self._apply(loaded, run_trigger, None)
+        # a commit's sync observes and applies only the targets its change touches (service/touched.py)
+        report = self._apply(loaded, run_trigger, None,
+                             narrowable=not manual and run_trigger != "rollback" and not self._force)
         if report is not None:
             self._force = False
         return report
@@ -373,7 +387,8 @@ class Daemon:
                               factory=self.cfg.driver_factory)
         return drivers if self.fence is None else fence_drivers(drivers, self.fence)
 
-    def _apply(self, loaded: Loaded, trigger: str, apps: list[str] | None, blocking: bool = True) -> RunReport | None:
+    def _apply(self, loaded: Loaded, trigger: str, apps: list[str] | None, blocking: bool = True,
+               narrowable: bool = False) -> RunReport | None:
         if not self._run_lock.acquire(blocking=blocking):
             return None
         full = apps is None
@@ -390,25 +405,34 @@ class Daemon:
             engine = self._engine_for(loaded, trigger, apps)
             if engine is None:
                 return None
+            if self.shard is not None and apps:  # another member's transaction on our targets: wait, not refuse
+                wait_targets_free(self, loaded, apps)
             # every sync is a transaction (journal first)
             from reconciler.txn.service import run_sync
 
-            report = run_sync(self, engine, loaded, apps, trigger)
+            scoped = (narrow(self._in_place, loaded) if narrowable and full and self.shard is None
+                      and journal_settled(self.store) else None)
+            if scoped is not None:
+                log.info("revision %s touches %d target(s); only those are observed and applied", loaded.revision[:12],
+                         sum(map(len, scoped.targets.values())))
+            report = run_sync(self, engine, scoped or loaded, apps, trigger)
             if report is None:
                 if self.shard is not None:  # refused before writing (e.g. a target busy with another member)
                     retry_refused(self, loaded, apps)
                 return None
+            if full:   # applied: reported as the daemon's revision now, not after the verification below
+                self.current = loaded
+                self._reschedule(loaded)
+                if self.refused and self.refused.get("sha") != loaded.revision:
+                    self.refused = None
+                    _safe(lambda: self.store.set_service("refused", None))
+                _safe(lambda: self.store.set_service("applied_revision", loaded.revision))
             self.reach.after_run(loaded, report, engine)
         finally:
             self._run_lock.release()
-        if full:
-            self.current = loaded
-            self._reschedule(loaded)
-            if self.refused and self.refused.get("sha") != loaded.revision:
-                self.refused = None
-                _safe(lambda: self.store.set_service("refused", None))
-            _safe(lambda: self.store.set_service("applied_revision", loaded.revision))
         self._note_failures(report, apps)
+        if full:   # the base of the next commit's narrowed sync: only a revision known to be in place
+            self._in_place = loaded if went_live(self.store, report) and not self._retry else None
         return report
 
     def _note_failures(self, report: RunReport, apps: list[str] | None) -> None:

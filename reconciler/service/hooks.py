@@ -27,8 +27,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
-from reconciler.revision import check_revision, verify_signature
-
 CONFIG = "netintent-hooks.json"
 MARK = "# netintent-reconciler hook"
 ZERO = "0" * 40
@@ -36,6 +34,14 @@ ZERO = "0" * 40
 
 class HookError(Exception):
     pass
+
+
+def __getattr__(name: str) -> Any:
+    """`check_revision` and `verify_signature` stay importable from here, loaded on first use."""
+    if name in ("check_revision", "verify_signature"):
+        import reconciler.revision
+        return getattr(reconciler.revision, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def install(bare_repo: str | os.PathLike, *, webhook: str | None = None, secret_file: str | None = None,
@@ -97,6 +103,9 @@ def _updates(lines: Sequence[str], branch: str | None) -> list[tuple[str, str, s
 
 
 def pre_receive(stdin_lines: Sequence[str], git_dir: Path | None = None) -> int:
+    # imported here, not at the top: post-receive must not pay ~1 s of imports (load, compile,
+    # IPAM) before it notifies the daemon; that time is on every push's way to the network
+    from reconciler.revision import check_revision, verify_signature
     git_dir = git_dir or _git_dir()
     cfg = _config(git_dir)
     rc = 0

@@ -7,7 +7,9 @@ Contract:
   foreign resources included), so a drift scan costs no extra observation.
 - `after_run(loaded, report, engine)` is called by the daemon with the run lock held, after
   every run. Targets the run wrote are observed again (their readback stays inside the
-  engine), then the model is updated: a new revision (or the first run) verifies everything
+  engine), unless something observed them since the run ended (the transaction's reachability
+  check does: observing twice cost a commit 2-3 s), then the model is updated: a new revision
+  (or the first run) verifies everything
   (reconciler.verify.incremental.Incremental), otherwise only the destinations that read a
   target whose observed resources changed are recomputed. A target that could not be
   observed makes its pairs `unknown` with the driver's reason. Results of the applications whose
@@ -51,6 +53,7 @@ class Reachability:
         self.totals: dict[str, int] = {}
         self._obs: dict[tuple[Layer, str], list[Resource]] = {}
         self._why: dict[tuple[Layer, str], str] = {}
+        self._at: dict[tuple[Layer, str], float] = {}   # when each target was last observed (time.time())
         self._tried: dict[str, frozenset] = {}
         self._tapped: weakref.WeakSet = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -73,8 +76,10 @@ class Reachability:
         grouped: dict[tuple[Layer, str], list[Resource]] = {}
         for r in state.resources.values():
             grouped.setdefault((r.key.layer, r.key.target), []).append(r)
+        now = time.time()
         with self._lock:
             for k, o in results.items():
+                self._at[k] = now
                 if o.ok:
                     self._obs[k] = grouped.get(k, [])
                     self._why.pop(k, None)
@@ -113,7 +118,9 @@ class Reachability:
             self.error = f"off: no driver for the {', '.join(missing)} layer(s)"
             return set()
         self.tap(engine)
-        written = {k for k, t in report.targets.items() if t.writes}
+        ended = report.started + report.duration_s
+        with self._lock:
+            written = {k for k, t in report.targets.items() if t.writes and self._at.get(k, 0.0) < ended}
         if written and not report.dry_run:
             engine.observe({layer: [t for t in ts if (layer, t.name) in written]
                             for layer, ts in loaded.targets.items() if any((layer, t.name) in written for t in ts)},

@@ -170,3 +170,24 @@ def test_fused_and_prestarted_layers_keep_the_create_order(tmp_path):
                    ("together", [Layer.HYPERVISOR, Layer.HOST])]
     creates = [l for a, l in Recording.calls if a is not Action.DELETE]
     assert creates == [Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST]
+
+
+class PushUnreachable(Recording):
+    """Observes fine (like a workload's CSDS) but cannot be written (like no ADS stream)."""
+
+    def apply(self, plans, dry_run=False):
+        from reconciler.drivers.base import ApplyResult
+        Recording.calls.extend((c.action, c.key.layer) for tp in plans for c in tp.changes)
+        return {tp.target.name: ApplyResult(tp.target.name, Outcome.UNREACHABLE, error="no stream via 10.9.9.9:18001")
+                for tp in plans}
+
+
+def test_a_target_its_apply_cannot_reach_is_retried_and_reported_unreachable_with_the_reason(tmp_path):
+    eng, targets, path = engine_for(tmp_path, {"resources": []}, attempts=3)
+    eng.drivers[Layer.SIDECAR] = PushUnreachable(Layer.SIDECAR, path)
+    desired = State.of([R(Layer.SIDECAR, "t1", "a"), R(Layer.HOST, "t1", "h")])
+    report = eng.run(desired, targets)
+    side = report.targets[(Layer.SIDECAR, "t1")]
+    assert side.outcome is Outcome.UNREACHABLE and "10.9.9.9:18001" in side.error   # not "still differs"
+    assert Recording.calls.count((Action.CREATE, Layer.SIDECAR)) == 3   # tried in every attempt
+    assert report.targets[(Layer.HOST, "t1")].outcome is Outcome.APPLIED and report.phase is Phase.FAILED

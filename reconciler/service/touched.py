@@ -1,0 +1,91 @@
+"""The targets a new revision touches: a commit's sync observes and applies only those.
+
+Contract:
+- `touched_targets(before, after)` -> the (layer, target) pairs on which any desired resource
+  was added, removed or changed between two desired states (pure; resources compare as tuples).
+- `narrow(base, new)` -> `new` with `targets` cut down to the layers and targets the change
+  from `base` touches (a target kept is kept whole: all its resources are observed and planned),
+  or None when the sync must stay full: no base, another inventory (path or targets), or another
+  sync config (prune, ignore rules, ...): those change what the plan of an untouched target is.
+- Why this is safe: `base` is a revision known to be in place on every target (the daemon sets
+  it only after a full or narrowed run of it converged and its transaction committed), so an
+  untouched target already holds what `new` wants of it. Drift on untouched targets is what
+  the drift scan (always every target) finds and self-heal repairs; failed apps are retried on
+  every target by the retry job.
+- `RECONCILER_NARROW_SYNC=0` in the environment turns narrowing off (every sync full).
+- `went_live(store, report)`: whether a sync's run put its revision in place for good: the run
+  converged and its transaction (the journal row of its run id) ended `committed` or `noop`
+  (not rolled back, not pending a confirm that may still roll it back). Any doubt (journal
+  unreadable) is False: the next sync is then full.
+- `journal_settled(store)`: no transaction in the journal is unfinished. A sync first recovers
+  unfinished transactions with the targets it is given, and a rollback skips journalled targets
+  it is not given: so a narrowed sync only runs when nothing is left to recover (else it is full).
+- A change that touches nothing (e.g. a README commit) gives empty targets: the run records the
+  revision as applied and reads no device.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+from sqlmodel import Session, select
+
+from reconciler.model import Layer, State
+from reconciler.report import RunReport
+from reconciler.service.config import Loaded
+from reconciler.status import Phase
+
+__all__ = ["journal_settled", "narrow", "touched_targets", "went_live"]
+
+NARROW_ENV = "RECONCILER_NARROW_SYNC"
+_FOR_GOOD = ("committed", "noop")   # txn.models.TxnState values a transaction ends in for good
+
+
+def touched_targets(before: State, after: State) -> set[tuple[Layer, str]]:
+    old, new = before.resources, after.resources
+    touched = {(k.layer, k.target) for k, r in new.items() if old.get(k) != r}
+    touched |= {(k.layer, k.target) for k in old.keys() - new.keys()}
+    return touched
+
+
+def _same_config(a: Any, b: Any) -> bool:
+    try:
+        return bool(a.repo.config == b.repo.config)
+    except Exception:   # an incomparable config: treat as changed (a full sync is always correct)
+        return False
+
+
+def narrow(base: Loaded | None, new: Loaded) -> Loaded | None:
+    """`new` restricted to what changed since `base` (see the module contract), or None: full."""
+    if os.environ.get(NARROW_ENV, "1") == "0":
+        return None
+    if base is None or base.inventory_path != new.inventory_path or base.targets != new.targets:
+        return None
+    if not _same_config(base, new):
+        return None
+    touched = touched_targets(base.desired, new.desired)
+    targets = {layer: [t for t in ts if (layer, t.name) in touched] for layer, ts in new.targets.items()}
+    return replace(new, targets={layer: ts for layer, ts in targets.items() if ts})
+
+
+def went_live(store: Any, report: RunReport | None) -> bool:
+    """Whether `report`'s run put its revision in place for good (see the module contract)."""
+    if report is None or report.dry_run or report.phase is not Phase.SUCCEEDED:
+        return False
+    try:
+        from reconciler.txn.models import TxnRow
+        with Session(store.engine) as s:
+            rows = s.exec(select(TxnRow).where(TxnRow.run_id == report.run_id)).all()
+    except Exception:   # journal unreadable: in doubt, the next sync is full
+        return False
+    return bool(rows) and all(r.state in _FOR_GOOD for r in rows)
+
+
+def journal_settled(store: Any) -> bool:
+    """Whether no transaction is left unfinished (see the module contract); False in doubt."""
+    try:
+        from reconciler.txn.journal import Journal
+        return not Journal(store).unfinished()
+    except Exception:
+        return False
