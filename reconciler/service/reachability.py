@@ -87,6 +87,11 @@ class Reachability:
                     self._obs.pop(k, None)
                     self._why[k] = f"{o.outcome.value}: {o.error}".strip(": ")
 
+    def cached(self, loaded: Any) -> tuple[list[Resource], dict[tuple[str, str], str]]:
+        """The latest observation of every target of `loaded` (a transaction's baseline for the
+        targets its run does not observe), and why the others are not known."""
+        return self._observed(loaded, set(loaded.targets))
+
     def _observed(self, loaded: Any, layers: set[Layer]) -> tuple[list[Resource], dict[tuple[str, str], str]]:
         resources: list[Resource] = []
         unobserved: dict[tuple[str, str], str] = {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from reconciler.intents.models import IntentRepo
 from reconciler.model import Layer, Resource
@@ -85,10 +85,17 @@ def _worse(after: Finding, before: Finding | None) -> bool:
     return after.kind == LEAK and _LEAK_RANK.get(after.extent, 0) > _LEAK_RANK.get(before.extent, 0)
 
 
+# () -> (resources, {(layer, target): why unobserved}) of the targets a run did not observe itself
+Baseline = Callable[[], tuple[list[Resource], Mapping[tuple[str, str], str]]]
+
+
 class ReachCheck:
     def __init__(self, repo: IntentRepo, layers: Iterable[Layer | str] | None = None,
-                 on_unknown: OnUnknown = OnUnknown.KEEP) -> None:
+                 on_unknown: OnUnknown = OnUnknown.KEEP, baseline: Baseline | None = None) -> None:
         self.repo = repo
+        # the latest observation of targets this run does not observe (the daemon's cache): a sync
+        # that reads only the targets its change touches still judges pairs that cross the others
+        self.baseline = baseline
         self.layers = [l.value if isinstance(l, Layer) else l for l in layers] if layers is not None else None
         self.on_unknown = on_unknown
         self.inc: Incremental | None = None
@@ -104,8 +111,14 @@ class ReachCheck:
         t0 = time.perf_counter()
         resources = list(observed)
         seen = {(r.key.layer, r.key.target) for r in resources}
-        self.unobserved = {(l.value, n): "not observed before the transaction" for l, n in targets
-                           if (l, n) not in seen}
+        cached: dict[tuple[str, str], str] = {}
+        if self.baseline is not None:
+            base, base_unobserved = self.baseline()
+            resources += [r for r in base if (r.key.layer, r.key.target) not in seen]
+            cached = {k: v for k, v in base_unobserved.items() if (Layer(k[0]), k[1]) not in seen}
+            seen |= {(r.key.layer, r.key.target) for r in base}
+        self.unobserved = {**cached, **{(l.value, n): "not observed before the transaction" for l, n in targets
+                                        if (l, n) not in seen}}
         self.inc = Incremental(self.repo, resources, self.unobserved, self.layers)
         self._before = {_pair(f): f for f in self.inc.findings()}
         return time.perf_counter() - t0

@@ -103,7 +103,8 @@ def transactions_for(daemon: Any, engine: Any, loaded: Any) -> Transactions:
     on_unknown = OnUnknown.of(getattr(daemon.cfg, "txn_on_unknown", None) or os.environ.get(ENV_ON_UNKNOWN))
     layers = list(engine.drivers)
     return Transactions(engine, Journal(daemon.store), context=ctx, prepare=prepare, fence=lambda: _fence(daemon),
-                        reach=lambda: ReachCheck(loaded.repo, layers, on_unknown))
+                        reach=lambda: ReachCheck(loaded.repo, layers, on_unknown,
+                                                 baseline=lambda: daemon.reach.cached(loaded)))
 
 
 def _log_result(res: TxnResult) -> None:

@@ -71,6 +71,34 @@ def test_pairs_that_become_unknown_are_reported_and_roll_back_only_when_asked():
     assert rb.problem().startswith("reachability: the change added unknown")
 
 
+def test_a_run_that_observed_only_the_touched_target_judges_with_the_cached_rest():
+    """A narrowed daemon sync observes only h3; the daemon's latest observation of every other
+    target is the baseline, so the pair web -> api (which reads h1 and the fabric too) is decided
+    before and after, and the violation the change adds on h3 is caught."""
+    base = resources()
+    cached = [r for r in base if (r.key.layer, r.key.target) != H3]
+    with_cache = ReachCheck(example()[0], L4, baseline=lambda: (cached, {}))
+    with_cache.before(_of(base, H3), [H3])
+    assert not with_cache.unobserved
+    out = with_cache.after({H3: _of(_foreign_drop(base), H3)})
+    assert [(f.kind, f.source.id, f.dest.id) for f in out.added if (f.source.id, f.dest.id) == WEB_TO_API] == [
+        ("violation", *WEB_TO_API)]
+    # without the baseline every other target is missing from the model: the pairs are broken before
+    # the change already, so the violation it adds is not blamed on it (what a narrowed sync used to see)
+    blind = ReachCheck(example()[0], L4)
+    blind.before(_of(base, H3), [H3])
+    assert blind.after({H3: _of(_foreign_drop(base), H3)}).added == []
+
+
+def test_a_target_the_cache_never_observed_is_unknown_not_absent():
+    base = resources()
+    h1 = (Layer.HOST, "h1")
+    cached = [r for r in base if (r.key.layer, r.key.target) not in (H3, h1)]
+    chk = ReachCheck(example()[0], L4, baseline=lambda: (cached, {("host", "h1"): "unreachable: ssh timed out"}))
+    chk.before(_of(base, H3), [H3])
+    assert chk.unobserved == {("host", "h1"): "unreachable: ssh timed out"}
+
+
 class _ForeignRuleAfterApply(SnapshotDriver):
     """The snapshot host driver, and after its apply someone (not the reconciler) adds a drop on h3."""
 
