@@ -73,6 +73,10 @@ class Engine:
         # the latest observation of every target unfiltered by --app; raising aborts the run with
         # nothing written by that attempt (the transaction journal and its checks, reconciler.txn).
         self.write_gate: Callable[[str, Plan, State], None] | None = None
+        # The latest run's written targets as their drivers read them back right after the write
+        # (ApplyResult.observed: unfiltered, foreign resources included), for the checks after a
+        # run (transaction and daemon reachability), so they need not observe those targets again.
+        self.readbacks: dict[tuple[Layer, str], tuple[Resource, ...]] = {}
 
     # ---- observe ---------------------------------------------------------------------
     def observe(self, targets: Mapping[Layer, Sequence[Target]], run_id: str = "",
@@ -121,6 +125,7 @@ class Engine:
             dry_run: bool = False, apps: Sequence[str] | None = None, ignore: Sequence[IgnoreRule] = (),
             revision: str = "", run_id: str | None = None, trigger: str = "manual") -> RunReport:
         run_id = run_id or uuid.uuid4().hex[:12]
+        self.readbacks = {}
         started = time.time()
         t0 = time.monotonic()
         app_filter = set(apps) if apps else None
@@ -351,8 +356,11 @@ class Engine:
                     rep.outcome, rep.error = res.outcome, res.error
                 if res.observed is None:
                     complete = False
+                    self.readbacks.pop((layer, tp.target.name), None)   # an older read-back is stale now
                 else:
                     readback[(layer, tp.target.name)] = res.observed
+                    self.readbacks[(layer, tp.target.name)] = tuple(
+                        r for r in res.observed if r.key.layer == layer and r.key.target == tp.target.name)
                 self.bus.publish(Event(EventKind.APPLIED, run_id, layer=layer, target=tp.target.name,
                                        outcome=res.outcome, message=res.error,
                                        data={"writes": res.writes, "rolled_back": res.rolled_back,

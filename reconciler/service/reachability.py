@@ -6,8 +6,9 @@ Contract:
   (its `observe` is wrapped once per engine: the full, unfiltered observation of every target,
   foreign resources included), so a drift scan costs no extra observation.
 - `after_run(loaded, report, engine)` is called by the daemon with the run lock held, after
-  every run. Targets the run wrote are observed again (their readback stays inside the
-  engine), unless something observed them since the run ended (the transaction's reachability
+  every run. Targets the run wrote are taken as their drivers read them back right after the
+  write (`Engine.readbacks`); a written target without a read-back is observed again, unless
+  something observed it since the run ended (the transaction's reachability
   check does: observing twice cost a commit 2-3 s), then the model is updated: a new revision
   (or the first run) verifies everything
   (reconciler.verify.incremental.Incremental), otherwise only the destinations that read a
@@ -124,8 +125,13 @@ class Reachability:
             return set()
         self.tap(engine)
         ended = report.started + report.duration_s
+        readbacks = getattr(engine, "readbacks", {})
         with self._lock:
             written = {k for k, t in report.targets.items() if t.writes and self._at.get(k, 0.0) < ended}
+            for k in written & readbacks.keys():   # the driver's read-back right after its write
+                self._obs[k], self._at[k] = list(readbacks[k]), time.time()
+                self._why.pop(k, None)
+            written -= readbacks.keys()
         if written and not report.dry_run:
             engine.observe({layer: [t for t in ts if (layer, t.name) in written]
                             for layer, ts in loaded.targets.items() if any((layer, t.name) in written for t in ts)},

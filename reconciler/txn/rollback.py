@@ -7,7 +7,9 @@ Every write of layer L happens before any write of a layer below it (sidecar, ho
 switch — creations, updates and deletes alike), so every state the network passes through while
 rolling back is one it already passed through while applying.
 How, at the cost of one observation:
-- every layer to restore is observed ONCE, in parallel (fused where the drivers fuse), and that
+- every layer to restore is observed ONCE, in parallel (fused where the drivers fuse), except the
+  targets in `known` (a rollback right after a failed apply: the state each written target's
+  driver read back after its last write in this process, `Engine.readbacks`), and that
   observation is what each run starts from (`_primed`: the engine's first `observe` of a run is
   answered from it; the drivers' read-back and later attempts are the engine's own). Devices of
   one layer are not written by the runs of another, so the observation stays true;
@@ -25,10 +27,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from reconciler.drivers.base import Observation, Target
 from reconciler.engine import Engine
-from reconciler.model import FrozenDict, IgnoreRule, Layer, ObservedState, State
+from reconciler.model import FrozenDict, IgnoreRule, Layer, ObservedState, Resource, State
 from reconciler.plan import make_plan
 from reconciler.report import RunReport
-from reconciler.status import Action
+from reconciler.status import Action, Outcome
 
 TargetId = tuple[Layer, str]
 
@@ -66,12 +68,29 @@ def _primed(engine: Engine, observed: State, results: Mapping[TargetId, Observat
         engine.__dict__.pop("observe", None)
 
 
+def _observe_once(engine: Engine, targets: Mapping[Layer, Sequence[Target]],
+                  known: Mapping[TargetId, Sequence[Resource]]) -> tuple[State, dict[TargetId, Observation]]:
+    """One observation of `targets`; a target in `known` is taken from it instead of observed."""
+    rest = {l: [t for t in ts if (l, t.name) not in known] for l, ts in targets.items()}
+    rest = {l: ts for l, ts in rest.items() if ts}
+    observed, results = engine.observe(rest) if rest else (ObservedState(), {})
+    index = dict(observed.resources)
+    results = dict(results)
+    for l, ts in targets.items():
+        for t in ts:
+            if (l, t.name) in known:
+                index.update({r.key: r for r in known[(l, t.name)]})
+                results[(l, t.name)] = Observation(t.name, Outcome.NOOP)
+    return ObservedState(FrozenDict(index)), results
+
+
 def rollback_runs(engine: Engine, owned: State, targets: Mapping[Layer, Sequence[Target]],
                   ignore: Sequence[IgnoreRule], label: str,
-                  timing: Callable[[str, float], None] = lambda step, secs: None
+                  timing: Callable[[str, float], None] = lambda step, secs: None,
+                  known: Mapping[TargetId, Sequence[Resource]] | None = None,
                   ) -> tuple[list[RunReport], set[TargetId]]:
     """(the runs, the targets observed already at their pre-state: no run needed)."""
-    observed, results = engine.observe(targets)
+    observed, results = _observe_once(engine, targets, known or {})
     ok = {k for k, o in results.items() if o.ok}
     plan = make_plan(owned, ObservedState(FrozenDict({k: r for k, r in observed.resources.items()
                                                       if (k.layer, k.target) in ok})), True, ignore)

@@ -208,12 +208,20 @@ class Transactions:
         if gate.reach is None or not gate.reach.ready:
             return ""
         t0 = time.monotonic()
+        # a written target's own read-back right after its write (Engine.readbacks) is its state
+        # after the change; only touched targets without one are observed again
+        readbacks = getattr(self.engine, "readbacks", {})
+        changed = {tid: readbacks[tid] for tid in gate.pre if tid in readbacks}
+        unreachable: dict[TargetId, str] = {}
         by_layer: dict[Layer, list[Target]] = {}
         for tid in gate.pre:
-            by_layer.setdefault(tid[0], []).append(gate.targets.get(tid) or Target(tid[1], tid[0]))
-        observed, obs = self.engine.observe(by_layer)
-        changed = {tid: tuple(observed.for_target(*tid).resources.values()) for tid in gate.pre}
-        unreachable = {tid: o.error or o.outcome.value for tid, o in obs.items() if not o.ok}
+            if tid not in changed:
+                by_layer.setdefault(tid[0], []).append(gate.targets.get(tid) or Target(tid[1], tid[0]))
+        if by_layer:
+            observed, obs = self.engine.observe(by_layer)
+            changed.update({tid: tuple(observed.for_target(*tid).resources.values())
+                            for l, ts in by_layer.items() for tid in ((l, t.name) for t in ts)})
+            unreachable = {tid: o.error or o.outcome.value for tid, o in obs.items() if not o.ok}
         out: ReachOutcome = gate.reach.after(changed, unreachable)
         self.journal.record_findings(gate.txn_id, [(change, f.kind, f.source.id, f.dest.id, finding_line(f))
                                                    for change, f in out.rows()])
@@ -250,12 +258,15 @@ class Transactions:
         for step in ((lambda: self._mark_written(gate.txn_id, report)) if report is not None else None,
                      lambda: self.journal.set_state(gate.txn_id, TxnState.ROLLING_BACK, error=why)):
             lost += _journal_try(step) if step is not None else []
-        res = self.rollback(gate.txn_id, targets, ignore, pre=gate.pre)
+        # the written targets' state is what their drivers just read back: no observation needed
+        read_back = {tid: rs for tid, rs in getattr(self.engine, "readbacks", {}).items() if tid in gate.pre}
+        res = self.rollback(gate.txn_id, targets, ignore, pre=gate.pre, read_back=read_back)
         res.report, res.error = report, "; ".join([why, *([res.error] if res.error else []), *lost])
         return res
 
     def rollback(self, txn_id: str, targets: Mapping[Layer, Sequence[Target]], ignore: Sequence[IgnoreRule] = (),
-                 pre: Mapping[TargetId, Sequence[Resource]] | None = None) -> TxnResult:
+                 pre: Mapping[TargetId, Sequence[Resource]] | None = None,
+                 read_back: Mapping[TargetId, Sequence[Resource]] | None = None) -> TxnResult:
         """Restore every journalled target (or every target of `pre`, the caller's copy of the
         journal) to its pre-state and verify it (the caller owns the transaction: ROLLING_BACK)."""
         t0 = time.monotonic()
@@ -276,7 +287,8 @@ class Transactions:
         try:
             with self.heartbeat:
                 runs, clean = rollback_runs(self.engine, owned, rb_targets, ignore, f"rollback {txn_id}",
-                                            lambda step, secs: self.journal.add_timing(txn_id, step, secs))
+                                            lambda step, secs: self.journal.add_timing(txn_id, step, secs),
+                                            known=read_back)
         finally:
             self.engine.write_gate, self.engine.publish_state = gate, publish_state
         secs = time.monotonic() - t0

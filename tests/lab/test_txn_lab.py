@@ -206,7 +206,7 @@ def test_plain_apply_rolls_back_a_clean_change_that_blocks_an_allowed_path(world
     lab, engine, tx, new, targets = world
     db = tmp_path / "cli.sqlite"
     argv, _ = lab.node_argv("h1", ["nft", "-f", "-"])
-    env = {"TXN_FAULT": "foreign-after-hosts", "TXN_FAULT_ARGV": json.dumps(argv), "TXN_FAULT_INPUT": FOREIGN_DROP,
+    env = {"TXN_FAULT": "foreign-during-hosts", "TXN_FAULT_ARGV": json.dumps(argv), "TXN_FAULT_INPUT": FOREIGN_DROP,
            "PYTHONPATH": f"{ROOT / 'tests' / 'lab'}:{ROOT}"}
     try:
         p = _cli(*_apply_argv(tmp_path, lab, db), "--driver-factory", "txn_faults:factory", env=env)

@@ -4,9 +4,10 @@ Each wrapper passes observe and apply through to the real driver of its layer an
 fault at a named moment. `factory(layer=..., **settings)` is a `--driver-factory` for
 `reconciler apply`: real drivers, and with TXN_FAULT=kill-before-hosts in the environment the
 process SIGKILLs itself when the host layer is about to be written (after the switch and
-hypervisor layers were); with TXN_FAULT=foreign-after-hosts it runs TXN_FAULT_ARGV (a JSON argv,
-e.g. `nft -f -` inside a lab node) with TXN_FAULT_INPUT on stdin once the host layer was written:
-someone else's change that the diff does not model (a foreign nftables table).
+hypervisor layers were); with TXN_FAULT=foreign-during-hosts it runs TXN_FAULT_ARGV (a JSON argv,
+e.g. `nft -f -` inside a lab node) with TXN_FAULT_INPUT on stdin once, as the host layer is about
+to be written (after the transaction observed the pre-state, before the hosts' write and
+read-back): someone else's change that the diff does not model (a foreign nftables table).
 """
 from __future__ import annotations
 
@@ -72,16 +73,19 @@ def once(fn: Callable[[Sequence[TargetPlan], dict], dict]) -> Callable[[Sequence
     return hook
 
 
-def _foreign_change(plans: Sequence[TargetPlan], out: dict) -> dict:
-    subprocess.run(json.loads(os.environ["TXN_FAULT_ARGV"]), input=os.environ.get("TXN_FAULT_INPUT", ""),
-                   text=True, check=True, timeout=60, capture_output=True)
-    return out
+def _foreign_change(fired: list[bool]) -> Callable[[Sequence[TargetPlan]], None]:
+    def hook(plans: Sequence[TargetPlan]) -> None:
+        if not fired:   # once: the rollback's host write finds it already there
+            fired.append(True)
+            subprocess.run(json.loads(os.environ["TXN_FAULT_ARGV"]), input=os.environ.get("TXN_FAULT_INPUT", ""),
+                           text=True, check=True, timeout=60, capture_output=True)
+    return hook
 
 
 def factory(layer: Layer, path: Any = None, **settings: Any) -> Any:
     real = build_drivers([layer], settings)[layer]
     if layer is Layer.HOST and os.environ.get("TXN_FAULT") == "kill-before-hosts":
         return Wrapped(real, before=lambda plans: os.kill(os.getpid(), signal.SIGKILL))
-    if layer is Layer.HOST and os.environ.get("TXN_FAULT") == "foreign-after-hosts":
-        return Wrapped(real, after=once(_foreign_change))
+    if layer is Layer.HOST and os.environ.get("TXN_FAULT") == "foreign-during-hosts":
+        return Wrapped(real, before=_foreign_change([]))
     return real

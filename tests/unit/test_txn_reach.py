@@ -99,17 +99,20 @@ def test_a_target_the_cache_never_observed_is_unknown_not_absent():
     assert chk.unobserved == {("host", "h1"): "unreachable: ssh timed out"}
 
 
-class _ForeignRuleAfterApply(SnapshotDriver):
-    """The snapshot host driver, and after its apply someone (not the reconciler) adds a drop on h3."""
+class _ForeignRuleDuringApply(SnapshotDriver):
+    """The snapshot host driver; while its apply runs (after the transaction observed the pre-state,
+    before the driver writes and reads back) someone, not the reconciler, adds a drop on h3."""
+
+    injected = False
 
     def apply(self, plans, dry_run=False):
-        out = super().apply(plans, dry_run=dry_run)
-        if not dry_run:
+        if not dry_run and not self.injected:   # once: the rollback's apply meets it already there
+            self.injected = True
             data = json.loads(self.path.read_text())
             extra = [r for r in _foreign_drop([]) if r.key.target == "h3"]
             data["resources"] += State.of(extra).to_json()
             self.path.write_text(json.dumps(data))
-        return out
+        return super().apply(plans, dry_run=dry_run)
 
 
 def test_plain_apply_rolls_back_a_clean_change_that_blocks_an_allowed_path(tmp_path):
@@ -118,7 +121,7 @@ def test_plain_apply_rolls_back_a_clean_change_that_blocks_an_allowed_path(tmp_p
     path.write_text(json.dumps({"resources": State.of(add(resources(), "host/h3/thing/stray", {"x": 1}, "shop", True))
                                 .to_json()}))
     drivers = {l: SnapshotDriver(l, path) for l in Layer if l is not Layer.HOST}
-    drivers[Layer.HOST] = _ForeignRuleAfterApply(Layer.HOST, path)
+    drivers[Layer.HOST] = _ForeignRuleDuringApply(Layer.HOST, path)
     repo = example()[0]
     tx = Transactions(Engine(drivers, sleep=lambda s: None, attempts=1), Journal(Store(str(tmp_path / "db.sqlite"))),
                       reach=lambda: ReachCheck(repo, list(Layer)))
