@@ -3,15 +3,19 @@ revision.
 
 Contract: `DaemonConfig` is everything `reconciler serve` is told; `Loaded` is one
 validated, compiled revision with its inventory path and targets; `safe(fn, default)` runs a
-store call, logging instead of raising. Drivers come from `reconciler.drivers.registry`.
+store call, logging instead of raising; `write_inventory` puts a revision's inventory file in
+the state directory (0600, named by content); `FABRIC` is the app name of the fabric.
+Drivers come from `reconciler.drivers.registry`.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from reconciler.redact import REDACTOR
 
@@ -64,3 +68,28 @@ def safe(fn: Callable[[], Any], default: Any = None, what: str = "store") -> Any
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+FABRIC = ""  # the owner of resources no application claims (compile_fabric output)
+
+
+def app_label(app: str) -> str:
+    return app or "(fabric)"
+
+
+def write_inventory(state_dir: str, files: Mapping[str, Any], name: str) -> str:
+    """The revision's inventory file `name` written under `state_dir` (0600), its path."""
+    data = files.get(name, b"")
+    data = data if isinstance(data, bytes) else b""
+    # Named by content, not by commit: an unchanged inventory keeps its path, so the engine,
+    # its drivers and their SSH control masters (one dir per inventory path) are reused.
+    digest = hashlib.blake2b(data, digest_size=6).hexdigest()
+    p = Path(state_dir) / f"inventory-{digest}.yml"
+    if not p.exists():
+        # created 0600 from the start (it may hold passwords): never readable, not even briefly
+        tmp = p.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    return str(p.resolve())

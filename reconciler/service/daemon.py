@@ -4,7 +4,8 @@ Contract:
 - Jobs (BackgroundScheduler): `leader` (1 s: take/keep the leader lock; only the leader
   syncs, scans or applies), `poll` (every sync interval: request a sync), `drift` (every
   drift interval: dry-run scan of all apps, then self-heal the apps whose policy says so,
-  others are only reported), `retry` (1 s: re-apply failed apps whose backoff expired),
+  others are only reported), `retry` (1 s: re-apply failed apps whose backoff expired; both in
+  service/healing.py),
   `flush` (2 s: write events queued while the database was unreachable).
 - Sync requests (poll, webhook, manual, startup) are coalesced: while a sync runs, any
   number of requests collapse into ONE more sync, which fetches and takes the newest head.
@@ -33,14 +34,13 @@ Contract:
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -53,9 +53,10 @@ from reconciler.redact import REDACTOR
 from reconciler.report import RunReport
 from reconciler.revision import REFUSALS, load_revision, refusal_lines
 from reconciler.service.commit_compile import CommitCompiler
-from reconciler.service.config import DaemonConfig, Loaded, now_utc
+from reconciler.service.config import FABRIC, DaemonConfig, Loaded, app_label, now_utc, write_inventory
 from reconciler.service.config import safe as _safe
 from reconciler.service.gitsource import GitSource, SourceError
+from reconciler.service.healing import drift_scan, note_failures, retry_due
 from reconciler.service.jsonlog import log_event
 from reconciler.service.leader import leader_lock
 from reconciler.service.metrics import Metrics
@@ -78,13 +79,6 @@ from reconciler.telemetry.service import for_daemon as telemetry_for_daemon
 __all__ = ["Daemon", "DaemonConfig"]
 
 log = logging.getLogger("reconciler.service.daemon")
-
-FABRIC = ""  # the owner of resources no application claims (compile_fabric output)
-
-
-def _label(app: str) -> str:
-    return app or "(fabric)"
-
 
 class Daemon:
     def __init__(self, cfg: DaemonConfig, store: Store | None = None) -> None:
@@ -308,26 +302,10 @@ class Daemon:
                       exc.__class__.__name__, REDACTOR.text(str(exc))[:500])
             return None
         files, repo, desired = rev.files, rev.repo, rev.desired
-        inv_path = self.cfg.inventory or self._write_inventory(sha, files, repo.config.inventory)
+        inv_path = self.cfg.inventory or write_inventory(self.cfg.state_dir, files, repo.config.inventory)
         for h in repo.inventory.hosts.values():
             REDACTOR.add_vars(dict(h.vars))
         return Loaded(sha, repo, desired, str(inv_path), targets_of(repo.inventory))
-
-    def _write_inventory(self, sha: str, files: Mapping[str, Any], name: str) -> str:
-        data = files.get(name, b"")
-        data = data if isinstance(data, bytes) else b""
-        # Named by content, not by commit: an unchanged inventory keeps its path, so the engine,
-        # its drivers and their SSH control masters (one dir per inventory path) are reused.
-        digest = hashlib.blake2b(data, digest_size=6).hexdigest()
-        p = Path(self.cfg.state_dir) / f"inventory-{digest}.yml"
-        if not p.exists():
-            # created 0600 from the start (it may hold passwords): never readable, not even briefly
-            tmp = p.with_suffix(f".{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, p)
-        return str(p.resolve())
 
     def _refuse(self, sha: str, errors: list[str], trigger: str, record: bool) -> None:
         if not record:
@@ -436,71 +414,14 @@ class Daemon:
         return report
 
     def _note_failures(self, report: RunReport, apps: list[str] | None) -> None:
-        now = time.monotonic()
-        for app in (apps or report.apps()):  # the fabric ("") too: retried like an application
-            bad = any(app in t.apps and not t.ok for t in report.targets.values()) or \
-                bool(report.residual.for_app(app).changes)
-            if bad:
-                n = self._retry.get(app, (0, 0.0))[0] + 1
-                delay = min(self.cfg.retry_max_s, self.cfg.retry_base_s * 2 ** (n - 1))
-                self._retry[app] = (n, now + delay)
-                log.warning("app %s failed (%d in a row); retry in %.1fs", _label(app), n, delay,
-                            extra={"ctx": {"app": app, "failures": n, "retry_in_s": delay}})
-            else:
-                self._retry.pop(app, None)
+        note_failures(self, report, apps)
 
-    # ---- periodic jobs -----------------------------------------------------------------
+    # ---- periodic jobs (service/healing.py) ------------------------------------------------
     def _drift_job(self) -> None:
-        loaded = self.current
-        if not self.is_leader or loaded is None:
-            return
-        if not self._run_lock.acquire(blocking=False):
-            return  # a run is going on; the next interval scans
-        try:
-            cfg = loaded.repo.config
-            engine = self._engine_for(loaded, "drift-scan")
-            if engine is None:
-                return
-            mine = None if self.shard is None else self.shard.mine([FABRIC, *loaded.repo.apps])
-            if mine == []:
-                return
-            report = engine.run(loaded.desired, loaded.targets, prune=cfg.sync.prune, dry_run=True,
-                                ignore=cfg.ignore, revision=loaded.revision, apps=mine,
-                                run_id=uuid.uuid4().hex[:12], trigger="drift-scan")
-            leaky = self.reach.after_run(loaded, report, engine)   # a new leak is drift: healed below
-        finally:
-            self._run_lock.release()
-        # The fabric ("") is drift like any app's: it used to be filtered out here, so a deleted
-        # uplink isolation flow was reported on every scan and never repaired.
-        drifted = sorted({a for a in report.apps() if report.initial.for_app(a).changes} | leaky)
-        if not drifted:
-            return
-        overrides = {a.app: a.self_heal for a in (_safe(self.store.apps, []) or [])}
-        heal = [a for a in drifted if (overrides.get(a) if overrides.get(a) is not None else cfg.sync.self_heal)]
-        report_only = sorted(set(drifted) - set(heal))
-        if report_only:
-            names = [_label(a) for a in report_only]
-            log.info("drift reported (self-heal off): %s", ", ".join(names), extra={"ctx": {"apps": names}})
-        if not heal:
-            return
-        ok, why = self._windows_allow(loaded)
-        if not ok:
-            log.info("self-heal of %s denied: %s", ", ".join(_label(a) for a in heal), why)
-            return
-        self._apply(loaded, "self-heal", heal, blocking=False)
+        drift_scan(self)
 
     def _retry_job(self) -> None:
-        loaded = self.current or self._retry_loaded
-        if not self.is_leader or loaded is None or not self._retry:
-            return
-        now = time.monotonic()
-        known = lambda a: a == FABRIC or a in loaded.repo.apps  # noqa: E731
-        due = sorted(a for a, (_, t) in self._retry.items() if t <= now and known(a))
-        for a in [a for a in self._retry if not known(a)]:
-            self._retry.pop(a, None)
-        if not due or not self._windows_allow(loaded)[0]:
-            return
-        self._apply(loaded, "retry", due, blocking=False)
+        retry_due(self)
 
     def _flush_job(self) -> None:
         self.store.flush()
@@ -532,7 +453,7 @@ class Daemon:
                 "revision": self.current.revision if self.current else "",
                 "refused": (self.refused or {}).get("sha", ""), "window": self.window_reason,
                 "drivers": {"ok": not self.driver_error, "error": self.driver_error},
-                "retrying": sorted(_label(a) for a in self._retry),
+                "retrying": sorted(app_label(a) for a in self._retry),
                 "reachability": self.reach.status(),
                 **({} if self.shard is None else {"shard": shard_health(self.shard)})}
 
