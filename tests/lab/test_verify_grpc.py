@@ -17,19 +17,15 @@ import json
 import time
 
 import pytest
+from verify_fabric import Fabric
 
-from reconciler.compile import compile_repo
-from reconciler.drivers.registry import build_drivers, targets_of
-from reconciler.engine import Engine
-from reconciler.intents.validate import load_repo
 from reconciler.lab import grpc_checks
-from reconciler.model import Layer, Resource, State, thaw
-from reconciler.verify.compare import LEAK, UNKNOWN_KIND, VIOLATION, compare
+from reconciler.model import Layer, Resource, thaw
+from reconciler.verify.compare import LEAK, UNKNOWN_KIND, VIOLATION
 from reconciler.verify.grpc_direct import direct_pairs
 from reconciler.verify.grpc_probe import callers_of, rpc_groups, servers_of
-from reconciler.verify.observe import model_of, observe
 from reconciler.verify.probe import pick, probe
-from reconciler.verify.verdict import DELIVERED, DROPPED, DestResult, Verifier
+from reconciler.verify.verdict import DELIVERED, DROPPED, DestResult
 
 pytestmark = pytest.mark.lab
 EXAMPLES = "examples/intents"
@@ -43,27 +39,6 @@ WEB, API2 = "shop/web@10.50.1.11", "shop/api@10.50.1.22:8080"
 WEB_ID = "spiffe://corp.example/shop/web"
 
 
-class Fabric:
-    def __init__(self, lab) -> None:
-        self.lab = lab
-        self.repo = load_repo(EXAMPLES, inventory_override=str(lab.inventory_path))
-        drivers = build_drivers(LAYERS, {"inventory_path": str(lab.inventory_path), "timeout_s": 120})
-        self.engine = Engine(drivers, attempts=3, backoff_s=0.5)
-        self.desired = State.of(r for r in compile_repo(self.repo) if r.key.layer in LAYERS)
-        self.targets = {lay: ts for lay, ts in targets_of(self.repo.inventory).items() if lay in LAYERS}
-
-    def converge(self) -> None:
-        report = self.engine.run(self.desired, self.targets, prune=False)
-        assert report.converged, [(t.target, t.outcome, t.error) for t in report.targets.values()]
-
-    def verify(self, edit=None):
-        resources, unobserved = observe(self.repo, str(self.lab.inventory_path), NAMES)
-        assert not unobserved, unobserved
-        resources = edit(resources) if edit is not None else resources
-        m, scope = model_of(self.repo, resources, unobserved, NAMES)
-        return compare(Verifier(m, scope, expand=True).run())
-
-
 def only(cmp, pairs: set[tuple[str, str]]) -> list[DestResult]:
     return [DestResult(r.dest, [p for p in r.pairs if (p[0].id, r.dest.id) in pairs]) for r in cmp.results]
 
@@ -74,7 +49,7 @@ def pair(cmp, src: str, dst: str):
 
 @pytest.fixture
 def fabric(app_fabric_lab):
-    fab = Fabric(app_fabric_lab)
+    fab = Fabric(app_fabric_lab, LAYERS)
     fab.converge()
     try:
         yield fab

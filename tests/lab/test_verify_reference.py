@@ -2,23 +2,16 @@
 intents applied through the real drivers (switch, hypervisor, host), observed by the real
 drivers, verified, and every verdict confirmed with TCP from inside the namespaces (--probe).
 Then hand-made changes on the devices, each named as a leak or a violation at the right hop,
-and each confirmed by a probe. The sidecar layer needs gRPC workloads the lab does not run:
-it is left out here (its cases are unit tests). Marked `lab`; run under the suite lock."""
+and each confirmed by a probe. The sidecar layer and its gRPC probes: test_verify_grpc.py. Marked `lab`; run under the suite lock."""
 from __future__ import annotations
 
 import time
 
 import pytest
+from verify_fabric import Fabric
 
-from reconciler.compile import compile_repo
-from reconciler.drivers.registry import build_drivers, targets_of
-from reconciler.engine import Engine
-from reconciler.intents.validate import load_repo
-from reconciler.model import Layer, State
-from reconciler.verify.compare import LEAK, VIOLATION, compare
-from reconciler.verify.observe import model_of, observe
-from reconciler.verify.probe import probe
-from reconciler.verify.verdict import DestResult, Verifier
+from reconciler.model import Layer
+from reconciler.verify.compare import LEAK, VIOLATION
 
 pytestmark = pytest.mark.lab
 EXAMPLES = "examples/intents"
@@ -26,33 +19,6 @@ LAYERS = (Layer.SWITCH, Layer.HYPERVISOR, Layer.HOST)
 NAMES = [layer.value for layer in LAYERS]
 WEB, INVOICER, LEDGER = "shop/web@10.50.1.11", "billing/invoicer@10.50.2.11", "billing/ledger@10.50.2.21"
 API1, API2, LEDGER_PG = "shop/api@10.50.1.21:8080", "shop/api@10.50.1.22:8080", "billing/ledger@10.50.2.21:5432"
-
-
-class Fabric:
-    """The lab with the example intents: converge, verify, probe."""
-
-    def __init__(self, lab) -> None:
-        self.lab = lab
-        self.repo = load_repo(EXAMPLES, inventory_override=str(lab.inventory_path))
-        drivers = build_drivers(LAYERS, {"inventory_path": str(lab.inventory_path), "timeout_s": 120})
-        self.engine = Engine(drivers, attempts=3, backoff_s=0.5)
-        self.desired = State.of(r for r in compile_repo(self.repo) if r.key.layer in LAYERS)
-        self.targets = {l: ts for l, ts in targets_of(self.repo.inventory).items() if l in LAYERS}
-
-    def converge(self) -> None:
-        report = self.engine.run(self.desired, self.targets, prune=False)
-        assert report.converged, [(t.target, t.outcome, t.error) for t in report.targets.values()]
-
-    def verify(self):
-        resources, unobserved = observe(self.repo, str(self.lab.inventory_path), NAMES)
-        assert not unobserved, unobserved
-        m, scope = model_of(self.repo, resources, unobserved, NAMES)
-        return compare(Verifier(m, scope, expand=True).run())
-
-    def probe(self, cmp, pairs: set[tuple[str, str]] | None = None):
-        results = cmp.results if pairs is None else [
-            DestResult(r.dest, [p for p in r.pairs if (p[0].id, r.dest.id) in pairs]) for r in cmp.results]
-        return probe(self.lab, results)
 
 
 def _finding(cmp, kind, src, dst):
@@ -63,7 +29,7 @@ def _finding(cmp, kind, src, dst):
 
 @pytest.fixture
 def fabric(app_fabric_lab):
-    fab = Fabric(app_fabric_lab)
+    fab = Fabric(app_fabric_lab, LAYERS)
     fab.converge()
     try:
         yield fab
