@@ -29,8 +29,6 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from sqlmodel import Session, select
-
 from reconciler.model import Layer, State
 from reconciler.report import RunReport
 from reconciler.service.config import Loaded
@@ -39,7 +37,6 @@ from reconciler.status import Phase
 __all__ = ["journal_settled", "narrow", "touched_targets", "went_live"]
 
 NARROW_ENV = "RECONCILER_NARROW_SYNC"
-_FOR_GOOD = ("committed", "noop")   # txn.models.TxnState values a transaction ends in for good
 
 
 def touched_targets(before: State, after: State) -> set[tuple[Layer, str]]:
@@ -73,13 +70,14 @@ def went_live(store: Any, report: RunReport | None) -> bool:
     """Whether `report`'s run put its revision in place for good (see the module contract)."""
     if report is None or report.dry_run or report.phase is not Phase.SUCCEEDED:
         return False
+    from reconciler.txn.journal import Journal
+    from reconciler.txn.models import TxnState
     try:
-        from reconciler.txn.models import TxnRow
-        with Session(store.engine) as s:
-            rows = s.exec(select(TxnRow).where(TxnRow.run_id == report.run_id)).all()
+        rows = Journal(store).of_run(report.run_id)
     except Exception:   # journal unreadable: in doubt, the next sync is full
         return False
-    return bool(rows) and all(r.state in _FOR_GOOD for r in rows)
+    for_good = {TxnState.COMMITTED.value, TxnState.NOOP.value}   # not rolled back, no confirm pending
+    return bool(rows) and all(r.state in for_good for r in rows)
 
 
 def journal_settled(store: Any) -> bool:

@@ -229,6 +229,11 @@ class Journal:
             return list(s.exec(select(TxnFindingRow).where(TxnFindingRow.txn_id == txn_id)
                                .order_by(TxnFindingRow.id)).all())  # type: ignore[arg-type]
 
+    def of_run(self, run_id: str) -> list[TxnRow]:
+        """The transactions of one engine run (a daemon sync's run id)."""
+        with self._session() as s:
+            return list(s.exec(select(TxnRow).where(TxnRow.run_id == run_id)).all())
+
     def txn(self, txn_id: str) -> TxnRow | None:
         with self._session() as s:
             return s.get(TxnRow, txn_id)
