@@ -260,13 +260,18 @@ def test_failing_app_is_retried_with_backoff_and_never_holds_healthy_ones(env):
     apps = {a.app: a for a in d.store.apps()}
     assert apps["shop"].sync is Sync.SYNCED and apps["shop"].revision == sha
     assert apps["analytics"].health.value == "Degraded"
-    wait_until(lambda: len([r for r in commit_runs(d) if r.trigger == "retry"]) >= 3, timeout=15, what="retries")
+    # four retries: the last wait (>= 2.0 s) could not pass with a constant 0.3 s delay and the 1 s retry tick
+    wait_until(lambda: len([r for r in commit_runs(d) if r.trigger == "retry"]) >= 4, timeout=30, what="retries")
     retries = [r for r in commit_runs(d) if r.trigger == "retry"]
     # h4 rejects its whole change set, so the node's own xDS files there (the fabric, app "")
     # are not written either and are retried with analytics; no healthy app is ever retried
     assert all("analytics" in json.loads(r.apps) and set(json.loads(r.apps)) <= {"analytics", ""} for r in retries)
-    gaps = [b.started - a.started for a, b in zip(retries, retries[1:])]
-    assert gaps[-1] > gaps[0] * 1.4, f"backoff grows: {gaps}"
+    # The wait between a retry's end and the next retry's start is at least the backoff delay of
+    # the failures so far (0.3 s doubling, at most 2 s): 0.6, 1.2, 2.0 s. Measured from the end of
+    # a run, not its start, so slow runs on a loaded machine do not hide the growth.
+    waits = [b.started - a.finished for a, b in zip(retries, retries[1:])]
+    least = [min(2.0, 0.3 * 2 ** (i + 1)) for i in range(len(waits))]
+    assert all(w >= m - 0.05 for w, m in zip(waits, least)), f"backoff grows: waits {waits}, at least {least}"
     snapshot_edit(env.snapshot, lambda s: s.update(reject=[]))
     wait_until(lambda: {a.app: a for a in d.store.apps()}["analytics"].sync is Sync.SYNCED, timeout=10)
     wait_until(lambda: not d._retry, what="retry cleared")
