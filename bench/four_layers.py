@@ -58,11 +58,13 @@ def _stats(name: str, xs: list[float]) -> str:
             f"max {max(xs):.2f}s  (n={len(xs)})")
 
 
-def _daemon(tmp: Path, bare: Path, inventory: str, port: int, secret: Path) -> subprocess.Popen:
+def _daemon(tmp: Path, bare: Path, inventory: str, port: int, secret: Path, verbose: bool) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "reconciler.cli", "serve", "--repo", str(bare), "--store", str(tmp / "db.sqlite"),
            "--state-dir", str(tmp / "state"), "--listen", f"127.0.0.1:{port}", "--webhook-secret-file", str(secret),
            "--interval", "3600", "--drift-interval", "3600", "--log-file", str(tmp / "serve.log"),
            "--inventory", inventory]
+    if verbose:
+        cmd.insert(3, "--verbose")   # a global option: before the sub-command
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env=dict(os.environ, RECONCILER_CA_DIR=str(tmp / "ca")))
 
@@ -100,7 +102,7 @@ def _push(work: Path, edit, msg: str) -> tuple[str, float]:
     return sha, t0
 
 
-def run(lab: Lab, iterations: int, tmp: Path) -> None:
+def run(lab: Lab, iterations: int, tmp: Path, verbose: bool = False) -> None:
     port, secret = free_port(), tmp / "secret"
     secret.write_text("bench-webhook-secret-0123456789")
     bare, work = tmp / "origin.git", tmp / "work"
@@ -114,7 +116,7 @@ def run(lab: Lab, iterations: int, tmp: Path) -> None:
     subprocess.run([sys.executable, "-m", "reconciler.cli", "hooks", "install", str(bare), "--webhook",
                     f"http://127.0.0.1:{port}/hooks/git", "--webhook-secret-file", str(secret), "--branch", "main",
                     "--inventory", str(lab.inventory_path)], check=True, capture_output=True)
-    daemon = _daemon(tmp, bare, str(lab.inventory_path), port, secret)
+    daemon = _daemon(tmp, bare, str(lab.inventory_path), port, secret, verbose)
     try:
         seed = git(work, "rev-parse", "HEAD").strip()
         _wait(lambda: _converged(tmp, port, seed), 180, "seed revision converged")
@@ -163,7 +165,7 @@ def main() -> int:
         lab.up()
         print(f"four layers on the reference lab (load {os.getloadavg()[0]:.1f}):")
         print(f"  lab up with workloads  {time.monotonic() - t0:.2f}s")
-        run(lab, args.iterations, tmp)
+        run(lab, args.iterations, tmp, verbose=args.keep_log is not None)
         return 0
     finally:
         lab.down()

@@ -26,10 +26,14 @@ Contract (see base.py for the Protocol):
   changed get a push), then waits up to `ack_timeout` for the ACK/NACK of every changed
   type. NACK -> FAILED with the client's error detail and the NACKed keys in failed_keys
   (the client keeps serving its last accepted version); no ADS stream from the node ->
-  UNREACHABLE (the snapshot stays set and is served when the node connects).
+  UNREACHABLE (the snapshot stays set and is served when the node connects). Types no
+  client of the node asked for get a short extra wait only when the push changed something
+  a client already subscribes to (only then can it ask for more). Every node not
+  UNREACHABLE is read back through CSDS after the push (ApplyResult.observed).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from google.protobuf import any_pb2
 
 from reconciler.drivers.base import ApplyResult, Observation, Target, TargetPlan, targets_of
+from reconciler.drivers.sidecar_csds import SHORT_TYPE, Held, drop_stale, from_csds
 from reconciler.model import FrozenDict, Layer, Resource, ResourceKey, freeze
 from reconciler.status import Outcome
 from reconciler.xds import resources as R
@@ -47,7 +52,6 @@ if TYPE_CHECKING:
     from reconciler.xds.relay import RemoteCache
 
 DEFAULT_CSDS_PORT = 18000
-_SHORT = {R.LISTENER: "LDS", R.ROUTE: "RDS", R.CLUSTER: "CDS", R.ENDPOINTS: "EDS"}
 
 
 def sidecar_targets(inventory) -> list[Target]:
@@ -62,48 +66,6 @@ def csds_address(target: Target) -> str:
         return str(v)
     host = target.vars.get("ansible_host") or target.name
     return f"{host}:{target.vars.get('netintent_csds_port') or DEFAULT_CSDS_PORT}"
-
-
-# (type_url, name, spec) per key: what a node holds, before ownership is attached
-_Held = dict[ResourceKey, tuple[str, str, dict]]
-
-
-def _from_csds(node: str, entries) -> tuple[_Held, set[tuple[str, str]], list[str]]:
-    """Resources a workload holds (last accepted versions), what it asked for, and its
-    NACKs / unserved subscriptions as messages."""
-    found: _Held = {}
-    asked: set[tuple[str, str]] = set()
-    errors: list[str] = []
-    for e in entries:
-        asked.add((e.type_url, e.name))
-        short = _SHORT.get(e.type_url, e.type_url)
-        if e.status == "NACKED" or e.error:
-            errors.append(f"NACKED {short} {e.name} version {e.rejected_version}: {e.error}")
-        if e.config is None:
-            if e.status in ("REQUESTED", "DOES_NOT_EXIST"):
-                errors.append(f"{short} {e.name} is asked for but not served ({e.status}; its "
-                              "RPCs hang until grpc's does-not-exist timer, then fail)")
-            continue
-        try:
-            kind, name, spec = R.from_any(e.config)
-        except Exception as ex:  # a resource we cannot read is reported, not fatal
-            errors.append(f"unreadable {e.type_url} {e.name}: {ex}")
-            continue
-        found.setdefault(ResourceKey(Layer.SIDECAR, node, kind, name), (e.type_url, name, spec))
-    return found, asked, errors
-
-
-def _drop_stale(found: _Held, served: Mapping[str, Mapping[str, Any]]) -> None:
-    """SotW never deletes routes/endpoints (absence is not deletion): grpc keeps the last
-    ones after the listener/cluster using them is gone. Unreferenced and no longer served,
-    they cannot carry traffic: not state."""
-    routes = {spec.get("route") for k, (_, _, spec) in found.items() if k.kind == "listener"}
-    eds = {spec.get("eds") for k, (_, _, spec) in found.items() if k.kind == "cluster"}
-    for k in [k for k, (t, name, _) in found.items()
-              if name not in served.get(t, {}) and
-              ((k.kind == "route" and k.name not in routes) or
-               (k.kind == "endpoints" and k.name not in eds))]:
-        del found[k]
 
 
 class SidecarDriver:
@@ -143,7 +105,7 @@ class SidecarDriver:
                                error=f"CSDS of {node} at {csds_address(target)}: "
                                      f"{getattr(code, 'name', '') or type(e).__name__}",
                                duration_s=time.monotonic() - t0)
-        found, asked, errors = _from_csds(node, entries)
+        found, asked, errors = from_csds(node, entries)
         if found and self.adopt and not self.cache.has(node):
             self._adopt(node, found)
         served = self.cache.resources(node)
@@ -156,7 +118,7 @@ class SidecarDriver:
                 if kind == "server-listener":
                     continue  # an xDS server asks at start: never asked = not xDS-enabled
                 found.setdefault(ResourceKey(Layer.SIDECAR, node, kind, rname), (type_url, name, spec))
-        _drop_stale(found, served)
+        drop_stale(found, served)
 
         def resource(key: ResourceKey, t: str, name: str, spec: dict) -> Resource:
             if (t, name) in owners:
@@ -167,14 +129,14 @@ class SidecarDriver:
 
         for t, st in self.cache.status(node).items():
             if st.state is AckState.NACKED:
-                errors.append(f"ADS: {_SHORT.get(t, t)} version {st.version} NACKed: {st.error}")
+                errors.append(f"ADS: {SHORT_TYPE.get(t, t)} version {st.version} NACKed: {st.error}")
         problems = R.lint((k.kind, k.name, spec) for k, (_, _, spec) in found.items())
         errors += [f"lint: {p}" for p in problems]
         return Observation(node, Outcome.NOOP, tuple(resource(k, *found[k]) for k in sorted(found)),
                            error="; ".join(dict.fromkeys(errors)),
                            duration_s=time.monotonic() - t0)
 
-    def _adopt(self, node: str, found: _Held) -> None:
+    def _adopt(self, node: str, found: Held) -> None:
         """Serve what the node already holds (after a restart of the ADS server), so a
         reconnecting client is answered with its own config until the next apply. Adopted
         resources count as owned (they came from this control plane), app unknown."""
@@ -234,7 +196,8 @@ class SidecarDriver:
             followup = {n: {t: s.version for t, s in ts.items()
                             if s.state is AckState.NO_STREAM and new_snaps[n].get(t)}
                         for n, ts in waited.items() if self.cache.connected(n)}
-            followup = {n: ts for n, ts in followup.items() if ts}
+            followup = {n: ts for n, ts in followup.items()
+                        if ts and self._may_subscribe_more(n, old_snaps[n], new_snaps[n])}
             if followup:
                 left = max(0.0, min(1.0, self.ack_timeout - (time.monotonic() - t0)))
                 for n, ts in self.cache.wait_for(followup, left).items():
@@ -244,7 +207,35 @@ class SidecarDriver:
             for node, types in waited.items():
                 results[node] = self._result(node, types, old_snaps[node], new_snaps[node],
                                              time.monotonic() - t0, ads.get(node, ""))
+        if not dry_run:
+            self._read_back(plans, results)
         return results
+
+    def _may_subscribe_more(self, node: str, old: Mapping[str, Mapping[str, Any]],
+                            new: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Whether the node's clients may ask for more after this push: a client subscribes
+        to a route, cluster or endpoints only after it accepted a changed resource it already
+        subscribes to (a listener naming a new route, ...). A push that changed only
+        resources no client of the node asked for starts no new subscription."""
+        try:
+            subs = self.cache.subscriptions(node)
+        except Exception:   # a relay from before `subscriptions` existed: wait as before
+            return True
+        for t, names in subs.items():
+            o, n = old.get(t, {}), new.get(t, {})
+            for name in (set(o) | set(n)) if names is None else names:
+                if o.get(name) != n.get(name):
+                    return True
+        return False
+
+    def _read_back(self, plans: Sequence[TargetPlan], results: dict[str, ApplyResult]) -> None:
+        """Each node's state as its clients hold it after the push (one CSDS dump per node),
+        so the engine takes it as its next observation instead of observing every layer
+        again. A node without an ADS stream, or whose CSDS does not answer, has none."""
+        todo = [p.target for p in plans if results[p.target.name].outcome is not Outcome.UNREACHABLE]
+        for name, obs in self.observe(todo).items():
+            if obs.ok:
+                results[name] = dataclasses.replace(results[name], observed=obs.resources)
 
     def _snapshot(self, plan: TargetPlan) -> tuple[dict, dict, dict]:
         """(type_url -> name -> proto|Any, (type_url, name) -> app of owned ones,
@@ -303,10 +294,10 @@ class SidecarDriver:
         failed: set[str] = set()
         errors: list[str] = []
         for t, s in nacks.items():
-            errors.append(f"{node} NACKed {_SHORT.get(t, t)} version {s.version}: {s.error}")
+            errors.append(f"{node} NACKed {SHORT_TYPE.get(t, t)} version {s.version}: {s.error}")
             failed |= self._nacked_keys(node, t, s.error, old.get(t, {}), new.get(t, {}))
         for t, s in pending.items():
-            errors.append(f"{node}: no ACK for {_SHORT.get(t, t)} version {s.version} "
+            errors.append(f"{node}: no ACK for {SHORT_TYPE.get(t, t)} version {s.version} "
                           f"within {self.ack_timeout}s" + (f" (ADS server at {ads})" if ads else ""))
         return ApplyResult(node, Outcome.FAILED, writes=writes, duration_s=duration,
                            error="; ".join(errors), failed_keys=tuple(sorted(failed)))

@@ -52,12 +52,15 @@ def setup_json_logging(target: str | IO[str] | None = None, level: int = logging
 
 
 _LOGGED = {EventKind.RUN_STARTED, EventKind.RUN_FINISHED, EventKind.DRIFT, EventKind.APPLIED}
+# per-target timing, logged only under --verbose (where a run's seconds go)
+_TRACED = {EventKind.OBSERVED, EventKind.APPLY_STARTED, EventKind.APPLIED}
 
 
 def log_event(ev: Event) -> None:
-    if ev.kind not in _LOGGED:
+    traced = ev.kind in _TRACED and log.isEnabledFor(logging.DEBUG)
+    if ev.kind not in _LOGGED and not traced:
         return
-    if ev.kind is EventKind.APPLIED and (ev.outcome is None or ev.outcome.ok):
+    if ev.kind is EventKind.APPLIED and (ev.outcome is None or ev.outcome.ok) and not traced:
         return
     ctx: dict[str, Any] = {"event": ev.kind.value, "run_id": ev.run_id}
     if ev.app:
@@ -72,7 +75,8 @@ def log_event(ev: Event) -> None:
         ctx.update({k: ev.data.get(k) for k in ("phase", "duration_s", "revision", "converged", "writes")})
     if ev.kind is EventKind.RUN_STARTED:
         ctx.update({"trigger": ev.message, "revision": ev.data.get("revision"), "dry_run": ev.data.get("dry_run")})
-    level = (logging.WARNING if ev.kind is EventKind.APPLIED else
+    level = (logging.DEBUG if traced and not (ev.kind is EventKind.APPLIED and ev.outcome and not ev.outcome.ok) else
+             logging.WARNING if ev.kind is EventKind.APPLIED else
              logging.DEBUG if ev.kind is EventKind.DRIFT else logging.INFO)
     log.log(level, "%s%s", ev.kind.value, f": {ev.message}" if ev.message and ev.kind is EventKind.APPLIED else "",
             extra={"ctx": ctx})

@@ -203,6 +203,17 @@ class SnapshotCache:
         with self._lock:
             return len(self._streams.get(node, ()))
 
+    def subscriptions(self, node: str) -> dict[str, list[str] | None]:
+        """type URL -> the names the node's streams subscribe to (None: every name, a wildcard)."""
+        with self._lock:
+            out: dict[str, set[str] | None] = {}
+            for st in self._streams.get(node, ()):
+                for t, sub in st.subs.items():
+                    wild = sub.wildcard or (not sub.names and t in WILDCARD_TYPES and sub.known is None)
+                    have = out.get(t, set())
+                    out[t] = None if wild or have is None else have | sub.names
+            return {t: None if names is None else sorted(names) for t, names in out.items()}
+
     # ---- ACK/NACK state -----------------------------------------------------------------
     def _type_status(self, node: str, type_url: str) -> TypeStatus:
         version = self._ver.get(node, {}).get(type_url, "")

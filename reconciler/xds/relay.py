@@ -14,7 +14,7 @@ Contract:
 - `serve(address, ...)` (`python -m reconciler.xds.relay --listen HOST:PORT`): runs XdsServer
   on `address` and, on the control socket, a gRPC service (`/netintent.ads.Control/Call`,
   JSON in and out) exposing the SnapshotCache operations the sidecar driver uses: has,
-  set_node, resources, owners, versions, status, connected, wait_for. Resources travel as
+  set_node, resources, owners, versions, status, connected, subscriptions, wait_for. Resources travel as
   serialized `Any`s. Writes the ready file when both listen; stops on SIGTERM/SIGINT.
 - `RemoteCache(path)` implements those operations over the channel (same signatures and
   return types as SnapshotCache), so `SidecarDriver(cache=RemoteCache(...))` works unchanged.
@@ -93,6 +93,8 @@ def _handler(cache: SnapshotCache):
             out = {t: _st_out(s) for t, s in cache.status(a["node"]).items()}
         elif op == "connected":
             out = cache.connected(a["node"])
+        elif op == "subscriptions":
+            out = cache.subscriptions(a["node"])
         elif op == "wait_for":
             got = cache.wait_for(a["expected"], min(float(a["timeout_s"]), 120.0), bool(a.get("settle_no_stream")))
             out = {n: {t: _st_out(s) for t, s in ts.items()} for n, ts in got.items()}
@@ -202,6 +204,9 @@ class RemoteCache:
 
     def connected(self, node: str) -> int:
         return int(self._do("connected", node=node))
+
+    def subscriptions(self, node: str) -> dict[str, list[str] | None]:
+        return dict(self._do("subscriptions", node=node))
 
     def wait_for(self, expected: Mapping[str, Mapping[str, str]], timeout: float,
                  settle_no_stream: bool = False) -> dict[str, dict[str, TypeStatus]]:

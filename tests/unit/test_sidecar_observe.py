@@ -13,7 +13,8 @@ from envoy.service.status.v3 import csds_pb2
 from google.protobuf import json_format
 
 from reconciler.drivers.base import Target
-from reconciler.drivers.sidecar import SidecarDriver, _drop_stale, _from_csds, csds_address, sidecar_targets
+from reconciler.drivers.sidecar import SidecarDriver, csds_address, sidecar_targets
+from reconciler.drivers.sidecar_csds import drop_stale, from_csds
 from reconciler.intents.models import Inventory, InventoryHost
 from reconciler.model import Layer, ResourceKey, thaw
 from reconciler.xds import csds
@@ -39,7 +40,7 @@ def _desired(mtls_billing: str):
 
 
 def test_csds_dump_normalises_to_compiled_specs():
-    found, asked, errors = _from_csds("w1", _entries())
+    found, asked, errors = from_csds("w1", _entries())
     have = {k: spec for k, (_, _, spec) in found.items()}
     # what the client holds is exactly the config before billing's strict change
     assert have == _desired("disable")
@@ -54,11 +55,11 @@ def test_csds_dump_normalises_to_compiled_specs():
 
 
 def test_stale_routes_and_endpoints_are_dropped():
-    found, _, _ = _from_csds("w1", _entries())
+    found, _, _ = from_csds("w1", _entries())
     # the ledger listener and cluster are gone; their route and endpoints stay cached
     for k in [k for k in found if k.name.startswith("ledger") and k.kind in ("listener", "cluster")]:
         del found[k]
-    _drop_stale(found, {})
+    drop_stale(found, {})
     assert not [k for k in found if k.name.startswith("ledger")]
     assert {k.kind for k in found} == {"listener", "route", "cluster", "endpoints"}
 
