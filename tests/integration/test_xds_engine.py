@@ -11,6 +11,7 @@ from test_xds_nack import billing_app
 from xds_helpers import compile_nodes, loopback_addr, shop_app, wait_until
 
 from reconciler.engine import Engine
+from reconciler.events import EventKind
 from reconciler.model import Layer, State
 from reconciler.status import Outcome
 from reconciler.xds import resources as R
@@ -35,9 +36,20 @@ def test_engine_converges_repairs_and_reports_nack(mesh):
                         (n == "w1" and r.key.kind == "server-listener"))
 
     want = desired("disable")
+    observed_events: list = []
+    engine.bus.subscribe(lambda ev: observed_events.append(ev.target) if ev.kind is EventKind.OBSERVED else None)
     rep = engine.run(want, targets, prune=True)
     assert rep.converged, rep.to_json()
+    assert rep.writes > 0
+    # each node is observed once, before the push: after it, the driver's CSDS read-back is the
+    # observation (the engine does not observe every node again)
+    assert sorted(observed_events) == sorted(NODES), observed_events
     assert wait_until(lambda: not w1.run(api, n=50)["errors"] and not w1.run(ledger, n=20)["errors"], 10)
+    # what the node's clients subscribe to, as the server records it (names, or a wildcard)
+    subs = mesh.cache.subscriptions("w1")
+    assert f"api.shop:{port}" in (subs[R.LISTENER] or ()), subs
+    assert engine.drivers[Layer.SIDECAR].observe([mesh.target("w1")])["w1"].resources == \
+        engine.readbacks[(Layer.SIDECAR, "w1")]
 
     again = engine.run(want, targets, prune=True)
     assert again.converged and again.writes == 0 and again.initial.empty
