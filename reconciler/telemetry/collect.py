@@ -43,8 +43,8 @@ _SWITCH_OUT = re.compile(rf"{SWITCH_BEGIN}\r?\n(.*?)\r?\n{SWITCH_END} (\d+)@@", 
 class Collector:
     def __init__(self, inventory_path: str, timeout_s: float = 30.0, switch_driver: Any = None,
                  task_timeout_s: int = 20, connect_timeout_s: int = 5, forks: int = 50) -> None:
+        from reconciler.drivers.ansible.kept_ssh import SshReader
         from reconciler.drivers.ansible.runner import CONTROL_PATH_DIR, RunSettings
-        from reconciler.telemetry.ssh import SshReader
         self.settings = RunSettings(str(inventory_path), None, timeout_s, task_timeout_s, connect_timeout_s, forks)
         self.timeout_s = timeout_s
         self.ssh = SshReader(CONTROL_PATH_DIR / "telemetry", connect_timeout_s)

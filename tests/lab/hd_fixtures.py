@@ -15,7 +15,8 @@ from minilab import MiniLab
 
 from reconciler.drivers.ansible.host import HostDriver
 from reconciler.drivers.ansible.hypervisor import HypervisorDriver
-from reconciler.drivers.base import Target
+from reconciler.drivers.base import Target, targets_of
+from reconciler.intents.inventory import parse_inventory
 from reconciler.model import Layer, ResourceKey, State
 
 HOSTS = ["h1", "h2", "h3", "h4"]
@@ -53,7 +54,12 @@ class _Adapter:
                                timeout_s=60, task_timeout_s=20, connect_timeout_s=3)
 
     def targets(self) -> list[Target]:
-        return [Target(n, self.layer, dict(MINI["vars"][n])) for n in self.names]
+        """The targets as the reconciler makes them from the lab's inventory file (connection
+        variables included: the drivers' kept-ssh observe connects with them)."""
+        inv, errors = parse_inventory(str(self.lab.inventory_path), self.lab.inventory_path.read_bytes())
+        assert inv is not None, errors
+        mine = {t.name: t for t in targets_of(inv)[self.layer]}
+        return [mine[n] for n in self.names]
 
     def desired(self) -> State:
         return self._desired

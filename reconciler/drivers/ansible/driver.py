@@ -4,7 +4,9 @@ over `ansible.run_plays`.
 Contract: a subclass gives its apply playbook (its observe command is in playbooks/observe.yml
 under its layer's name), `parse` (stdout of the observe step -> resources)
 and `render` (TargetPlan -> Rendered: extravars, files, a count of writes).
-- observe(targets): one ansible-runner run for all targets; one Observation per target.
+- observe(targets): one Observation per target: read over kept ssh shells with the observe
+  playbook's own commands (observe_ssh.py), and one ansible-runner run for the targets those
+  cannot serve (not plain key-based ssh, or the read failed), which Ansible then reports.
   observe_together([(driver, targets), ...]) does several layers in one run and one play
   (playbooks/observe.yml picks each target's command by its layer).
 - apply(plans): targets with nothing to write are not contacted (NOOP, their planned-on
@@ -35,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from reconciler.drivers.ansible import observe_ssh
 from reconciler.drivers.ansible.runner import HostRun, Play, Publish, RunSettings, _short, run_plays
 from reconciler.drivers.base import ApplyResult, Observation
 from reconciler.model import Layer
@@ -138,10 +141,15 @@ class AnsibleDriver:
         """Observe several layers in one run: ONE play over all their targets (the observe
         playbook picks each target's command by its layer), so they are read in parallel."""
         t0 = time.monotonic()
-        hosts = tuple(t.name for _, ts in parts for t in ts)
-        runs = run_plays([Play(OBSERVE_PLAYBOOK, hosts)],
-                         {t.name: {"layer": d.layer.value} for d, ts in parts for t in ts},
-                         _settings(parts[0][0].settings, [t for _, ts in parts for t in ts]))
+        settings = parts[0][0].settings
+        # the same commands over kept ssh shells first; Ansible reads (and reports) the rest
+        read = observe_ssh.read([(d.layer, ts) for d, ts in parts], settings.timeout_s) if observe_ssh.enabled() else {}
+        rest = [t for _, ts in parts for t in ts if t.name not in read]
+        runs = run_plays([Play(OBSERVE_PLAYBOOK, tuple(t.name for t in rest))],
+                         {t.name: {"layer": d.layer.value} for d, ts in parts for t in ts if t.name not in read},
+                         _settings(settings, rest)) if rest else {}
+        for name, stdout in read.items():
+            runs[name] = HostRun(name, results={"observe": {"stdout": stdout}})
         dur = time.monotonic() - t0
         return [{t.name: d._observation(runs[t.name], "observe", dur) for t in ts} for d, ts in parts]
 

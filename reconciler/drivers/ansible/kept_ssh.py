@@ -1,5 +1,7 @@
 """Direct SSH reads for hosts and hypervisors: one command per target, over a kept connection.
 
+Used by the Ansible drivers' observe (observe_ssh.py) and by telemetry: reads only, never writes.
+
 Contract: `SshReader(control_dir, connect_timeout_s)` runs one constant, read-only command per
 target with the target's own SSH settings from the inventory, exactly those the Ansible drivers
 connect with (ansible_host, ansible_port, ansible_user, ansible_ssh_private_key_file; host keys
