@@ -71,7 +71,7 @@ from reconciler.service.shard_fence import (
 )
 from reconciler.service.shard_lease import Fence, Membership
 from reconciler.service.store import Store
-from reconciler.service.touched import journal_settled, narrow, went_live
+from reconciler.service.touched import carry_unchanged, journal_settled, narrow, went_live
 from reconciler.service.windows import window_verdict
 from reconciler.status import Phase
 from reconciler.telemetry.service import for_daemon as telemetry_for_daemon
@@ -410,7 +410,10 @@ class Daemon:
             self._run_lock.release()
         self._note_failures(report, apps)
         if full:   # the base of the next commit's narrowed sync: only a revision known to be in place
-            self._in_place = loaded if went_live(self.store, report) and not self._retry else None
+            live = went_live(self.store, report) and not self._retry
+            if live and scoped is not None and self._in_place is not None:
+                carry_unchanged(self.store, self._in_place, loaded)   # apps it did not touch are at it too
+            self._in_place = loaded if live else None
         return report
 
     def _note_failures(self, report: RunReport, apps: list[str] | None) -> None:

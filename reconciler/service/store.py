@@ -260,6 +260,19 @@ class Store:
         h = self.service("hold")
         return Hold(h["revision"], h["branch_head"], float(h["since"])) if h else None
 
+    def carry_revision(self, apps: Iterable[str], from_revision: str, to_revision: str) -> int:
+        """Apps a revision left unchanged are at it once it is in place (service/touched.py):
+        those of `apps` still recorded at `from_revision` move to `to_revision`. Returns how many."""
+        wanted = set(apps)
+        moved = 0
+        with Session(self.engine) as s:
+            for st in s.exec(select(AppStateRow).where(AppStateRow.revision == from_revision)).all():
+                if st.app in wanted:
+                    st.revision, moved = to_revision, moved + 1
+                    s.add(st)
+            s.commit()
+        return moved
+
     def set_self_heal(self, app: str, value: bool | None) -> None:
         with Session(self.engine) as s:
             st = s.get(AppStateRow, app) or AppStateRow(app=app)

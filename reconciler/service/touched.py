@@ -22,10 +22,15 @@ Contract:
   it is not given: so a narrowed sync only runs when nothing is left to recover (else it is full).
 - A change that touches nothing (e.g. a README commit) gives empty targets: the run records the
   revision as applied and reads no device.
+- `carry_unchanged(store, base, new)`: after a narrowed sync of `new` went live, the apps whose
+  desired state `new` did not change are at `new` too: their recorded revision moves from
+  `base`'s to `new`'s (only where it still is `base`'s; their sync and health stay as they are).
 """
 from __future__ import annotations
 
+import logging
 import os
+from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
@@ -34,9 +39,10 @@ from reconciler.report import RunReport
 from reconciler.service.config import Loaded
 from reconciler.status import Phase
 
-__all__ = ["journal_settled", "narrow", "touched_targets", "went_live"]
+__all__ = ["carry_unchanged", "journal_settled", "narrow", "touched_targets", "unchanged_apps", "went_live"]
 
 NARROW_ENV = "RECONCILER_NARROW_SYNC"
+log = logging.getLogger(__name__)
 
 
 def touched_targets(before: State, after: State) -> set[tuple[Layer, str]]:
@@ -87,3 +93,24 @@ def journal_settled(store: Any) -> bool:
         return not Journal(store).unfinished()
     except Exception:
         return False
+
+
+def unchanged_apps(before: State, after: State) -> set[str]:
+    """Apps with desired resources in `after` that are exactly those of `before` (pure)."""
+    def by_app(state: State) -> dict[str, dict]:
+        out: dict[str, dict] = defaultdict(dict)
+        for k, r in state.resources.items():
+            out[r.app][k] = r
+        return out
+    old, new = by_app(before), by_app(after)
+    return {app for app, rs in new.items() if app and old.get(app) == rs}
+
+
+def carry_unchanged(store: Any, base: Loaded, new: Loaded) -> None:
+    """See the module contract. A store that cannot be written is logged: the revisions then lag
+    until the app's next sync, nothing else depends on them."""
+    apps = unchanged_apps(base.desired, new.desired)
+    try:
+        store.carry_revision(apps, base.revision, new.revision)
+    except Exception as exc:
+        log.warning("cannot record revision %s for %d unchanged app(s): %s", new.revision[:12], len(apps), exc)

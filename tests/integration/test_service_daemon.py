@@ -133,6 +133,8 @@ def test_burst_of_pushes_is_coalesced_to_the_newest(env):
     revs = [r.revision for r in commit_runs(d) if r.trigger == "webhook"]
     assert revs == [first, shas[-1]], "the burst collapsed into one run of the newest commit"
     assert "8005" in env.snapshot.read_text() and "8003" not in env.snapshot.read_text()
+    # the commits changed shop only (narrowed syncs): every app is recorded at the newest revision
+    wait_until(lambda: {a.revision for a in d.store.apps()} == {shas[-1]}, what="every app at the newest revision")
 
 
 def test_bad_commit_is_refused_and_last_good_stays_applied(env):

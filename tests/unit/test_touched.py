@@ -17,7 +17,14 @@ from reconciler.report import RunReport
 from reconciler.revision import load_revision
 from reconciler.service.config import Loaded
 from reconciler.service.store import Store
-from reconciler.service.touched import journal_settled, narrow, touched_targets, went_live
+from reconciler.service.touched import (
+    carry_unchanged,
+    journal_settled,
+    narrow,
+    touched_targets,
+    unchanged_apps,
+    went_live,
+)
 from reconciler.status import Phase
 from reconciler.txn.journal import Journal
 from reconciler.txn.models import TxnState
@@ -120,3 +127,26 @@ def test_narrowing_can_be_turned_off(work, monkeypatch):
     base = loaded(work)
     monkeypatch.setenv("RECONCILER_NARROW_SYNC", "0")
     assert narrow(base, base) is None
+
+
+def test_apps_a_narrowed_revision_did_not_change_are_recorded_at_it(work, tmp_path):
+    from sqlmodel import Session
+
+    from reconciler.service.store_models import AppStateRow
+    base = loaded(work)
+    new = change(work, "apps/shop.yaml", lambda d: d["spec"]["traffic"]["api"].update(split={"v1": 50, "v2": 50}))
+    apps = {r.app for r in new.desired.resources.values() if r.app}
+    assert unchanged_apps(base.desired, new.desired) == apps - {"shop"}
+    assert unchanged_apps(base.desired, base.desired) == apps
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    lagging = sorted(apps - {"shop"})[0]     # recorded at an older revision: not in place, stays
+    with Session(store.engine) as s:
+        for app in apps:
+            s.add(AppStateRow(app=app, revision="older" if app == lagging else base.revision, sync="OutOfSync"))
+        s.commit()
+    carry_unchanged(store, base, new)
+    got = {a.app: a for a in store.apps()}
+    assert {a for a, st in got.items() if st.revision == new.revision} == apps - {"shop", lagging}
+    assert got["shop"].revision == base.revision        # the run's own event records shop
+    assert got[lagging].revision == "older"
+    assert all(st.sync.value == "OutOfSync" for st in got.values())   # sync is the runs' business
