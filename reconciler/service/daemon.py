@@ -45,7 +45,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reconciler.drivers.registry import DriverLoadError, drivers_for, targets_of
+from reconciler.drivers.registry import targets_of
 from reconciler.engine import Engine
 from reconciler.events import EventBus
 from reconciler.ipam.binding import StoreBinding
@@ -55,14 +55,15 @@ from reconciler.revision import REFUSALS, load_revision, refusal_lines
 from reconciler.service.commit_compile import CommitCompiler
 from reconciler.service.config import FABRIC, DaemonConfig, Loaded, app_label, now_utc, write_inventory
 from reconciler.service.config import safe as _safe
+from reconciler.service.engines import DaemonEngines
 from reconciler.service.gitsource import GitSource, SourceError
 from reconciler.service.healing import drift_scan, note_failures, retry_due
 from reconciler.service.jsonlog import log_event
 from reconciler.service.leader import leader_lock
 from reconciler.service.metrics import Metrics
 from reconciler.service.reachability import Reachability
+from reconciler.service.retries import RetrySchedule
 from reconciler.service.shard_fence import (
-    fence_drivers,
     mark_dead_runs,
     retry_refused,
     shard_health,
@@ -96,6 +97,7 @@ class Daemon:
         self.bus.subscribe(self.store.observer)
         self.bus.subscribe(self.metrics.observer)
         self.reach = Reachability(self.store, self.metrics)   # verify after each run (service/reachability.py)
+        self.engines = DaemonEngines(cfg, self.bus, self.store, self.reach, self.fence)   # service/engines.py
         self.telemetry = telemetry_for_daemon(self)   # own thread and schedule: never blocks a sync
         self.bus.subscribe(log_event)
         self.compiler = CommitCompiler(str(self.source.repo_dir))   # a commit's changed apps: compile=change
@@ -105,19 +107,15 @@ class Daemon:
         self.source_error = ""
         self.window_reason = ""
         self.refused: dict[str, Any] | None = None
-        self.driver_error = ""
-        self._engine: Engine | None = None
-        self._engine_inventory: str | None = None
-        self._run_lock = threading.Lock()
+        self.run_lock = threading.Lock()
         self._req_lock = threading.Lock()
         self._want: tuple[str, bool, frozenset[str] | None] | None = None
         self._sync_running = False
         self._force = True
-        self._retry: dict[str, tuple[int, float]] = {}
-        self._retry_loaded: Loaded | None = None   # shards: a refused first sync is retried at this revision
+        self.retries = RetrySchedule(cfg.retry_base_s, cfg.retry_max_s)   # failed apps, applied again (healing.py)
         self._in_place: Loaded | None = None   # the last revision a full sync put in place for good (touched.py)
         self._intervals: tuple[float, float] | None = None
-        self._stop = threading.Event()
+        self.stopping = threading.Event()
         self._next_prune = 0.0
         self.scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(8)},
                                              job_defaults={"coalesce": True, "max_instances": 1,
@@ -156,7 +154,7 @@ class Daemon:
                                                   "listen": self.cfg.listen, "poll_s": iv, "drift_s": dv}})
 
     def stop(self, wait_s: float = 60.0) -> None:
-        self._stop.set()
+        self.stopping.set()
         try:
             self.scheduler.shutdown(wait=False)
         except Exception:
@@ -164,14 +162,14 @@ class Daemon:
         if self.http:
             self.http.stop()
         self.telemetry.stop()
-        if self._run_lock.acquire(timeout=wait_s):
-            self._run_lock.release()
+        if self.run_lock.acquire(timeout=wait_s):
+            self.run_lock.release()
         self.store.flush()
         self.lock.release()
         self.is_leader = False
 
     def wait(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self.stopping.wait(0.5):
             pass
 
     # ---- leader ------------------------------------------------------------------------
@@ -220,7 +218,7 @@ class Daemon:
             threading.Thread(target=self._sync_loop, name="reconciler-sync", daemon=True).start()
 
     def _sync_loop(self) -> None:
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             with self._req_lock:
                 if self._want is None:
                     self._sync_running = False
@@ -261,7 +259,7 @@ class Daemon:
             return None
         if current is not None and same and not self._force and manual and apps:
             known = [a for a in apps if a in current.repo.apps]
-            return self._apply(current, "manual", known) if known else None
+            return self.apply_revision(current, "manual", known) if known else None
         if self.refused and self.refused.get("sha") == target and not manual:
             return None
         loaded = self.load(target, trigger)
@@ -271,7 +269,7 @@ class Daemon:
                 return None
             loaded, run_trigger = self.current, trigger
         if not manual and run_trigger != "rollback":
-            ok, why = self._windows_allow(loaded)
+            ok, why = self.windows_allow(loaded)
             if not ok:
                 if why != self.window_reason:
                     log.info("automatic sync of %s denied: %s", target[:12], why)
@@ -279,7 +277,7 @@ class Daemon:
                 return None
         self.window_reason = ""
         # a commit's sync observes and applies only the targets its change touches (service/touched.py)
-        report = self._apply(loaded, run_trigger, None,
+        report = self.apply_revision(loaded, run_trigger, None,
                              narrowable=not manual and run_trigger != "rollback" and not self._force)
         if report is not None:
             self._force = False
@@ -321,53 +319,20 @@ class Daemon:
         _safe(lambda: self.store.set_service("refused", self.refused))
         return None
 
-    def _windows_allow(self, loaded: Loaded | None) -> tuple[bool, str]:
+    def windows_allow(self, loaded: Loaded | None) -> tuple[bool, str]:
         cfg = (loaded or self.current)
         if cfg is None:
             return True, ""
         return window_verdict(cfg.repo.config.sync.windows)
 
     # ---- apply -------------------------------------------------------------------------
-    def _engine_for(self, loaded: Loaded, trigger: str, apps: list[str] | None = None) -> Engine | None:
-        """The engine for this revision's inventory; None (the failure recorded) when a layer's
-        driver cannot be loaded. Nothing is cached then, so the next sync tries again."""
-        if self._engine is None or self._engine_inventory != loaded.inventory_path:
-            try:
-                drivers = self._drivers(loaded.inventory_path, loaded.targets)
-            except DriverLoadError as exc:
-                self._driver_failed(str(exc), loaded.revision, trigger, apps)
-                return None
-            self._engine = Engine(drivers, self.bus, attempts=self.cfg.attempts, publish_state=True)
-            self.reach.tap(self._engine)
-            self._engine_inventory = loaded.inventory_path
-        if self.driver_error:
-            log.info("drivers loaded again; the earlier error is cleared")
-            self.driver_error = ""
-        return self._engine
+    def engine_for(self, loaded: Loaded, trigger: str, apps: list[str] | None = None) -> Engine | None:
+        """The engine for this revision's inventory, or None (recorded) when a driver cannot load."""
+        return self.engines.engine_for(loaded, trigger, apps)
 
-    def _driver_failed(self, msg: str, revision: str, trigger: str, apps: list[str] | None) -> None:
-        msg = REDACTOR.text(msg)
-        repeated = msg == self.driver_error
-        self.driver_error = msg
-        # A run asked for by someone (webhook, manual, startup, ...) always gets its answer in the
-        # store; periodic polls and scans record the same error only once.
-        if repeated and trigger in ("poll", "drift-scan", "retry", "self-heal"):
-            return
-        log.error("drivers cannot be loaded: %s; nothing applied, retried at the next sync", msg,
-                  extra={"ctx": {"revision": revision, "trigger": trigger}})
-        _safe(lambda: self.store.record_run(uuid.uuid4().hex[:12], revision=revision, trigger=trigger,
-                                            phase=Phase.FAILED, error=f"drivers cannot be loaded: {msg}",
-                                            apps=apps or ()))
-
-    def _drivers(self, inventory_path: str, targets: dict) -> dict:
-        settings = {"inventory_path": inventory_path, "publish": self.bus.publish, "timeout_s": self.cfg.timeout_s}
-        drivers = drivers_for(targets, settings, layers=self.cfg.layers, observed=self.cfg.observed,
-                              factory=self.cfg.driver_factory)
-        return drivers if self.fence is None else fence_drivers(drivers, self.fence)
-
-    def _apply(self, loaded: Loaded, trigger: str, apps: list[str] | None, blocking: bool = True,
+    def apply_revision(self, loaded: Loaded, trigger: str, apps: list[str] | None, blocking: bool = True,
                narrowable: bool = False) -> RunReport | None:
-        if not self._run_lock.acquire(blocking=blocking):
+        if not self.run_lock.acquire(blocking=blocking):
             return None
         full = apps is None
         try:
@@ -377,10 +342,10 @@ class Daemon:
                 scope = [FABRIC, *loaded.repo.apps] if apps is None else apps
                 apps = self.shard.mine(scope)
                 for a in set(scope) - set(apps):
-                    self._retry.pop(a, None)
+                    self.retries.clear(a)
                 if not apps:
                     return None
-            engine = self._engine_for(loaded, trigger, apps)
+            engine = self.engine_for(loaded, trigger, apps)
             if engine is None:
                 return None
             if self.shard is not None and apps:  # another member's transaction on our targets: wait, not refuse
@@ -407,16 +372,16 @@ class Daemon:
                 _safe(lambda: self.store.set_service("applied_revision", loaded.revision))
             self.reach.after_run(loaded, report, engine)
         finally:
-            self._run_lock.release()
-        self._note_failures(report, apps)
+            self.run_lock.release()
+        self.record_failures(report, apps)
         if full:   # the base of the next commit's narrowed sync: only a revision known to be in place
-            live = went_live(self.store, report) and not self._retry
+            live = went_live(self.store, report) and not self.retries
             if live and scoped is not None and self._in_place is not None:
                 carry_unchanged(self.store, self._in_place, loaded)   # apps it did not touch are at it too
             self._in_place = loaded if live else None
         return report
 
-    def _note_failures(self, report: RunReport, apps: list[str] | None) -> None:
+    def record_failures(self, report: RunReport, apps: list[str] | None) -> None:
         note_failures(self, report, apps)
 
     # ---- periodic jobs (service/healing.py) ------------------------------------------------
@@ -449,14 +414,14 @@ class Daemon:
 
     # ---- reporting ---------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return {"ok": self.scheduler.running and not self._stop.is_set(), "instance": self.cfg.instance,
+        return {"ok": self.scheduler.running and not self.stopping.is_set(), "instance": self.cfg.instance,
                 "leader": self.is_leader, "store": {"available": self.store.available, "pending": self.store.pending,
                                                     "error": self.store.last_error},
                 "source": {"ok": not self.source_error, "error": self.source_error, "head": self.source.head},
                 "revision": self.current.revision if self.current else "",
                 "refused": (self.refused or {}).get("sha", ""), "window": self.window_reason,
-                "drivers": {"ok": not self.driver_error, "error": self.driver_error},
-                "retrying": sorted(app_label(a) for a in self._retry),
+                "drivers": {"ok": not self.engines.error, "error": self.engines.error},
+                "retrying": sorted(app_label(a) for a in self.retries.apps()),
                 "reachability": self.reach.status(),
                 **({} if self.shard is None else {"shard": shard_health(self.shard)})}
 

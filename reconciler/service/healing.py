@@ -8,7 +8,10 @@ Contract (functions over the running Daemon, like txn/service.py and shard_fence
   the others is reported only. A scan is skipped while a run is going on (the next one scans).
 - `retry_due(daemon)`: applies again the apps whose retry time came.
 - `note_failures(daemon, report, apps)`: after a run, per app (the fabric too): a failure
-  doubles its retry delay up to `retry_max_s`; a success clears it.
+  doubles its retry delay up to `retry_max_s`; a success clears it (`daemon.retries`,
+  retries.py).
+What they use of the daemon is its public face: `current`, `is_leader`, `shard`, `store`,
+`reach`, `cfg`, `retries`, `run_lock`, `engine_for`, `windows_allow`, `apply_revision`.
 """
 from __future__ import annotations
 
@@ -29,11 +32,11 @@ def drift_scan(daemon: Any) -> None:
     loaded = daemon.current
     if not daemon.is_leader or loaded is None:
         return
-    if not daemon._run_lock.acquire(blocking=False):
+    if not daemon.run_lock.acquire(blocking=False):
         return  # a run is going on; the next interval scans
     try:
         cfg = loaded.repo.config
-        engine = daemon._engine_for(loaded, "drift-scan")
+        engine = daemon.engine_for(loaded, "drift-scan")
         if engine is None:
             return
         mine = None if daemon.shard is None else daemon.shard.mine([FABRIC, *loaded.repo.apps])
@@ -44,7 +47,7 @@ def drift_scan(daemon: Any) -> None:
                             run_id=uuid.uuid4().hex[:12], trigger="drift-scan")
         leaky = daemon.reach.after_run(loaded, report, engine)   # a new leak is drift: healed below
     finally:
-        daemon._run_lock.release()
+        daemon.run_lock.release()
     # The fabric ("") is drift like any app's: it used to be filtered out here, so a deleted
     # uplink isolation flow was reported on every scan and never repaired.
     drifted = sorted({a for a in report.apps() if report.initial.for_app(a).changes} | leaky)
@@ -58,26 +61,22 @@ def drift_scan(daemon: Any) -> None:
         log.info("drift reported (self-heal off): %s", ", ".join(names), extra={"ctx": {"apps": names}})
     if not heal:
         return
-    ok, why = daemon._windows_allow(loaded)
+    ok, why = daemon.windows_allow(loaded)
     if not ok:
         log.info("self-heal of %s denied: %s", ", ".join(app_label(a) for a in heal), why)
         return
-    daemon._apply(loaded, "self-heal", heal, blocking=False)
+    daemon.apply_revision(loaded, "self-heal", heal, blocking=False)
 
 
 def retry_due(daemon: Any) -> None:
     """Apply again the apps whose retry time came (inside the sync windows)."""
-    loaded = daemon.current or daemon._retry_loaded
-    if not daemon.is_leader or loaded is None or not daemon._retry:
+    loaded = daemon.current or daemon.retries.loaded
+    if not daemon.is_leader or loaded is None or not daemon.retries:
         return
-    now = time.monotonic()
-    known = lambda a: a == FABRIC or a in loaded.repo.apps  # noqa: E731
-    due = sorted(a for a, (_, t) in daemon._retry.items() if t <= now and known(a))
-    for a in [a for a in daemon._retry if not known(a)]:
-        daemon._retry.pop(a, None)
-    if not due or not daemon._windows_allow(loaded)[0]:
+    due = daemon.retries.due(time.monotonic(), lambda a: a == FABRIC or a in loaded.repo.apps)
+    if not due or not daemon.windows_allow(loaded)[0]:
         return
-    daemon._apply(loaded, "retry", due, blocking=False)
+    daemon.apply_revision(loaded, "retry", due, blocking=False)
 
 
 def note_failures(daemon: Any, report: RunReport, apps: list[str] | None) -> None:
@@ -87,10 +86,8 @@ def note_failures(daemon: Any, report: RunReport, apps: list[str] | None) -> Non
         bad = any(app in t.apps and not t.ok for t in report.targets.values()) or \
             bool(report.residual.for_app(app).changes)
         if bad:
-            n = daemon._retry.get(app, (0, 0.0))[0] + 1
-            delay = min(daemon.cfg.retry_max_s, daemon.cfg.retry_base_s * 2 ** (n - 1))
-            daemon._retry[app] = (n, now + delay)
+            n, delay = daemon.retries.fail(app, now)
             log.warning("app %s failed (%d in a row); retry in %.1fs", app_label(app), n, delay,
                         extra={"ctx": {"app": app, "failures": n, "retry_in_s": delay}})
         else:
-            daemon._retry.pop(app, None)
+            daemon.retries.clear(app)

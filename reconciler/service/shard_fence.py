@@ -194,7 +194,7 @@ def wait_targets_free(daemon: Any, loaded: Any, apps: Sequence[str], timeout_s: 
     is then refused and retried as before) or the journal cannot be read."""
     t0 = time.monotonic()
     logged = False
-    while not daemon._stop.is_set():
+    while not daemon.stopping.is_set():
         try:
             held = held_targets(daemon.store, loaded.desired, apps)
         except Exception:   # the journal is unreadable: the transaction itself will say so
@@ -206,13 +206,12 @@ def wait_targets_free(daemon: Any, loaded: Any, apps: Sequence[str], timeout_s: 
             log.info("waiting for targets held by another transaction: %s", ", ".join(held[:5]),
                      extra={"ctx": {"held": held[:20], "apps": list(apps)}})
             logged = True
-        daemon._stop.wait(poll_s)
+        daemon.stopping.wait(poll_s)
     return time.monotonic() - t0
 
 
 def retry_refused(daemon: Any, loaded: Any, apps: Sequence[str] | None) -> None:
     now = time.monotonic()
-    daemon._retry_loaded = loaded
+    daemon.retries.loaded = loaded
     for app in apps or ():
-        n = daemon._retry.get(app, (0, 0.0))[0] + 1
-        daemon._retry[app] = (n, now + min(daemon.cfg.retry_max_s, daemon.cfg.retry_base_s * 2 ** (n - 1)))
+        daemon.retries.fail(app, now)

@@ -52,20 +52,13 @@ def touched_targets(before: State, after: State) -> set[tuple[Layer, str]]:
     return touched
 
 
-def _same_config(a: Any, b: Any) -> bool:
-    try:
-        return bool(a.repo.config == b.repo.config)
-    except Exception:   # an incomparable config: treat as changed (a full sync is always correct)
-        return False
-
-
 def narrow(base: Loaded | None, new: Loaded) -> Loaded | None:
     """`new` restricted to what changed since `base` (see the module contract), or None: full."""
     if os.environ.get(NARROW_ENV, "1") == "0":
         return None
     if base is None or base.inventory_path != new.inventory_path or base.targets != new.targets:
         return None
-    if not _same_config(base, new):
+    if base.repo.config != new.repo.config:   # frozen models: compared field by field
         return None
     touched = touched_targets(base.desired, new.desired)
     targets = {layer: [t for t in ts if (layer, t.name) in touched] for layer, ts in new.targets.items()}

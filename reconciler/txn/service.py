@@ -129,7 +129,7 @@ def run_sync(daemon: Any, engine: Any, loaded: Any, apps: list[str] | None, trig
         # all-or-nothing per transaction, but one failing app never holds the others: they go
         # again as a transaction of their own; the failing ones are retried with backoff
         assert res.report is not None  # _split found apps in it
-        daemon._note_failures(res.report, failing)
+        daemon.record_failures(res.report, failing)
         res = tx.apply(loaded.desired, loaded.targets, prune=cfg.sync.prune, apps=healthy, ignore=cfg.ignore,
                        revision=loaded.revision, trigger=trigger)
     except JournalUnavailable as exc:
@@ -169,7 +169,7 @@ def txn_tick(daemon: Any) -> None:
     except Exception as exc:  # the store is down: nothing can be decided without the journal
         log.debug("txn tick: %s", exc)
         return
-    if not due or not daemon._run_lock.acquire(blocking=False):
+    if not due or not daemon.run_lock.acquire(blocking=False):
         return
     try:
         for res in transactions_for(daemon, engine, loaded).recover(loaded.targets, loaded.repo.config.ignore):
@@ -177,4 +177,4 @@ def txn_tick(daemon: Any) -> None:
     except JournalUnavailable as exc:
         log.error("%s", exc)
     finally:
-        daemon._run_lock.release()
+        daemon.run_lock.release()

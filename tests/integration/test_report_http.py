@@ -112,7 +112,7 @@ def test_report_drift_shows_after_a_drift_scan(daemon):
         data["resources"] = [r for r in data["resources"] if r["key"] != "host/h3/nft-set/netintent_shop/local"]
     snapshot_edit(daemon.snapshot, drop)
     daemon._drift_job()   # the scan the scheduler would run (self-heal on: it repairs it too)
-    wait_until(lambda: not daemon._sync_running and not daemon._run_lock.locked(), what="scan done")
+    wait_until(lambda: not daemon._sync_running and not daemon.run_lock.locked(), what="scan done")
     out = json.loads(get(daemon, "app=shop")[2])
     shop = out["apps"][0]
     last = daemon.store.runs(limit=1)[0]

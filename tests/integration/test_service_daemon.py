@@ -78,7 +78,7 @@ def commit_runs(d: Daemon) -> list:
 
 
 def wait_idle(d: Daemon) -> None:
-    wait_until(lambda: not d._sync_running and not d._run_lock.locked(), what="daemon idle")
+    wait_until(lambda: not d._sync_running and not d.run_lock.locked(), what="daemon idle")
 
 
 def test_startup_converges_and_history_records_it(env):
@@ -276,7 +276,7 @@ def test_failing_app_is_retried_with_backoff_and_never_holds_healthy_ones(env):
     assert all(w >= m - 0.05 for w, m in zip(waits, least)), f"backoff grows: waits {waits}, at least {least}"
     snapshot_edit(env.snapshot, lambda s: s.update(reject=[]))
     wait_until(lambda: {a.app: a for a in d.store.apps()}["analytics"].sync is Sync.SYNCED, timeout=10)
-    wait_until(lambda: not d._retry, what="retry cleared")
+    wait_until(lambda: not d.retries, what="retry cleared")
 
 
 def test_rollback_holds_until_a_new_commit(env):

@@ -45,7 +45,7 @@ def test_held_targets_are_other_processes_locks_on_the_apps_targets(tmp_path):
 
 def test_a_member_waits_until_the_other_transaction_ends_and_no_longer(tmp_path):
     store = Store(str(tmp_path / "db.sqlite"))
-    daemon = SimpleNamespace(store=store, _stop=threading.Event())
+    daemon = SimpleNamespace(store=store, stopping=threading.Event())
     loaded = SimpleNamespace(desired=_desired())
     try:
         _hold(store, "tx-other", "elsewhere:1", "host/h1")
