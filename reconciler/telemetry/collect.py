@@ -3,7 +3,7 @@
 Contract: `Collector(inventory_path, ...)` reads counters; `read(targets)` takes
 `{layer: [Target]}` and returns one `TargetRead` per target, never raising for a target:
 - host and hypervisor: one constant read-only command per target (`COMMANDS`), in parallel over
-  SSH with the target's own connection settings and a kept ControlMaster (ssh.py: a round trip,
+  SSH with the target's own connection settings and a kept ControlMaster (drivers/ansible/kept_ssh.py: a round trip,
   no ansible-playbook start per round); targets plain ssh cannot serve (a password) go through
   ONE ansible-runner run (playbooks/telemetry.yml, the same commands, run_plays' process model);
 - switch: one SSH round trip per leaf through a SwitchDriver's session pool (a warm session is

@@ -142,8 +142,10 @@ class AnsibleDriver:
         playbook picks each target's command by its layer), so they are read in parallel."""
         t0 = time.monotonic()
         settings = parts[0][0].settings
-        # the same commands over kept ssh shells first; Ansible reads (and reports) the rest
-        read = observe_ssh.read([(d.layer, ts) for d, ts in parts], settings.timeout_s) if observe_ssh.enabled() else {}
+        # the same commands over kept ssh shells first (bounded as Ansible bounds them: its connect
+        # and task timeouts); Ansible reads, and reports, the rest
+        bound = settings.connect_timeout_s + settings.task_timeout_s
+        read = observe_ssh.read([(d.layer, ts) for d, ts in parts], bound) if observe_ssh.enabled() else {}
         rest = [t for _, ts in parts for t in ts if t.name not in read]
         runs = run_plays([Play(OBSERVE_PLAYBOOK, tuple(t.name for t in rest))],
                          {t.name: {"layer": d.layer.value} for d, ts in parts for t in ts if t.name not in read},

@@ -10,7 +10,8 @@ parallel, through one `sh` per target kept open over ssh (behind an OpenSSH Cont
 `persist_s`): the first round logs in, later rounds write the command to that shell and read its
 output up to an end marker, a round trip of milliseconds (an ansible-playbook start costs seconds,
 a new ssh session ~0.1 s of the target's CPU). A shell that died or timed out is dropped and
-started again on the next round. `usable(target)` is False for targets plain ssh cannot serve (a password); the caller
+started again on the next round. `usable(target)` is False for targets plain ssh cannot serve as
+Ansible would (a password, become, extra ssh arguments, another connection plugin); the caller
 reads those through Ansible. `run(items, timeout_s)` -> {target: (ok, stdout or error)}; never
 raises for a target. Processes are started without a fork of this process (subprocess, vfork +
 exec: safe beside gRPC); `close()` ends the masters it opened. Every value put on the command
@@ -30,6 +31,10 @@ HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,252}\Z")
 USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\Z")
 PATH_RE = re.compile(r"^/[A-Za-z0-9_./+-]{1,4095}\Z")
 END = "@@NI-TEL-END"
+# connection settings plain `ssh` would not honour as Ansible does: such targets go through Ansible
+ANSIBLE_ONLY_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_become", "ansible_ssh_common_args",
+                     "ansible_ssh_extra_args", "ansible_ssh_args", "ansible_ssh_executable",
+                     "ansible_private_key_passphrase")
 
 
 class SshReader:
@@ -42,8 +47,9 @@ class SshReader:
 
     @staticmethod
     def usable(target: Any) -> bool:
+        """Whether a plain `ssh` with the target's inventory settings is what Ansible would run."""
         v = target.vars
-        return not v.get("ansible_password") and str(v.get("ansible_connection", "ssh")) == "ssh"
+        return str(v.get("ansible_connection", "ssh")) == "ssh" and not any(v.get(k) for k in ANSIBLE_ONLY_VARS)
 
     def argv(self, target: Any) -> list[str]:
         v = target.vars

@@ -37,10 +37,6 @@ from reconciler.model import Layer
 BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
 _BRIDGE_EXPR = "{{ netintent_bridge | default('br0') | quote }}"
 _WORKLOAD_EXPR = "{{ ni_workload_observe }}"
-# connection settings plain `ssh` would not honour as Ansible does: such targets go through Ansible
-_FORBIDDEN_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_become", "ansible_ssh_common_args",
-                   "ansible_ssh_extra_args", "ansible_ssh_args", "ansible_ssh_executable",
-                   "ansible_private_key_passphrase")
 
 _lock = threading.Lock()
 _reader: SshReader | None = None
@@ -76,7 +72,7 @@ def observe_command(layer: Layer, target: Any) -> str:
 
 def servable(target: Any) -> bool:
     """Whether a plain `ssh` with the target's inventory settings is what Ansible would run."""
-    return SshReader.usable(target) and not any(target.vars.get(v) for v in _FORBIDDEN_VARS)
+    return SshReader.usable(target)
 
 
 def _shared() -> SshReader:
