@@ -52,3 +52,22 @@ def test_a_target_ssh_cannot_read_is_observed_and_reported_by_ansible(adapters):
     finally:
         a.restore(down)
     assert a.driver().observe(a.targets())[down].ok
+
+
+def test_a_kept_connection_is_not_reused_under_other_host_keys(adapters, tmp_path):
+    """A session over a kept ssh master skips host-key checks: a target whose known_hosts file
+    holds other keys must not be read over the master opened before, but fail as Ansible does."""
+    import dataclasses
+    import subprocess
+    a = adapters["host"]
+    target = a.targets()[0]
+    assert set(observe_ssh.read([(a.layer, [target])], 30)) == {target.name}    # a master is kept now
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"{target.vars['ansible_host']} {key_type} {key}\n")
+    other = dataclasses.replace(target, vars={**target.vars, "netintent_known_hosts": str(wrong)})
+    assert observe_ssh.read([(a.layer, [other])], 30) == {}
+    got = a.driver().observe([other])[target.name]
+    assert got.outcome is Outcome.UNREACHABLE and "host key verification failed" in got.error.lower(), got.error
+    assert a.driver().observe([target])[target.name].ok     # its own keys: read again

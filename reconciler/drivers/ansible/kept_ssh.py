@@ -19,6 +19,7 @@ line is validated first; nothing comes from an app's intents.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import selectors
@@ -63,8 +64,11 @@ class SshReader:
                 raise ValueError(f"{target.name}: not an absolute file path: {path!r}")
         keys = (["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"] if known
                 else ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        # A session over a kept master skips host-key and key checks: a master is only shared by
+        # connections with the same trust settings (as runner.py tags Ansible's control dirs)
+        trust = hashlib.blake2b(f"{known or ''}\0{key or ''}".encode(), digest_size=4).hexdigest()
         self._used[target.name] = argv = [
-            "ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={self.dir}/%C",
+            "ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={self.dir}/{trust}-%C",
             "-o", f"ControlPersist={self.persist_s}s", "-o", f"ConnectTimeout={self.connect_timeout_s}",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2", "-o", "LogLevel=ERROR", *keys,
             *(["-i", str(key), "-o", "IdentitiesOnly=yes"] if key else []), "-p", str(port), "-l", user, host]
