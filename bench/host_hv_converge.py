@@ -6,7 +6,8 @@ tests/lab/hd_setup.py) it runs the real Engine with the real host and hypervisor
   one-app    : `shop` gets a new allowed caller address (one nft set element on two hosts) and a
                new instance on h1 (address + flows): time from `engine.run` start to converged
   no-op      : a run with nothing to change (observe only, zero writes)
-  observe    : one observe of each layer alone (one ansible-runner run per layer)
+  observe    : one observe of each layer alone (over kept ssh shells; one ansible-runner run per
+               layer with RECONCILER_OBSERVE_SSH=0)
 Each is repeated `--repeat` times (median). Target (issue 5): one-app change <= 5 s.
 Run as root: `python bench/host_hv_converge.py [--repeat 3]`.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -29,8 +31,9 @@ from minilab import MiniLab  # noqa: E402
 from reconciler.compile import compile_repo  # noqa: E402
 from reconciler.drivers.ansible.host import HostDriver  # noqa: E402
 from reconciler.drivers.ansible.hypervisor import HypervisorDriver  # noqa: E402
-from reconciler.drivers.base import Target  # noqa: E402
+from reconciler.drivers.base import targets_of  # noqa: E402
 from reconciler.engine import Engine  # noqa: E402
+from reconciler.intents.inventory import parse_inventory  # noqa: E402
 from reconciler.intents.validate import load_repo  # noqa: E402
 from reconciler.model import Layer, State  # noqa: E402
 
@@ -46,8 +49,11 @@ def main() -> None:
         inv = str(lab.inventory_path)
         drivers = {Layer.HOST: HostDriver(inventory_path=inv), Layer.HYPERVISOR: HypervisorDriver(inventory_path=inv)}
         engine = Engine(drivers, attempts=3, backoff_s=0.2)
-        targets = {Layer.HOST: [Target(h, Layer.HOST, MINI["vars"][h]) for h in ("h1", "h2", "h3", "h4")],
-                   Layer.HYPERVISOR: [Target(h, Layer.HYPERVISOR, MINI["vars"][h]) for h in ("hv1", "hv2")]}
+        # the targets as the reconciler makes them from the inventory (connection vars included)
+        parsed, errors = parse_inventory(inv, lab.inventory_path.read_bytes())
+        assert parsed is not None, errors
+        targets = {layer: [t for t in ts if t.name in MINI["nodes"]] for layer, ts in targets_of(parsed).items()
+                   if layer in (Layer.HOST, Layer.HYPERVISOR)}
 
         def desired(apps: dict) -> State:
             repo_dir = write_repo(lab.dir / "repo", apps, lab.inventory_path)
@@ -82,7 +88,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 drv.observe(targets[layer])
                 ts.append(time.perf_counter() - t0)
-            rows.append((f"observe {layer.value} layer (one ansible-runner run)", med(ts), ""))
+            how = "ansible-runner" if os.environ.get("RECONCILER_OBSERVE_SSH") == "0" else "kept ssh"
+            rows.append((f"observe {layer.value} layer ({how})", med(ts), ""))
     finally:
         lab.down()
     print(f"{'host+hypervisor converge':48s} {'seconds':>8s}")

@@ -61,7 +61,7 @@ def test_split_timeout_retries_and_tls(compiled):
     assert route == {"domains": ["api.shop:8080"],
                      "clusters": [{"name": "api.shop:8080/v1", "weight": 90},
                                   {"name": "api.shop:8080/v2", "weight": 10}],
-                     "timeout_ms": 2000, "retries": {"num": 2, "on": ["unavailable"]}}
+                     "timeout_ms": 5000, "retries": {"num": 2, "on": ["unavailable"]}}
     clusters = _by(compiled["shop"], "h2", "cluster")
     assert clusters["api.shop:8080/v1"]["tls"] == {
         "cert_provider": "invoicer.billing", "ca_provider": "invoicer.billing",
