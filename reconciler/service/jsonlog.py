@@ -57,10 +57,9 @@ _TRACED = {EventKind.OBSERVED, EventKind.APPLY_STARTED, EventKind.APPLIED}
 
 
 def log_event(ev: Event) -> None:
+    failed = ev.kind is EventKind.APPLIED and ev.outcome is not None and not ev.outcome.ok
     traced = ev.kind in _TRACED and log.isEnabledFor(logging.DEBUG)
-    if ev.kind not in _LOGGED and not traced:
-        return
-    if ev.kind is EventKind.APPLIED and (ev.outcome is None or ev.outcome.ok) and not traced:
+    if not (failed or traced or ev.kind in _LOGGED - {EventKind.APPLIED}):
         return
     ctx: dict[str, Any] = {"event": ev.kind.value, "run_id": ev.run_id}
     if ev.app:
@@ -75,8 +74,7 @@ def log_event(ev: Event) -> None:
         ctx.update({k: ev.data.get(k) for k in ("phase", "duration_s", "revision", "converged", "writes")})
     if ev.kind is EventKind.RUN_STARTED:
         ctx.update({"trigger": ev.message, "revision": ev.data.get("revision"), "dry_run": ev.data.get("dry_run")})
-    level = (logging.DEBUG if traced and not (ev.kind is EventKind.APPLIED and ev.outcome and not ev.outcome.ok) else
-             logging.WARNING if ev.kind is EventKind.APPLIED else
-             logging.DEBUG if ev.kind is EventKind.DRIFT else logging.INFO)
+    level = (logging.WARNING if failed else
+             logging.DEBUG if traced or ev.kind is EventKind.DRIFT else logging.INFO)
     log.log(level, "%s%s", ev.kind.value, f": {ev.message}" if ev.message and ev.kind is EventKind.APPLIED else "",
             extra={"ctx": ctx})
