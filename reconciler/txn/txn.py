@@ -210,7 +210,7 @@ class Transactions:
         t0 = time.monotonic()
         # a written target's own read-back right after its write (Engine.readbacks) is its state
         # after the change; only touched targets without one are observed again
-        readbacks = getattr(self.engine, "readbacks", {})
+        readbacks = self.engine.readbacks
         changed = {tid: readbacks[tid] for tid in gate.pre if tid in readbacks}
         unreachable: dict[TargetId, str] = {}
         by_layer: dict[Layer, list[Target]] = {}
@@ -259,7 +259,7 @@ class Transactions:
                      lambda: self.journal.set_state(gate.txn_id, TxnState.ROLLING_BACK, error=why)):
             lost += _journal_try(step) if step is not None else []
         # the written targets' state is what their drivers just read back: no observation needed
-        read_back = {tid: rs for tid, rs in getattr(self.engine, "readbacks", {}).items() if tid in gate.pre}
+        read_back = {tid: rs for tid, rs in self.engine.readbacks.items() if tid in gate.pre}
         res = self.rollback(gate.txn_id, targets, ignore, pre=gate.pre, read_back=read_back)
         res.report, res.error = report, "; ".join([why, *([res.error] if res.error else []), *lost])
         return res
