@@ -59,12 +59,12 @@ def _stats(name: str, xs: list[float]) -> str:
 
 
 def _daemon(tmp: Path, bare: Path, inventory: str, port: int, secret: Path, verbose: bool) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "reconciler.cli", "serve", "--repo", str(bare), "--store", str(tmp / "db.sqlite"),
+    # --verbose is a global option: it goes before the sub-command
+    cmd = [sys.executable, "-m", "reconciler.cli", *(["--verbose"] if verbose else []),
+           "serve", "--repo", str(bare), "--store", str(tmp / "db.sqlite"),
            "--state-dir", str(tmp / "state"), "--listen", f"127.0.0.1:{port}", "--webhook-secret-file", str(secret),
            "--interval", "3600", "--drift-interval", "3600", "--log-file", str(tmp / "serve.log"),
            "--inventory", inventory]
-    if verbose:
-        cmd.insert(3, "--verbose")   # a global option: before the sub-command
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env=dict(os.environ, RECONCILER_CA_DIR=str(tmp / "ca")))
 
